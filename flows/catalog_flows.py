@@ -1,0 +1,149 @@
+"""Prefect flows that bring catalogs in: ``synthesize-survey`` and ``ingest-catalog``.
+
+Thin orchestration: the numerics and parsing live in ``catalogs``; these flows order the steps,
+report what happened (rows, skipped rows, missing images) and publish a Prefect artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.artifacts import create_markdown_artifact
+from rich.progress import Progress
+
+from catalogs import synthetic
+from catalogs.contract import Catalog, conform, resolve_image_path, write_catalog
+from catalogs.errors import PathEscapeError
+from catalogs.readers import ReadResult, read_source
+from catalogs.targets import with_derived_targets
+
+# How many missing image paths a report quotes.
+_QUOTED = 5
+
+
+@dataclass
+class IngestReport:
+    catalog_path: str
+    rows: int
+    source_format: str
+    skipped_rows: int = 0
+    skipped_path: str | None = None
+    missing_images: int = 0
+    missing_examples: list[str] = field(default_factory=list)
+    label_counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        lines = [
+            f"# Catalog `{self.catalog_path}`",
+            "",
+            "| rows | format | skipped source rows | rows whose image is missing |",
+            "|---:|---|---:|---:|",
+            f"| {self.rows} | {self.source_format} | {self.skipped_rows} | {self.missing_images} |",
+        ]
+        if self.label_counts:
+            lines += ["", "| label | rows |", "|---|---:|"]
+            lines += [f"| {k} | {v} |" for k, v in sorted(self.label_counts.items())]
+        if self.notes:
+            lines += ["", *[f"- {n}" for n in self.notes]]
+        return "\n".join(lines)
+
+
+@task(cache_policy=NO_CACHE)  # inputs are tables: nothing to gain from hashing them
+def read_catalog_source(src: Path, fmt: str, options: dict) -> ReadResult:
+    return read_source(src, fmt, **options)
+
+
+@task(cache_policy=NO_CACHE)
+def derive_targets(catalog: Catalog) -> Catalog:
+    table = conform(with_derived_targets(catalog.table), f"{catalog.source_format} catalog")
+    return Catalog(table, catalog.root, catalog.source_format)
+
+
+@task(cache_policy=NO_CACHE)
+def find_missing_images(catalog: Catalog) -> list[str]:
+    """Image paths with no file behind them. Those rows stay in the catalog (annotation reports
+    each one in its errors table); ingest only warns so nothing is dropped."""
+    missing = []
+    for rel in catalog.table.column("image_path").to_pylist():
+        try:
+            if not resolve_image_path(catalog.root, rel).is_file():
+                missing.append(rel)
+        except PathEscapeError:  # a symlink pointing outside the root: as good as missing
+            missing.append(rel)
+    return missing
+
+
+@task(cache_policy=NO_CACHE)
+def save_catalog(catalog: Catalog, out: Path) -> Path:
+    return write_catalog(catalog, out)
+
+
+@task(cache_policy=NO_CACHE)
+def save_skipped(skipped: pa.Table, out: Path) -> Path | None:
+    if skipped.num_rows == 0:
+        return None
+    path = out.with_name(out.stem + ".skipped.parquet")
+    pq.write_table(skipped, path)
+    return path
+
+
+def _label_counts(table: pa.Table) -> dict[str, int]:
+    if "label" not in table.column_names:
+        return {}
+    counts = table.column("label").value_counts().to_pylist()
+    return {str(c["values"]): int(c["counts"]) for c in counts}
+
+
+@flow(name="ingest-catalog")
+def ingest_catalog(src: Path, fmt: str, out: Path, options: dict | None = None) -> IngestReport:
+    """Read any supported source, derive labels and captions from votes, write the catalog."""
+    out = Path(out)
+    result = read_catalog_source(Path(src), fmt, dict(options or {}))
+    catalog = derive_targets(result.catalog)
+    missing = find_missing_images(catalog)
+    path = save_catalog(catalog, out)
+    skipped_path = save_skipped(result.skipped, out)
+    report = IngestReport(
+        catalog_path=str(path),
+        rows=len(catalog),
+        source_format=catalog.source_format,
+        skipped_rows=result.skipped.num_rows,
+        skipped_path=str(skipped_path) if skipped_path else None,
+        missing_images=len(missing),
+        missing_examples=missing[:_QUOTED],
+        label_counts=_label_counts(catalog.table),
+        notes=list(result.notes),
+    )
+    create_markdown_artifact(report.markdown(), key="ingest-catalog", description="morphcat ingest")
+    return report
+
+
+@task(cache_policy=NO_CACHE)
+def render_galaxies(out: Path, n: int, seed: int, size: int, mix: str) -> pa.Table:
+    with Progress(transient=True) as bar:
+        job = bar.add_task(f"rendering {n} galaxies", total=n)
+        return synthetic.render_survey(
+            out, n=n, seed=seed, size=size, mix=mix, progress=lambda done: bar.update(job, completed=done)
+        )
+
+
+@flow(name="synthesize-survey")
+def synthesize_survey(out: Path, n: int, seed: int, size: int = 424, mix: str = "gz2") -> IngestReport:
+    """Render a synthetic GZ2-style survey into ``out`` and write ``out/catalog.parquet``."""
+    out = Path(out)
+    table = render_galaxies(out, n, seed, size, mix)
+    catalog = derive_targets(Catalog(table, out, "synthetic"))
+    path = save_catalog(catalog, out / "catalog.parquet")
+    report = IngestReport(
+        catalog_path=str(path), rows=len(catalog), source_format="synthetic",
+        label_counts=_label_counts(catalog.table),
+    )
+    create_markdown_artifact(report.markdown(), key="synthesize-survey", description="morphcat synth")
+    return report
+

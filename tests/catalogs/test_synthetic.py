@@ -1,0 +1,208 @@
+"""The embedded synthetic survey: determinism, catalog contract, vote model, mixes, arguments."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from catalogs import synthetic
+from catalogs.labels import CLASSES, derive_labels
+from catalogs.synthetic import MIXES, render_survey, sample_truth, simulate_votes
+from catalogs.tree import GZ2_TREE
+
+EXPECTED_COLUMNS = (
+    ["object_id", "image_path", "ra", "dec"]
+    + list(GZ2_TREE.debiased_columns)
+    + ["label", "truth_class", "mask_path"]
+)
+
+
+def _files(out: Path, table: pa.Table) -> dict[str, bytes]:
+    paths = table.column("image_path").to_pylist() + table.column("mask_path").to_pylist()
+    return {p: (out / p).read_bytes() for p in paths}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, pa.Table]:
+    out = tmp_path_factory.mktemp("synth-small")
+    return out, render_survey(out, 12, seed=3, size=64, mix="balanced", workers=1)
+
+
+def test_same_seed_is_identical_whatever_the_worker_count(small, tmp_path):
+    out1, t1 = small
+    t2 = render_survey(tmp_path / "w2", 12, seed=3, size=64, mix="balanced", workers=2)
+    assert t1.equals(t2)
+    assert _files(out1, t1) == _files(tmp_path / "w2", t2)
+
+
+def test_half_resolution_path_is_deterministic_and_full_size(tmp_path):
+    # frames above 256 px are rendered at half resolution and upsampled
+    a = render_survey(tmp_path / "a", 2, seed=5, size=300, workers=1)
+    b = render_survey(tmp_path / "b", 2, seed=5, size=300, workers=1)
+    assert a.equals(b)
+    assert _files(tmp_path / "a", a) == _files(tmp_path / "b", b)
+    for p in a.column("image_path").to_pylist():
+        assert Image.open(tmp_path / "a" / p).size == (300, 300)
+
+
+def test_different_seed_gives_a_different_survey(small, tmp_path):
+    out1, t1 = small
+    t2 = render_survey(tmp_path, 12, seed=4, size=64, mix="balanced", workers=1)
+    cols = list(GZ2_TREE.debiased_columns)
+    f1 = np.column_stack([t1.column(c).to_numpy() for c in cols])
+    f2 = np.column_stack([t2.column(c).to_numpy() for c in cols])
+    assert not np.array_equal(f1, f2)
+    assert t1.column("ra").to_pylist() != t2.column("ra").to_pylist()
+    img1 = sorted(_files(out1, t1)[p] for p in t1.column("image_path").to_pylist())
+    img2 = sorted(_files(tmp_path, t2)[p] for p in t2.column("image_path").to_pylist())
+    assert not set(img1) & set(img2)
+
+
+def test_columns_types_and_paths(small):
+    out, t = small
+    assert t.column_names == EXPECTED_COLUMNS
+    for name in ("object_id", "image_path", "label", "truth_class", "mask_path"):
+        assert t.schema.field(name).type == pa.string(), name
+    for name in ["ra", "dec", *GZ2_TREE.debiased_columns]:
+        assert t.schema.field(name).type == pa.float64(), name
+    ids = t.column("object_id").to_pylist()
+    assert ids == [f"synth-3-{i:06d}" for i in range(12)]
+    assert ids == sorted(ids)
+    assert t.column("image_path").to_pylist() == [f"images/{i}.jpg" for i in ids]
+    assert t.column("mask_path").to_pylist() == [f"masks/{i}.png" for i in ids]
+    assert set(t.column("label").to_pylist()) <= set(CLASSES)
+    assert set(t.column("truth_class").to_pylist()) <= set(CLASSES)
+    ra, dec = t.column("ra").to_numpy(), t.column("dec").to_numpy()
+    assert ((ra >= 150) & (ra <= 160)).all() and ((dec >= 0) & (dec <= 10)).all()
+
+
+def test_images_are_rgb_and_masks_cover_part_of_the_frame(small):
+    out, t = small
+    for img_rel, mask_rel in zip(t.column("image_path").to_pylist(), t.column("mask_path").to_pylist()):
+        img = Image.open(out / img_rel)
+        assert img.format == "JPEG" and img.mode == "RGB" and img.size == (64, 64)
+        assert np.asarray(img).max() > 100  # a galaxy, not an empty frame
+        mask = Image.open(out / mask_rel)
+        assert mask.format == "PNG" and mask.mode == "L" and mask.size == (64, 64)
+        m = np.asarray(mask)
+        assert set(np.unique(m)) <= {0, 255}
+        assert 0 < (m == 255).sum() < m.size // 2
+        # the footprint is where the image is bright: the galaxy, not the sky
+        lum = np.asarray(img.convert("L"), dtype=float)
+        assert lum[m == 255].mean() > lum[m == 0].mean() + 20
+
+
+def test_label_column_is_derive_labels_of_the_fractions(small):
+    _, t = small
+    cols = {c: t.column(c).to_numpy() for c in GZ2_TREE.debiased_columns}
+    assert list(derive_labels(cols)) == t.column("label").to_pylist()
+
+
+def _check_fractions(f: np.ndarray) -> None:
+    """Reached questions sum to 1, unreached are all 0, and a question is reached exactly
+    when its parent answer got votes."""
+    assert f.shape == (len(GZ2_TREE),)
+    assert ((f >= 0) & (f <= 1)).all()
+    for (q, sl), parent in zip(GZ2_TREE.question_slices, GZ2_TREE.parent_index):
+        total = f[sl].sum()
+        reached = parent is None or f[parent] > 0
+        if q.key == "t06":  # only "star or artifact" from every volunteer ends before Q6
+            reached = f[GZ2_TREE.answer("t01", "a03").index] < 1
+        if reached:
+            assert abs(total - 1.0) < 1e-9, (q.key, total)
+        else:
+            assert total == 0.0, q.key
+
+
+def test_vote_fractions_from_the_survey(small):
+    _, t = small
+    f = np.column_stack([t.column(c).to_numpy() for c in GZ2_TREE.debiased_columns])
+    for row in f:
+        _check_fractions(row)
+
+
+def test_vote_fractions_from_the_vote_model():
+    rng = np.random.default_rng(11)
+    seen_unreached = 0
+    for i in range(100):
+        truth = sample_truth(CLASSES[i % len(CLASSES)], rng)
+        f = simulate_votes(truth, rng)
+        _check_fractions(f)
+        seen_unreached += int(f[GZ2_TREE.question_slices[-1][1]].sum() == 0)
+    assert seen_unreached > 0  # ellipticals never reach the arm-count question
+
+
+def test_vote_model_recovers_the_truth_class():
+    rng = np.random.default_rng(12)
+    rows, truths = [], []
+    for i in range(250):
+        truth = sample_truth(CLASSES[i % len(CLASSES)], rng)
+        rows.append(simulate_votes(truth, rng))
+        truths.append(truth["class"])
+    f = np.array(rows)
+    labels = derive_labels({c: f[:, j] for j, c in enumerate(GZ2_TREE.debiased_columns)})
+    agree = np.mean(labels == np.array(truths, dtype=object))
+    assert agree >= 0.85, agree
+    per_class = {c: np.mean(labels[np.array(truths) == c] == c) for c in CLASSES}
+    assert min(per_class.values()) >= 0.7, per_class
+    # fractions are confident but not all 0/1
+    spiral_frac = f[np.array(truths) == "spiral", GZ2_TREE.answer("t04", "a08").index]
+    assert 0.6 < np.median(spiral_frac) < 1.0
+    assert len(np.unique(spiral_frac)) > 10
+
+
+def test_simulate_votes_is_deterministic_and_accepts_minimal_truth():
+    a = simulate_votes({"class": "elliptical", "kind": "elliptical"}, 5)
+    b = simulate_votes({"class": "elliptical", "kind": "elliptical"}, 5)
+    assert np.array_equal(a, b)
+    assert a[GZ2_TREE.answer("t01", "a01").index] >= 0.6
+    _check_fractions(a)
+
+
+def test_balanced_mix_is_exactly_balanced_and_labels_agree(tmp_path):
+    n = 50
+    t = render_survey(tmp_path, n, seed=21, size=48, mix="balanced", workers=2)
+    truth = t.column("truth_class").to_pylist()
+    assert Counter(truth) == {c: n // len(CLASSES) for c in CLASSES}
+    agree = np.mean(np.array(truth) == np.array(t.column("label").to_pylist()))
+    print(f"label/truth agreement on n={n} balanced: {agree:.2f}")
+    assert agree >= 0.8
+
+
+def test_gz2_mix_follows_its_proportions():
+    classes = synthetic._assign_classes(3000, seed=1, mix="gz2")
+    counts = Counter(classes)
+    for c, p in MIXES["gz2"].items():
+        assert abs(counts[c] / 3000 - p) < 0.03, (c, counts[c])
+    # an object's class does not depend on how many objects there are
+    assert synthetic._assign_classes(10, seed=1, mix="gz2") == classes[:10]
+    assert max(counts, key=counts.get) == "ambiguous"
+
+
+def test_progress_reports_up_to_n(tmp_path):
+    seen: list[int] = []
+    render_survey(tmp_path, 5, seed=2, size=32, workers=1, progress=seen.append)
+    assert seen == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n": 0}, "n must be an integer >= 1"),
+        ({"n": 2.5}, "n must be an integer >= 1"),
+        ({"size": 31}, "size must be an integer >= 32"),
+        ({"mix": "sdss"}, "unknown mix 'sdss'; valid mixes: balanced, gz2"),
+        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"workers": 0}, "workers must be an integer >= 1"),
+    ],
+)
+def test_bad_arguments_raise(tmp_path, kwargs, message):
+    args = {"n": 2, "seed": 1, "size": 64, "mix": "gz2"} | kwargs
+    with pytest.raises(ValueError, match=message):
+        render_survey(tmp_path / "out", **args)
+    assert not (tmp_path / "out").exists()  # nothing written before validation
