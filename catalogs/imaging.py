@@ -292,3 +292,21 @@ def stretch_fits(data: np.ndarray, source: str = "FITS data") -> tuple[np.ndarra
         out = np.stack([rgb[2], rgb[1], rgb[0]], axis=-1)  # (g, r, i) → (B, G, R)
     info = StretchInfo(tuple(backgrounds), tuple(sigmas), scale, beta, nonfinite)
     return np.ascontiguousarray(out), info
+
+
+def crop_box(width: int, height: int, crop: float) -> tuple[float, float, float, float]:
+    """The centred square box kept from a ``width``×``height`` image: ``crop`` of the shorter side."""
+    side = min(width, height) * crop
+    left, top = (width - side) / 2.0, (height - side) / 2.0
+    return (left, top, left + side, top + side)
+
+
+def crop_resize(rgb: np.ndarray, size: int, crop: float) -> np.ndarray:
+    """Centre-crop ``crop`` of the shorter side and resize to ``size``×``size`` in one Pillow
+    call (bilinear with antialiasing when shrinking). Training and annotation both call this, so
+    a model always sees pixels prepared the same way."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    out = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR, box=crop_box(w, h, crop))
+    return np.asarray(out, dtype=np.uint8)

@@ -37,6 +37,22 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
     _print_report(report)
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    from flows.model_flows import train_models
+
+    kinds = [k.strip() for k in args.models.split(",") if k.strip()]
+    for result in train_models(catalog=args.catalog, out=args.out, models=kinds, epochs=args.epochs,
+                               image_size=args.image_size, seed=args.seed):
+        print(f"{result['kind']}: {result['model']} ({result['epochs_run']} epochs, {result['train_seconds']} s)")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from flows.model_flows import evaluate_models
+
+    evaluate_models(models_dir=args.models_dir, catalog=args.catalog, out=args.out)
+    print((args.out / "metrics.md").read_text())
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo import run_demo
 
@@ -80,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", default="object_id", help="manifest id column (folder format)")
     p.add_argument("--path-column", default="image_path", help="manifest image-path column (folder format)")
     p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("train", help="train the classifier, vote regressor and captioner on a catalog")
+    p.add_argument("catalog", type=Path, help="catalog Parquet (from morphcat ingest or synth)")
+    p.add_argument("--out", type=Path, required=True, help="models folder to write")
+    p.add_argument("--models", default="classifier,regressor,captioner",
+                   help="comma-separated subset of classifier,regressor,captioner")
+    p.add_argument("--epochs", type=int, default=60, help="maximum epochs (early stopping on a held-out split)")
+    p.add_argument("--image-size", type=int, default=64, help="model input size in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="score trained models on a catalog (its test split if it trained them)")
+    p.add_argument("models_dir", type=Path)
+    p.add_argument("catalog", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="report folder (metrics.json, metrics.md, plots)")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded synthetic survey")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

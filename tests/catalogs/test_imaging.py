@@ -266,3 +266,26 @@ def test_fits_stretch_is_vectorised_and_fast():
     out = fits_to_rgb(big)
     assert out.shape == (512, 512, 3)
     assert time.perf_counter() - t < 2.0
+
+
+@pytest.mark.parametrize(
+    "w, h, crop, box",
+    [(424, 424, 0.5, (106.0, 106.0, 318.0, 318.0)), (200, 100, 1.0, (50.0, 0.0, 150.0, 100.0)),
+     (100, 300, 0.6, (20.0, 120.0, 80.0, 180.0))],
+)
+def test_crop_box_is_centred_on_the_shorter_side(w, h, crop, box):
+    from catalogs.imaging import crop_box
+
+    assert crop_box(w, h, crop) == pytest.approx(box)
+
+
+def test_crop_resize_keeps_the_centre_and_size():
+    from catalogs.imaging import crop_resize
+
+    rgb = np.zeros((424, 424, 3), np.uint8)
+    rgb[200:224, 200:224] = 255  # a bright centre that must survive
+    rgb[:50] = 90  # a border band the crop must drop
+    out = crop_resize(rgb, 32, 0.5)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    assert out[15:17, 15:17].min() > 200
+    assert out[0].max() == 0 and out[:, 0].max() == 0

@@ -1,0 +1,126 @@
+"""Prefect flows ``train-models`` (one task per model) and ``evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from catalogs.contract import read_catalog
+from models.config import BackboneConfig, ImageSpec, ModelConfig
+from models.train import MODEL_KINDS, TrainSettings
+
+
+def _publish(trained, out: Path) -> dict:
+    from models.artifacts import save_trained
+
+    paths = save_trained(trained, out)
+    epochs = len(next(iter(trained.history.values()), []))
+    create_table_artifact(
+        [{"epoch": e + 1, **{k: round(v[e], 5) for k, v in trained.history.items()}} for e in range(epochs)],
+        key=f"{trained.kind}-training-curves", description=f"{trained.kind}: per-epoch training and validation metrics",
+    )
+    return {"kind": trained.kind, "train_seconds": trained.sidecar["train_seconds"],
+            "epochs_run": trained.sidecar["epochs_run"], **{k: str(v) for k, v in paths.items()}}
+
+
+@task(cache_policy=NO_CACHE)
+def train_classifier_and_regressor(catalog_path: Path, config: dict, settings: dict, out: Path) -> list[dict]:
+    """Both models at once on a shared backbone (``models.morphology``)."""
+    from models.train import train_morphology
+
+    trained = train_morphology(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings))
+    return [_publish(t, out) for t in trained]
+
+
+@task(cache_policy=NO_CACHE)
+def train_single_model(kind: str, catalog_path: Path, config: dict, settings: dict, out: Path) -> dict:
+    from models.train import train_classifier, train_regressor
+
+    trainer = {"classifier": train_classifier, "regressor": train_regressor}[kind]
+    return _publish(trainer(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings)), out)
+
+
+@task(cache_policy=NO_CACHE)
+def train_captioner_model(catalog_path: Path, config: dict, settings: dict, out: Path) -> dict:
+    """Reuses the trained classifier's backbone (frozen) when the models folder has one."""
+    from models.artifacts import load_trained
+    from models.train import train_captioner
+
+    backbone = None
+    if (out / "classifier.keras").is_file():
+        backbone = load_trained(out, "classifier")[0].get_layer("backbone")
+    trained = train_captioner(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings),
+                              backbone=backbone)
+    return _publish(trained, out)
+
+
+@flow(name="train-models")
+def train_models(catalog: Path, out: Path, models: list[str], epochs: int = 60, image_size: int = 64,
+                 seed: int = 0) -> list[dict]:
+    unknown = set(models) - set(MODEL_KINDS)
+    if unknown:
+        raise ValueError(f"unknown models {sorted(unknown)}; choose from {', '.join(MODEL_KINDS)}")
+    config = ModelConfig(image=ImageSpec(size=image_size), backbone=BackboneConfig()).to_dict()
+    settings = TrainSettings(epochs=epochs, seed=seed).__dict__
+    catalog, out = Path(catalog), Path(out)
+    results: list[dict] = []
+    if {"classifier", "regressor"} <= set(models):
+        results += train_classifier_and_regressor(catalog, config, settings, out)
+    else:
+        results += [train_single_model(k, catalog, config, settings, out) for k in models if k != "captioner"]
+    if "captioner" in models:
+        results.append(train_captioner_model(catalog, config, settings, out))
+    return results
+
+
+@task(cache_policy=NO_CACHE)
+def score_models(models_dir: Path, catalog_path: Path, out: Path) -> dict:
+    from models.artifacts import load_trained
+    from models.evaluate import evaluate_captioner, evaluate_classifier, evaluate_regressor, template_baseline
+    from models.metrics import combine_metrics, plot_confusion_matrix, write_metrics_json
+
+    catalog = read_catalog(catalog_path)
+    present = [k for k in MODEL_KINDS if (Path(models_dir) / f"{k}.keras").is_file()]
+    if not present:
+        raise FileNotFoundError(f"no trained models (classifier/regressor/captioner .keras) in {models_dir}")
+    out.mkdir(parents=True, exist_ok=True)
+    parts: dict = {}
+    predicted_votes = None
+    if "classifier" in present and "label" in catalog.table.column_names:
+        parts["classification"] = evaluate_classifier(*load_trained(models_dir, "classifier"), catalog)
+        c = parts["classification"]
+        plot_confusion_matrix(c["confusion_matrix"], c["labels"], out / "confusion_matrix.png",
+                              f"classifier on {Path(catalog_path).name} ({c['scope']})")
+    if "regressor" in present and catalog.has_votes:
+        parts["regression"], rows, pred = evaluate_regressor(*load_trained(models_dir, "regressor"), catalog)
+        predicted_votes = (rows, pred)
+    if "caption" in catalog.table.column_names:
+        if "captioner" in present:
+            parts["captions"], refs, hyps, _ = evaluate_captioner(*load_trained(models_dir, "captioner"), catalog)
+            (out / "captions.tsv").write_text(
+                "reference\thypothesis\n" + "".join(f"{r}\t{h}\n" for r, h in zip(refs, hyps)))
+        if predicted_votes is not None:
+            parts["template_baseline"] = template_baseline(catalog, *predicted_votes)
+    metrics = combine_metrics(**{k: v for k, v in parts.items() if k in ("classification", "regression", "captions")})
+    if "template_baseline" in parts:
+        metrics["template_baseline"] = parts["template_baseline"]
+    write_metrics_json(metrics, out / "metrics.json")
+    return metrics
+
+
+@flow(name="evaluate")
+def evaluate_models(models_dir: Path, catalog: Path, out: Path) -> dict:
+    from models.metrics import metrics_markdown
+
+    metrics = score_models(Path(models_dir), Path(catalog), Path(out))
+    markdown = metrics_markdown(metrics)
+    baseline = metrics.get("template_baseline")
+    if baseline:
+        markdown += (f"\n\nTemplate captions from the regressor's predicted votes (baseline): "
+                     f"BLEU-4 {baseline['bleu4']:.3f}, feature agreement {baseline['caption_agreement']:.3f}")
+    (Path(out) / "metrics.md").write_text(markdown + "\n")
+    create_markdown_artifact(markdown, key="evaluation", description=f"morphcat evaluate {models_dir} on {catalog}")
+    return metrics

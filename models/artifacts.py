@@ -1,0 +1,55 @@
+"""Saving and loading trained models: ``MODELS_DIR/<kind>.keras`` plus ``<kind>.json``, the
+sidecar with everything inference needs (the config is read back from it, never re-declared),
+and ``<kind>_curves.png``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+
+from models.metrics import plot_training_curves
+from models.train import MODEL_KINDS, TrainedModel
+
+
+class ArtifactError(FileNotFoundError):
+    """A models folder lacks a model or its sidecar."""
+
+
+def save_trained(trained: TrainedModel, out_dir: Path) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / f"{trained.kind}.keras"
+    trained.model.save(model_path)
+    sidecar = dict(trained.sidecar, history=trained.history)
+    sidecar_path = out_dir / f"{trained.kind}.json"
+    sidecar_path.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str))
+    paths = {"model": model_path, "sidecar": sidecar_path}
+    if trained.history:
+        paths["curves"] = plot_training_curves(trained.history, out_dir / f"{trained.kind}_curves.png",
+                                               f"{trained.kind} training")
+    return paths
+
+
+def load_sidecar(models_dir: Path, kind: str) -> dict:
+    path = Path(models_dir) / f"{kind}.json"
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing: train the {kind} first (morphcat train … --models {kind})")
+    return json.loads(path.read_text())
+
+
+def load_trained(models_dir: Path, kind: str) -> tuple[keras.Model, dict]:
+    """The model (loaded with ``safe_mode=True``: no code from the file runs) and its sidecar."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+    sidecar = load_sidecar(models_dir, kind)
+    path = Path(models_dir) / f"{kind}.keras"
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing")
+    # Custom layers/losses register themselves on import.
+    import models.captioner  # noqa: F401
+    import models.regressor  # noqa: F401
+
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    return model, sidecar

@@ -1,0 +1,117 @@
+"""Morphology classifier and its Grad-CAM reference implementation.
+
+Graph (layer names in quotes)::
+
+    "image" → "backbone" (nested model, last layer "features")
+            → "gap" GlobalAveragePooling2D
+            → "head_hidden" Dense(hidden, activation="relu")   # ReLU INSIDE the Dense
+            → "head_dropout" Dropout
+            → "logits" Dense(n_classes)
+            → "probs" Softmax                                  # the model output
+
+Because the ReLU sits inside ``head_hidden``, that layer's output is ``h = relu(z1)`` with
+``z1 = gap @ W1 + b1``, and ``mask(z1 > 0) == (h > 0)``. For this head
+
+    d logit_c / d A[i, j, k] = (1 / (H·W)) · (W1 · (mask(z1 > 0) ⊙ W2[:, c]))_k
+
+for every position (i, j), so the Grad-CAM channel weight α_k (the spatial mean of that
+gradient) is ``(W1 · (mask ⊙ W2[:, c]))_k / (H·W)`` — note the 1/(H·W) from the average pooling,
+which :func:`grad_cam` (via autodiff) includes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.backbone import FEATURES_LAYER, build_backbone
+from models.config import ModelConfig
+
+BACKBONE_LAYER = "backbone"
+IMAGE_INPUT = "image"
+
+
+def check_class_names(class_names: Sequence[str]) -> list[str]:
+    if isinstance(class_names, str):
+        raise TypeError("class_names must be a sequence of names, not one string")
+    names = list(class_names)
+    if len(names) < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {names}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate class names in {names}")
+    return names
+
+
+def classifier_head(pooled, config: ModelConfig, n_classes: int):
+    """GAP output → class probabilities: ``head_hidden`` → ``head_dropout`` → ``logits`` → ``probs``."""
+    x = keras.layers.Dense(config.head.hidden, activation="relu", name="head_hidden")(pooled)
+    x = keras.layers.Dropout(config.head.dropout, name="head_dropout")(x)
+    logits = keras.layers.Dense(n_classes, name="logits")(x)
+    return keras.layers.Softmax(name="probs")(logits)
+
+
+def image_input(config: ModelConfig):
+    image = config.image
+    return keras.Input(shape=(image.size, image.size, image.channels), name=IMAGE_INPUT)
+
+
+def build_classifier(config: ModelConfig, class_names: Sequence[str]) -> keras.Model:
+    """Image in [0, 1] of shape (size, size, channels) → class probabilities (N, len(class_names))."""
+    names = check_class_names(class_names)
+    inputs = image_input(config)
+    features = build_backbone(config.image, config.backbone, name=BACKBONE_LAYER)(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
+    return keras.Model(inputs, classifier_head(pooled, config, len(names)), name="classifier")
+
+
+def grad_cam_model(classifier: keras.Model) -> keras.Model:
+    """A model sharing ``classifier``'s layers: image → (features (N, h, w, k), logits (N, C)).
+
+    Built by re-applying the classifier's backbone and head layers (Dropout is skipped: it is
+    the identity at inference), so no weights are copied.
+    """
+    backbone = classifier.get_layer(BACKBONE_LAYER)
+    inputs = keras.Input(shape=classifier.input_shape[1:], name=IMAGE_INPUT)
+    features = backbone(inputs)
+    x = classifier.get_layer("gap")(features)
+    x = classifier.get_layer("head_hidden")(x)
+    logits = classifier.get_layer("logits")(x)
+    return keras.Model(inputs, [features, logits], name="grad_cam")
+
+
+def features_layer(classifier: keras.Model) -> keras.layers.Layer:
+    """The backbone's last layer, ``features`` (the Grad-CAM target)."""
+    return classifier.get_layer(BACKBONE_LAYER).get_layer(FEATURES_LAYER)
+
+
+def grad_cam(classifier: keras.Model, images, class_index=None) -> np.ndarray:
+    """Raw Grad-CAM maps (N, h, w) at feature-map resolution, float32, ≥ 0.
+
+    ``cam = ReLU(Σ_k α_k A_k)`` with ``α_k`` = spatial mean of ``d logit_c / d A_k`` (logits, not
+    probabilities). ``class_index``: None → each image's predicted (arg-max) class; an int → that
+    class for every image; a sequence of N ints → one class per image. No upsampling, no
+    normalisation.
+    """
+    x = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
+    if x.shape.rank != 4:
+        raise ValueError(f"expected a batch of images (N, H, W, C), got shape {tuple(x.shape)}")
+    model = grad_cam_model(classifier)
+    with tf.GradientTape() as tape:
+        features, logits = model(x, training=False)
+        tape.watch(features)
+        n_classes = logits.shape[-1]
+        if class_index is None:
+            classes = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        else:
+            idx = np.broadcast_to(np.asarray(class_index, dtype=np.int64), (x.shape[0],))
+            if np.any((idx < 0) | (idx >= n_classes)):
+                raise ValueError(f"class_index out of range [0, {n_classes}): {class_index}")
+            classes = tf.constant(idx, dtype=tf.int32)
+        target = tf.reduce_sum(logits * tf.one_hot(classes, n_classes, dtype=logits.dtype))
+    grads = tape.gradient(target, features)  # (N, h, w, k); rows are independent
+    alpha = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # (N, 1, 1, k)
+    cam = tf.nn.relu(tf.reduce_sum(alpha * features, axis=-1))
+    return cam.numpy().astype(np.float32)

@@ -1,0 +1,89 @@
+"""Evaluating trained models on a catalog: predictions in Keras, scores from ``models.metrics``.
+
+When the catalog is the one the models were trained on (same fingerprint), only its held-out
+``test`` split is scored; any other catalog is scored whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from catalogs.captions import template_captions
+from catalogs.contract import Catalog
+from catalogs.targets import kaggle_targets
+from catalogs.tree import GZ2_TREE
+from models.captioner import captioner_from_train, greedy_decode
+from models.config import ModelConfig
+from models.data import assign_splits, decode_images
+from models.metrics import caption_metrics, classification_metrics, regression_metrics
+from models.tokenizer import Tokenizer
+from models.train import catalog_fingerprint
+
+
+def evaluation_rows(catalog: Catalog, sidecar: dict) -> tuple[np.ndarray, str]:
+    """Rows to score and a word on why: the test split of the training catalog, else all."""
+    if sidecar.get("catalog_fingerprint") == catalog_fingerprint(catalog):
+        split = sidecar["split"]
+        ids = catalog.table.column("object_id").to_pylist()
+        s = assign_splits(ids, split["val_fraction"], split["test_fraction"], split["salt"])
+        return np.flatnonzero(s == "test"), "held-out test split of the training catalog"
+    return np.arange(len(catalog)), "whole catalog (not the training catalog)"
+
+
+def _images(catalog: Catalog, rows: np.ndarray, sidecar: dict):
+    spec = ModelConfig.from_dict(sidecar["config"]).image
+    return decode_images(catalog, rows, spec)
+
+
+def evaluate_classifier(model, sidecar: dict, catalog: Catalog) -> dict:
+    rows, scope = evaluation_rows(catalog, sidecar)
+    labels = catalog.table.column("label").to_pylist()
+    rows = np.array([r for r in rows if labels[r] is not None], dtype=np.int64)
+    dec = _images(catalog, rows, sidecar)
+    names = list(sidecar["class_names"])
+    probs = model.predict(dec.dataset.batch(64), verbose=0)
+    y_true = [labels[r] for r in dec.good_rows]
+    y_pred = [names[i] for i in probs.argmax(axis=1)]
+    # Classes the catalog has but the model does not predict still get their row of the matrix.
+    all_labels = names + sorted(set(y_true) - set(names))
+    out = classification_metrics(y_true, y_pred, all_labels)
+    out.update(scope=scope, undecodable=len(dec.failures))
+    return out
+
+
+def evaluate_regressor(model, sidecar: dict, catalog: Catalog) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Scores plus the rows and predicted cumulative vote fractions (for the caption baseline)."""
+    rows, scope = evaluation_rows(catalog, sidecar)
+    targets = kaggle_targets(catalog.table)
+    dec = _images(catalog, rows, sidecar)
+    pred = model.predict(dec.dataset.batch(64), verbose=0)
+    out = regression_metrics(targets[dec.good_rows], pred)
+    out.update(scope=scope, undecodable=len(dec.failures))
+    return out, dec.good_rows, pred
+
+
+def evaluate_captioner(model, sidecar: dict, catalog: Catalog) -> tuple[dict, list[str], list[str], np.ndarray]:
+    rows, scope = evaluation_rows(catalog, sidecar)
+    captions = catalog.table.column("caption").to_pylist()
+    rows = np.array([r for r in rows if captions[r]], dtype=np.int64)
+    dec = _images(catalog, rows, sidecar)
+    models = captioner_from_train(model)
+    tokenizer = Tokenizer.from_dict(sidecar["tokenizer"])
+    hyps: list[str] = []
+    for batch in dec.dataset.batch(64):
+        hyps += greedy_decode(models, batch.numpy(), tokenizer, sidecar["max_len"])
+    refs = [captions[r] for r in dec.good_rows]
+    out = caption_metrics(refs, hyps)
+    out.update(scope=scope, undecodable=len(dec.failures))
+    return out, refs, hyps, dec.good_rows
+
+
+def template_baseline(catalog: Catalog, rows: np.ndarray, predicted_cumulative: np.ndarray) -> dict:
+    """The honest baseline: template captions written from the regressor's predicted votes,
+    scored against the reference captions of the same rows."""
+    ids = np.asarray(catalog.table.column("object_id").to_pylist(), dtype=object)[rows]
+    fractions = np.nan_to_num(GZ2_TREE.per_question(predicted_cumulative), nan=0.0)
+    hyps = template_captions(ids, fractions)
+    refs = catalog.table.column("caption").to_pylist()
+    keep = [i for i, r in enumerate(rows) if refs[r]]
+    return caption_metrics([refs[rows[i]] for i in keep], [hyps[i] for i in keep])
