@@ -18,19 +18,22 @@ disturb each other:
 
 Rendering model
 ---------------
-Components are analytic profiles evaluated in numpy on a pixel grid: Sérsic bulges and
-ellipticals, exponential disks seen at an inclination (the disk-plane coordinates are the image
-coordinates rotated and stretched by 1/q, with an intrinsic thickness), edge-on disks
-(exponential along, sech² across), log-spiral arms as an analytic modulation of the disk
-``exp(-r/h) * ((1 + cos(m(θ - ln(r/r0)/tan p) - φ))/2)^k`` with a clumpy texture and HII knots,
-flat-topped (super-Gaussian) bars, Gaussian rings, edge-on dust lanes (a multiplicative
-transmission, more opaque in g than in i), tidal tails (log-spiral arcs fading along their length), clumpy
-irregulars and neighbouring stars and small galaxies. Evaluating the arms analytically instead
-of summing many GalSim knots keeps one galaxy at a few tens of milliseconds. GalSim draws the
-PSF (Kolmogorov, FWHM 1.2-1.5", pixel response included), which is applied to the whole scene
-with one FFT convolution per band. Frames larger than 256 px are rendered at half resolution and
-upsampled at the end, which also gives the sky noise the slight correlation of SDSS's resampled
-cutouts.
+GalSim draws the galaxies' light profiles on the pixel grid: Sérsic bulges and ellipticals
+(``galsim.Sersic``, sheared to their axis ratio and position angle), exponential disks seen at
+an inclination (``galsim.Exponential`` sheared to the projected axis ratio), edge-on disks
+(``galsim.InclinedExponential``: exponential along the disk, sech² across it), irregular bodies
+and neighbouring galaxies (exponentials), and the PSF (Kolmogorov, FWHM 1.2-1.5", pixel response
+included). Every profile is brought to one brightness convention (1 at the effective radius for
+Sérsic components, 1 at the centre for disks). The structure GalSim has no profile for is
+added in numpy on the same grid: log-spiral arms as an analytic modulation of the disk
+``exp(-r/h) * ((1 + cos(m(θ - ln(r/r0)/tan p) - φ))/2)^k`` with a clumpy texture and HII knots
+(evaluated analytically instead of summing ~120 GalSim knots, which cost ~300 ms a galaxy),
+flat-topped (super-Gaussian) bars, Gaussian rings, boxy bulges (generalised ellipses), edge-on
+dust lanes (a multiplicative transmission, more opaque in g than in i), the tidally bent bodies
+and tails of mergers (log-spiral arcs fading along their length) and stars (point sources that
+the PSF shapes). The whole scene is convolved with the PSF in one FFT per band. Frames larger
+than 256 px are rendered at half resolution and upsampled at the end, which also gives the sky
+noise the slight correlation of SDSS's resampled cutouts.
 
 Colour model
 ------------
@@ -455,6 +458,35 @@ def _exp_disk(r, h):
     return np.exp(-r / h)
 
 
+def _gs_image(scene, obj, x0: float, y0: float) -> np.ndarray:
+    """Draw a GalSim profile centred at (x0, y0) (fractions of the frame) on the scene's grid.
+    No PSF and no pixel here: both are applied to the whole scene in one convolution later."""
+    import galsim  # imported here: only the rendering needs it, and it is slow to import
+
+    img = galsim.ImageF(scene.n, scene.n, scale=1.0)
+    obj.drawImage(image=img, method="no_pixel", offset=(scene.px(x0), scene.px(y0)))
+    return img.array
+
+
+def _gs_sersic(scene, x0, y0, re_px: float, n: float, q: float, pa: float) -> np.ndarray:
+    """A GalSim Sérsic with major-axis effective radius ``re_px`` and axis ratio ``q``, scaled to
+    1 at the effective radius (the brightness convention of every component here)."""
+    import galsim
+
+    prof = galsim.Sersic(n, half_light_radius=re_px * math.sqrt(q)).shear(q=q, beta=pa * galsim.radians)
+    at_re = prof.xValue(galsim.PositionD(re_px * math.cos(pa), re_px * math.sin(pa)))
+    return _gs_image(scene, prof, x0, y0) / np.float32(at_re)
+
+
+def _gs_disk(scene, x0, y0, h_px: float, q: float, pa: float) -> np.ndarray:
+    """A GalSim exponential disk of scale length ``h_px`` seen with axis ratio ``q``, scaled to
+    1 at its centre: flux 2π h² q (a thin disk; edge-ons use ``galsim.InclinedExponential``)."""
+    import galsim
+
+    prof = galsim.Exponential(scale_radius=h_px * math.sqrt(q), flux=2 * math.pi * h_px * h_px * q)
+    return _gs_image(scene, prof.shear(q=q, beta=pa * galsim.radians), x0, y0)
+
+
 def _ramp(r, r0, power=4.0):
     """0 well inside r0, 1 well outside: where arms start."""
     return 1.0 / (1.0 + (r0 / np.maximum(r, 1e-3)) ** power)
@@ -552,7 +584,7 @@ def _draw_disk_galaxy(scene, rng, c, d, old_disk=False, x=0.0, y=0.0, pa=None, a
     r = np.sqrt(u * u + v * v)
     disk_sed = _sed(rng, _SED_OLD * 0.5 + _SED_DISK * 0.5 if old_disk else _SED_DISK, scene.shift)
     arms = d.get("arms")
-    disk = _exp_disk(r, h)
+    disk = _gs_disk(scene, cx, cy, h, d["q"], pa)
     # Arms take light from the smooth disk (the interarm is fainter), then add young light.
     arm_amp = arms["amp"] if arms else 0.0
     scene.add(disk, sb * (1.0 - 0.55 * arm_amp), disk_sed)
@@ -572,34 +604,41 @@ def _draw_disk_galaxy(scene, rng, c, d, old_disk=False, x=0.0, y=0.0, pa=None, a
         ring_sed = _SED_DISK if old_disk else _SED_YOUNG
         scene.add(_ring(r, rg) * _exp_disk(r, 3 * h), sb * 0.9 * rg["strength"], _sed(rng, ring_sed, scene.shift))
     if d["bt"] > 0:
-        bu, bv = scene.frame(cx, cy, pa, d["bulge_q"])
-        bulge = _sersic(bu, bv, scene.px(d["bulge_re"]), d["bulge_n"])
+        bulge = _gs_sersic(scene, cx, cy, scene.px(d["bulge_re"]), d["bulge_n"], d["bulge_q"], pa)
         amp = d["bt"] / (1.0 - d["bt"]) * disk_flux / float(bulge.sum())
         scene.add(bulge, amp, _sed(rng, _SED_OLD, scene.shift))
 
 
 def _draw_elliptical(scene, rng, c, e):
-    u, v = scene.frame(c["center"][0], c["center"][1], c["pa"], e["q"])
-    prof = _sersic(u, v, scene.px(e["re"]), e["n"])
+    prof = _gs_sersic(scene, c["center"][0], c["center"][1], scene.px(e["re"]), e["n"], e["q"], c["pa"])
     # sb is the brightness at ~re/3: a bright core that saturates as in SDSS JPEGs
     scene.add(prof, c["sb"] * 0.35, _sed(rng, _SED_OLD, scene.shift))
 
 
 def _draw_edge_on(scene, rng, c, e):
-    """Exponential along the disk, sech² across it, a bulge (round or boxy), then the dust
+    """An inclined exponential disk (sech² across it), a bulge (round or boxy), then the dust
     lane's transmission over all of it (off the midplane when the disk is slightly tilted)."""
+    import galsim
+
     h, z0 = scene.px(e["h"]), scene.px(e["z0"])
     cx, cy = c["center"]
     u, z = scene.frame(cx, cy, c["pa"], 1.0)
+    # The disk: GalSim's inclined exponential (sech² vertical profile of scale height z0), scaled
+    # to the central brightness of the face-on convention; a faint thick halo is added in numpy.
+    thin = _gs_image(scene, galsim.InclinedExponential(
+        math.acos(e["tilt"]) * galsim.radians, scale_radius=h, scale_height=max(z0, 0.3)
+    ).rotate(c["pa"] * galsim.radians), cx, cy)
+    thin *= np.float32(0.74 / max(float(thin.max()), 1e-12))
     radial = np.exp(-np.sqrt(u * u + (0.3 * h) ** 2) / h)
-    ez = np.exp(-2.0 * np.abs(z) / z0)
-    disk = radial * 4.0 * ez / (1.0 + ez) ** 2 + 0.5 * radial * np.exp(-np.abs(z) / (0.3 * h))  # thin + faint halo
+    disk = thin + 0.5 * radial * np.exp(-np.abs(z) / (0.3 * h))
     layer = np.zeros_like(scene.target)
     layer += np.asarray(_sed(rng, _SED_DISK, scene.shift), np.float32)[:, None, None] * (c["sb"] * 1.2 * disk)[None]
     if e["bt"] > 0:
-        boxy = 3.5 if e["bulge_shape"] == "boxy" else 2.0
-        bu, bv = scene.frame(cx, cy, c["pa"], 0.8 if boxy == 2.0 else 0.7)
-        bulge = _sersic(bu, bv, scene.px(e["bulge_re"]), 2.0, boxy=boxy)
+        if e["bulge_shape"] == "boxy":  # GalSim has no boxy isophotes: a generalised ellipse in numpy
+            bu, bv = scene.frame(cx, cy, c["pa"], 0.7)
+            bulge = _sersic(bu, bv, scene.px(e["bulge_re"]), 2.0, boxy=3.5)
+        else:
+            bulge = _gs_sersic(scene, cx, cy, scene.px(e["bulge_re"]), 2.0, 0.8, c["pa"])
         amp = e["bt"] / (1 - e["bt"]) * float(disk.sum()) * c["sb"] * 1.2 / float(bulge.sum())
         layer += np.asarray(_sed(rng, _SED_OLD, scene.shift), np.float32)[:, None, None] * (amp * bulge)[None]
     if e["dust"]:
@@ -641,8 +680,7 @@ def _draw_merger(scene, rng, c, m):
 def _draw_irregular(scene, rng, c, irr):
     h = scene.px(irr["h"])
     cx, cy = c["center"][0] + irr["offset"][0], c["center"][1] + irr["offset"][1]
-    u, v = scene.frame(cx, cy, c["pa"], irr["q"])
-    body = _exp_disk(np.sqrt(u * u + v * v), h) * _texture(rng, scene.n, 10, irr["clumpiness"])
+    body = _gs_disk(scene, cx, cy, h, irr["q"], c["pa"]) * _texture(rng, scene.n, 10, irr["clumpiness"])
     scene.add(body, c["sb"] * 0.6, _sed(rng, _SED_YOUNG * 0.4 + _SED_DISK * 0.6, scene.shift))
     cs, sn = math.cos(c["pa"]), math.sin(c["pa"])
     for _ in range(irr["clumps"]):
@@ -663,10 +701,9 @@ def _draw_neighbours(scene, rng, neighbours):
             sed = _SED_DISK * np.exp(np.array([-1.0, 0.0, 0.6]) * o["sed"])
             scene.others[:, iy, ix] += (sed * o["flux"]).astype(np.float32)
         else:
-            u, v = scene.frame(x, y, o["pa"], o["q"])
-            prof = _exp_disk(np.sqrt(u * u + v * v), max(scene.px(o["size"]), 0.5))
+            prof = _gs_disk(scene, x, y, max(scene.px(o["size"]), 0.5), o["q"], o["pa"])
             sed = _SED_DISK * np.exp(np.array([-1.0, 0.0, 0.6]) * o["sed"])
-            scene.add(prof, o["flux"] / float(prof.sum()), sed, layer="others")
+            scene.add(prof, o["flux"] / max(float(prof.sum()), 1e-12), sed, layer="others")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -961,6 +998,11 @@ def render_survey(out_dir: Path, n: int, seed: int, size: int = 424, mix: str = 
     simulated fractions), ``truth_class`` and ``mask_path``. The output depends only on
     ``(n, seed, size, mix)``, never on ``workers`` (default: all CPU cores). ``progress`` is
     called with the number of objects finished so far.
+
+    With ``workers`` > 1 the objects are rendered in a ``forkserver`` process pool (safe when the
+    caller already runs threads, as Prefect and TensorFlow do); like any ``multiprocessing``
+    code, a script calling this must then guard its entry point with
+    ``if __name__ == "__main__":``.
     """
     _validate(n, seed, size, mix, workers)
     n, seed, size = int(n), int(seed), int(size)
