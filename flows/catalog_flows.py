@@ -125,19 +125,21 @@ def ingest_catalog(src: Path, fmt: str, out: Path, options: dict | None = None) 
 
 
 @task(cache_policy=NO_CACHE)
-def render_galaxies(out: Path, n: int, seed: int, size: int, mix: str) -> pa.Table:
+def render_galaxies(out: Path, n: int, seed: int, size: int, mix: str, workers: int | None) -> pa.Table:
     with Progress(transient=True) as bar:
         job = bar.add_task(f"rendering {n} galaxies", total=n)
         return synthetic.render_survey(
-            out, n=n, seed=seed, size=size, mix=mix, progress=lambda done: bar.update(job, completed=done)
+            out, n=n, seed=seed, size=size, mix=mix, workers=workers,
+            progress=lambda done: bar.update(job, completed=done)
         )
 
 
 @flow(name="synthesize-survey")
-def synthesize_survey(out: Path, n: int, seed: int, size: int = 424, mix: str = "gz2") -> IngestReport:
+def synthesize_survey(out: Path, n: int, seed: int, size: int = 424, mix: str = "gz2",
+                      workers: int | None = None) -> IngestReport:
     """Render a synthetic GZ2-style survey into ``out`` and write ``out/catalog.parquet``."""
     out = Path(out)
-    table = render_galaxies(out, n, seed, size, mix)
+    table = render_galaxies(out, n, seed, size, mix, workers)
     catalog = derive_targets(Catalog(table, out, "synthetic"))
     path = save_catalog(catalog, out / "catalog.parquet")
     report = IngestReport(

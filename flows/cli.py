@@ -23,7 +23,8 @@ EXIT_BAD_INPUT = 2
 def _cmd_synth(args: argparse.Namespace) -> None:
     from flows.catalog_flows import synthesize_survey
 
-    report = synthesize_survey(out=args.out, n=args.n, seed=args.seed, size=args.size, mix=args.mix)
+    report = synthesize_survey(out=args.out, n=args.n, seed=args.seed, size=args.size, mix=args.mix,
+                               workers=args.workers)
     _print_report(report)
 
 
@@ -56,7 +57,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo import run_demo
 
-    run_demo(out=args.out, n=args.n, seed=args.seed, size=args.size)
+    run_demo(out=args.out, n=args.n, seed=args.seed, size=args.size, epochs=args.epochs)
 
 
 def _print_report(report) -> None:
@@ -87,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=424, help="cutout size in pixels (default 424, as GZ2)")
     p.add_argument("--mix", choices=["gz2", "balanced"], default="gz2",
                    help="class proportions: GZ2's, or the 5 classes equalised")
+    p.add_argument("--workers", type=int, default=None,
+                   help="rendering processes (default: all cores); the output does not depend on it")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("ingest", help="turn a GZ2 / Kaggle / folder / FITS source into a catalog")
@@ -102,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="models folder to write")
     p.add_argument("--models", default="classifier,regressor,captioner",
                    help="comma-separated subset of classifier,regressor,captioner")
-    p.add_argument("--epochs", type=int, default=60, help="maximum epochs (early stopping on a held-out split)")
+    p.add_argument("--epochs", type=int, default=80, help="maximum epochs (early stopping on a held-out split)")
     p.add_argument("--image-size", type=int, default=64, help="model input size in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train)
@@ -118,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=424)
+    p.add_argument("--epochs", type=int, default=80, help="maximum training epochs")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -58,7 +58,7 @@ def train_captioner_model(catalog_path: Path, config: dict, settings: dict, out:
 
 
 @flow(name="train-models")
-def train_models(catalog: Path, out: Path, models: list[str], epochs: int = 60, image_size: int = 64,
+def train_models(catalog: Path, out: Path, models: list[str], epochs: int = 80, image_size: int = 64,
                  seed: int = 0) -> list[dict]:
     unknown = set(models) - set(MODEL_KINDS)
     if unknown:

@@ -30,10 +30,10 @@ VOTES_LOSS_WEIGHT = 20.0
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 60
+    epochs: int = 80
     batch_size: int = 32
     learning_rate: float = 2e-3
-    patience: int = 12  # epochs without val_loss improvement before stopping
+    patience: int = 20  # epochs without val_loss improvement before stopping
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -65,14 +65,27 @@ def versions() -> dict[str, str]:
 
 def _split_rows(catalog: Catalog, settings: TrainSettings, usable: np.ndarray) -> dict[str, np.ndarray]:
     splits = assign_splits(catalog.table.column("object_id").to_pylist(), settings.val_fraction, settings.test_fraction)
-    return {s: np.flatnonzero((splits == s) & usable) for s in ("train", "val", "test")}
+    rows = {s: np.flatnonzero((splits == s) & usable) for s in ("train", "val", "test")}
+    if len(rows["train"]) == 0 or len(rows["val"]) == 0:
+        raise CatalogError(f"too few usable rows to train ({int(usable.sum())}: {len(rows['train'])} train, "
+                           f"{len(rows['val'])} validation); the split is a hash of object_id, so use a larger catalog")
+    return rows
 
 
 def _callbacks(settings: TrainSettings) -> list:
-    return [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, settings.patience // 3)),
-    ]
+    return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True)]
+
+
+def _optimizer(settings: TrainSettings, n_train: int, batch_size: int | None = None) -> keras.optimizers.Optimizer:
+    """Adam on a cosine schedule with a short warm-up, spanning the maximum number of epochs: the
+    rate falls smoothly over the planned run, not in steps triggered by a validation loss that is
+    noisy on small catalogs (few steps per epoch)."""
+    steps = max(1, -(-n_train // (batch_size or settings.batch_size))) * settings.epochs
+    warmup = min(steps // 10, 200)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        settings.learning_rate * 0.1, max(1, steps - warmup), alpha=0.01,
+        warmup_target=settings.learning_rate, warmup_steps=warmup)
+    return keras.optimizers.Adam(schedule)
 
 
 def _base_sidecar(kind: str, catalog: Catalog, config: ModelConfig, settings: TrainSettings,
@@ -100,7 +113,7 @@ def _fit(model, train_ds, val_ds, settings) -> tuple[dict, float]:
     t0 = time.perf_counter()
     hist = model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, callbacks=_callbacks(settings),
                      verbose=2)
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items() if k != "learning_rate"}
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return history, time.perf_counter() - t0
 
 
@@ -120,7 +133,7 @@ def train_classifier(catalog: Catalog, config: ModelConfig, settings: TrainSetti
     y = {s: np.array([index[labels[r]] for r in d.good_rows], np.int32) for s, d in dec.items()}
     weights = class_weights(np.array([labels[r] for r in dec["train"].good_rows]), class_names)
     model = build_classifier(config, class_names)
-    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate),
+    model.compile(optimizer=_optimizer(settings, len(dec["train"].good_rows)),
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     train = training_dataset(dec["train"].dataset, y["train"], settings.batch_size, True, True, settings.seed, weights)
@@ -152,7 +165,7 @@ def train_morphology(catalog: Catalog, config: ModelConfig, settings: TrainSetti
     weights = class_weights(np.array([labels[r] for r in dec["train"].good_rows]), class_names)
     models = build_morphology(config, class_names)
     models.joint.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        optimizer=_optimizer(settings, len(dec["train"].good_rows)),
         loss={"probs": keras.losses.SparseCategoricalCrossentropy(), "votes": keras.losses.MeanSquaredError()},
         # MSE of fractions is ~100x smaller than a cross-entropy: weigh it up so both heads learn.
         loss_weights={"probs": 1.0, "votes": VOTES_LOSS_WEIGHT},
@@ -185,7 +198,7 @@ def train_regressor(catalog: Catalog, config: ModelConfig, settings: TrainSettin
     dec = _decoded(catalog, rows, config.image)
     y = {s: targets[d.good_rows] for s, d in dec.items()}
     model = build_regressor(config)
-    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="mse",
+    model.compile(optimizer=_optimizer(settings, len(dec["train"].good_rows)), loss="mse",
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
     train = training_dataset(dec["train"].dataset, y["train"], settings.batch_size, True, True, settings.seed)
     val = training_dataset(dec["val"].dataset, y["val"], settings.batch_size, False, False, settings.seed)
@@ -236,7 +249,6 @@ def train_captioner(catalog: Catalog, config: ModelConfig, settings: TrainSettin
     dec = _decoded(catalog, rows, config.image)
     tokens = {s: tokenizer.encode([captions[r] for r in d.good_rows], max_len) for s, d in dec.items()}
     models = build_captioner(config, tokenizer.vocab_size)
-    optimizer = keras.optimizers.Adam(settings.learning_rate)
     if backbone is not None:
         own = models.encoder.get_layer("backbone")
         own.set_weights(backbone.get_weights())
@@ -251,6 +263,7 @@ def train_captioner(catalog: Catalog, config: ModelConfig, settings: TrainSettin
         train = data["train"].shuffle(8192, seed=settings.seed).batch(settings.batch_size * 2).prefetch(2)
         val = data["val"].batch(settings.batch_size * 2)
         mode = "frozen trained backbone; decoder trained on pooled features of 8 rotations/flips"
+        optimizer = _optimizer(settings, 8 * len(dec["train"].good_rows), settings.batch_size * 2)
     else:
         trainable = models.train
 
@@ -263,6 +276,7 @@ def train_captioner(catalog: Catalog, config: ModelConfig, settings: TrainSettin
         val = as_inputs(training_dataset(dec["val"].dataset, pairs["val"], settings.batch_size, False, False,
                                          settings.seed))
         mode = "end to end on augmented images"
+        optimizer = _optimizer(settings, len(dec["train"].good_rows))
     trainable.compile(optimizer=optimizer, loss=masked_loss, metrics=[MaskedAccuracy()])
     history, seconds = _fit(trainable, train, val, settings)
     sidecar = _base_sidecar("captioner", catalog, config, settings, rows,

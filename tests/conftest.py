@@ -25,3 +25,22 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def morphcat(prefect_harness):
+    """Run the real ``morphcat`` console script in its own process against the test Prefect API,
+    as a user would; returns the ``CompletedProcess`` (text stdout/stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    exe = str(Path(sys.executable).with_name("morphcat"))
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+
+    def run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
+
+    return run

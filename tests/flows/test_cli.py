@@ -1,10 +1,5 @@
-"""The morphcat command end to end on tiny inputs, flows running against a real (temporary)
-Prefect API."""
-
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""The morphcat command end to end on tiny inputs: the real console script in its own process,
+its flows running against a real (temporary) Prefect API."""
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -13,14 +8,12 @@ from PIL import Image
 
 from catalogs.contract import read_catalog
 from catalogs.tree import GZ2_TREE
-from flows.cli import EXIT_BAD_INPUT, main
+from flows.cli import EXIT_BAD_INPUT
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-def test_synth_then_ingest_the_images_as_a_folder(tmp_path, capsys):
+def test_synth_then_ingest_the_images_as_a_folder(tmp_path, morphcat):
     survey = tmp_path / "survey"
-    assert main(["synth", str(survey), "--n", "6", "--seed", "3", "--size", "64", "--mix", "balanced"]) == 0
+    proc = morphcat("synth", survey, "--n", "6", "--seed", "3", "--size", "64", "--mix", "balanced")
+    assert proc.returncode == 0, proc.stderr
     catalog = read_catalog(survey / "catalog.parquet")
     assert len(catalog) == 6
     assert catalog.root == survey.resolve()
@@ -28,25 +21,25 @@ def test_synth_then_ingest_the_images_as_a_folder(tmp_path, capsys):
     df = pl.from_arrow(catalog.table)
     assert df["label"].null_count() == 0 and df["caption"].null_count() == 0
     assert all(Image.open(catalog.image_file(i)).size == (64, 64) for i in range(6))
-    assert "6 rows (synthetic)" in capsys.readouterr().out
+    assert "6 rows (synthetic)" in proc.stdout
 
     out = tmp_path / "folder.parquet"
-    assert main(["ingest", str(survey / "images"), "--format", "folder", "--out", str(out)]) == 0
+    assert morphcat("ingest", survey / "images", "--format", "folder", "--out", out).returncode == 0
     folder = read_catalog(out)
     assert sorted(folder.table.column("object_id").to_pylist()) == sorted(df["object_id"].to_list())
     assert "label" not in folder.table.column_names  # no votes, so no derived targets
 
 
-def test_ingest_manifest_with_missing_image_keeps_the_row_and_says_so(tmp_path, capsys):
+def test_ingest_manifest_with_missing_image_keeps_the_row_and_says_so(tmp_path, morphcat):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
     (tmp_path / "m.csv").write_text("id,path\n587739505552785605,a.jpg\n2,gone.jpg\n")
     out = tmp_path / "m.parquet"
-    code = main(["ingest", str(tmp_path / "m.csv"), "--format", "folder", "--out", str(out),
-                 "--id-column", "id", "--path-column", "path"])
-    assert code == 0
+    proc = morphcat("ingest", tmp_path / "m.csv", "--format", "folder", "--out", out,
+                    "--id-column", "id", "--path-column", "path")
+    assert proc.returncode == 0, proc.stderr
     ids = pq.read_table(out).column("object_id").to_pylist()
     assert ids == ["587739505552785605", "2"]
-    assert "1 rows point at missing image files" in capsys.readouterr().out
+    assert "1 rows point at missing image files" in proc.stdout
 
 
 @pytest.mark.parametrize(
@@ -57,18 +50,11 @@ def test_ingest_manifest_with_missing_image_keeps_the_row_and_says_so(tmp_path, 
         ("ident,path\n1,a.jpg\n", "'id'"),
     ],
 )
-def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, manifest, needle):
-    """As a user meets it: the real console script in its own process, Prefect logging and all."""
-    from prefect.settings import PREFECT_API_URL
-
+def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, morphcat, manifest, needle):
     (tmp_path / "m.csv").write_text(manifest)
     out = tmp_path / "m.parquet"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("morphcat")), "ingest", str(tmp_path / "m.csv"), "--format", "folder",
-         "--out", str(out), "--id-column", "id", "--path-column", "path"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    proc = morphcat("ingest", tmp_path / "m.csv", "--format", "folder", "--out", out,
+                    "--id-column", "id", "--path-column", "path")
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     last = proc.stderr[proc.stderr.index("morphcat ingest: "):]
     assert needle in last
@@ -76,17 +62,22 @@ def test_bad_input_is_one_clear_message_and_exit_2(tmp_path, manifest, needle):
     assert not out.exists()
 
 
-def test_demo_runs_the_pipeline_and_prints_the_query(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--n", "5", "--size", "64"]) == 0
-    printed = capsys.readouterr().out
+@pytest.mark.slow
+def test_demo_runs_the_pipeline_and_prints_the_query(tmp_path, morphcat):
+    proc = morphcat("demo", "--out", tmp_path, "--n", "30", "--size", "64", "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr
+    printed = proc.stdout
     assert 'pl.scan_parquet("' in printed and "truth_agreement" in printed
+    assert "Held-out test split" in printed and "BLEU-4" in printed
     assert (tmp_path / "survey" / "catalog.parquet").is_file()
+    assert (tmp_path / "models" / "classifier.keras").is_file()
+    assert (tmp_path / "report" / "metrics.json").is_file()
 
 
-def test_ingest_of_the_real_sample_reproduces_every_derived_label(tmp_path, shared_data):
+def test_ingest_of_the_real_sample_reproduces_every_derived_label(tmp_path, shared_data, morphcat):
     out = tmp_path / "gz2.parquet"
     src = shared_data / "gz2-sample" / "gz2_sample_labels.csv"
-    assert main(["ingest", str(src), "--format", "gz2", "--out", str(out)]) == 0
+    assert morphcat("ingest", src, "--format", "gz2", "--out", out).returncode == 0
     ours = pl.read_parquet(out).select("object_id", "label", "caption")
     theirs = pl.read_csv(src, infer_schema=False).select(pl.col("dr7objid").alias("object_id"), "derived_label")
     joined = ours.join(theirs, on="object_id", how="full", coalesce=True)
