@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+import scipy.ndimage
 from PIL import Image
 
 from catalogs import synthetic
@@ -206,3 +207,73 @@ def test_bad_arguments_raise(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         render_survey(tmp_path / "out", **args)
     assert not (tmp_path / "out").exists()  # nothing written before validation
+
+
+# ----------------------------------------------------------------------------------------------
+# GalSim rendering of the light profiles
+
+
+def _moments(img: np.ndarray) -> tuple[float, float]:
+    """Apparent axis ratio and position angle (radians, x towards y) from second moments."""
+    y, x = np.indices(img.shape, dtype=float)
+    w = img / img.sum()
+    mx, my = (w * x).sum(), (w * y).sum()
+    cxx, cyy, cxy = (w * (x - mx) ** 2).sum(), (w * (y - my) ** 2).sum(), (w * (x - mx) * (y - my)).sum()
+    ev = np.linalg.eigvalsh([[cxx, cxy], [cxy, cyy]])
+    return float(np.sqrt(ev[0] / ev[1])), float(0.5 * np.arctan2(2 * cxy, cxx - cyy))
+
+
+def test_sersic_cusp_is_integrated_over_the_central_pixels():
+    scene = synthetic._Scene(128, 0.0)
+    prof = synthetic._sersic_profile(4.0, 4.0, 0.8, 0.3, flux=1000.0)
+    # a profile centred exactly on a pixel centre: the worst case for point sampling
+    x = y = 0.5 / 128
+    sampled = scene.draw(prof, x, y)
+    drawn = scene.draw(prof, x, y, centre=3)
+    reference, sl = scene.stamp(prof, x, y, 3, sub=32)
+    assert sampled.max() > 3 * reference.max()  # one sample at the cusp: several times too bright
+    np.testing.assert_allclose(drawn[sl], reference, rtol=0.02)
+    assert abs(drawn.sum() / 1000.0 - 1.0) < 0.03
+
+
+@pytest.mark.parametrize("q", [0.3, 0.55, 0.85])
+def test_inclined_disk_has_the_sampled_axis_ratio_and_angle(q):
+    scene = synthetic._Scene(256, 0.0)
+    pa = 0.6
+    img = scene.draw(synthetic._inclined_disk_profile(12.0, q, pa, 1.0), 0.0, 0.0)
+    q_seen, pa_seen = _moments(img)
+    assert abs(q_seen - q) < 0.05, q_seen
+    assert abs(pa_seen - pa) < 0.03, pa_seen
+    # normalised like a flat exponential disk of central surface brightness 1 seen at q
+    assert abs(img.sum() / (2 * np.pi * 12.0**2 * q) - 1.0) < 0.02
+
+
+def test_edge_on_disks_are_thin_with_a_dust_lane():
+    truth = next(t for t in (sample_truth("edge-on", np.random.default_rng(s)) for s in range(50))
+                 if t["render"]["edge"]["dust"] is not None)
+    truth["render"]["neighbours"] = []
+    scene = synthetic._Scene(212, truth["render"]["shift"])
+    synthetic._draw_edge_on(scene, np.random.default_rng(0), truth["render"], truth["render"]["edge"])
+    q_seen, _ = _moments(scene.target[2])
+    assert q_seen < 0.3, q_seen
+    # the lane: along the minor axis through the centre, light dips at the midplane in g
+    e, c = truth["render"]["edge"], truth["render"]
+    n = scene.n
+    t = np.linspace(-3, 3, 61) * e["z0"] * n
+    cx, cy = scene.pixel(*c["center"])
+    along = 0.3 * e["h"] * n  # a little off the centre, clear of the bulge
+    xs = cx - t * np.sin(c["pa"]) + along * np.cos(c["pa"])
+    ys = cy + t * np.cos(c["pa"]) + along * np.sin(c["pa"])
+    g = scipy.ndimage.map_coordinates(scene.target[0], [ys, xs], order=1)
+    lane = int(np.argmin(np.abs(t - e["dust"]["offset"] * n)))
+    assert g[lane] < 0.8 * g.max()
+
+
+def test_render_object_is_deterministic_and_uses_the_image_stream_only():
+    truth = sample_truth("spiral", np.random.default_rng(3))
+    a = synthetic.render_object(truth, np.random.default_rng(9), 424)
+    b = synthetic.render_object(truth, np.random.default_rng(9), 424)
+    c = synthetic.render_object(truth, np.random.default_rng(10), 424)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+    assert a[0].shape == (424, 424, 3) and a[1].shape == (424, 424)
