@@ -43,7 +43,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     for result in train_models(catalog=args.catalog, out=args.out, models=kinds, epochs=args.epochs,
-                               image_size=args.image_size, seed=args.seed):
+                               image_size=args.image_size, seed=args.seed, init_from=args.init_from):
         print(f"{result['kind']}: {result['model']} ({result['epochs_run']} epochs, {result['train_seconds']} s)")
 
 
@@ -106,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="classifier,regressor,captioner",
                    help="comma-separated subset of classifier,regressor,captioner")
     p.add_argument("--epochs", type=int, default=80, help="maximum epochs (early stopping on a held-out split)")
-    p.add_argument("--image-size", type=int, default=64, help="model input size in pixels")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="model input size in pixels (default 64, or the --init-from models' size)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-from", type=Path, default=None, metavar="MODELS_DIR",
+                   help="start from the backbone of models trained before, e.g. on the synthetic survey")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="score trained models on a catalog (its test split if it trained them)")

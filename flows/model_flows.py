@@ -9,13 +9,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from catalogs.contract import read_catalog
+from catalogs.errors import CatalogError
 from models.config import BackboneConfig, ImageSpec, ModelConfig
 from models.train import MODEL_KINDS, TrainSettings
 
+DEFAULT_IMAGE_SIZE = 64
+PRETRAINED_KIND = "classifier"  # whose backbone --init-from reads (the joint training shares it)
 
-def _publish(trained, out: Path) -> dict:
+
+def _publish(trained, out: Path, init_from: Path | None = None) -> dict:
     from models.artifacts import save_trained
 
+    if init_from is not None:
+        trained.sidecar["pretrained_from"] = _pretraining_record(init_from)
     paths = save_trained(trained, out)
     epochs = len(next(iter(trained.history.values()), []))
     create_table_artifact(
@@ -26,21 +32,42 @@ def _publish(trained, out: Path) -> dict:
             "epochs_run": trained.sidecar["epochs_run"], **{k: str(v) for k, v in paths.items()}}
 
 
+def _pretraining_record(init_from: Path) -> dict:
+    from models.artifacts import load_sidecar
+
+    side = load_sidecar(init_from, PRETRAINED_KIND)
+    return {"models_dir": str(init_from), "catalog_fingerprint": side.get("catalog_fingerprint"),
+            "epochs_run": side.get("epochs_run")}
+
+
+def _pretrained_backbone(init_from: Path | None):
+    if init_from is None:
+        return None
+    from models.artifacts import load_trained
+
+    return load_trained(init_from, PRETRAINED_KIND)[0].get_layer("backbone")
+
+
 @task(cache_policy=NO_CACHE)
-def train_classifier_and_regressor(catalog_path: Path, config: dict, settings: dict, out: Path) -> list[dict]:
+def train_classifier_and_regressor(catalog_path: Path, config: dict, settings: dict, out: Path,
+                                   init_from: Path | None = None) -> list[dict]:
     """Both models at once on a shared backbone (``models.morphology``)."""
     from models.train import train_morphology
 
-    trained = train_morphology(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings))
-    return [_publish(t, out) for t in trained]
+    trained = train_morphology(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings),
+                               init=_pretrained_backbone(init_from))
+    return [_publish(t, out, init_from) for t in trained]
 
 
 @task(cache_policy=NO_CACHE)
-def train_single_model(kind: str, catalog_path: Path, config: dict, settings: dict, out: Path) -> dict:
+def train_single_model(kind: str, catalog_path: Path, config: dict, settings: dict, out: Path,
+                       init_from: Path | None = None) -> dict:
     from models.train import train_classifier, train_regressor
 
     trainer = {"classifier": train_classifier, "regressor": train_regressor}[kind]
-    return _publish(trainer(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings)), out)
+    trained = trainer(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings),
+                      init=_pretrained_backbone(init_from))
+    return _publish(trained, out, init_from)
 
 
 @task(cache_policy=NO_CACHE)
@@ -57,20 +84,39 @@ def train_captioner_model(catalog_path: Path, config: dict, settings: dict, out:
     return _publish(trained, out)
 
 
+def _model_config(image_size: int | None, init_from: Path | None) -> dict:
+    """The config to train with: a fresh default one, or the pretrained models' own (read back
+    from their sidecar, so the backbone fits the weights it starts from)."""
+    if init_from is None:
+        return ModelConfig(image=ImageSpec(size=image_size or DEFAULT_IMAGE_SIZE), backbone=BackboneConfig()).to_dict()
+    from models.artifacts import load_sidecar
+
+    config = load_sidecar(init_from, PRETRAINED_KIND)["config"]
+    size = config["image"]["size"]
+    if image_size is not None and image_size != size:
+        raise CatalogError(f"--image-size {image_size} differs from the pretrained models' input size {size} "
+                           f"({init_from}); leave it out to use {size}")
+    return config
+
+
 @flow(name="train-models")
-def train_models(catalog: Path, out: Path, models: list[str], epochs: int = 80, image_size: int = 64,
-                 seed: int = 0) -> list[dict]:
+def train_models(catalog: Path, out: Path, models: list[str], epochs: int = 80, image_size: int | None = None,
+                 seed: int = 0, init_from: Path | None = None) -> list[dict]:
+    """``init_from``: a models folder whose classifier backbone the new models start from
+    (pretraining on the synthetic survey); its config is used. ``image_size`` defaults to 64."""
     unknown = set(models) - set(MODEL_KINDS)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; choose from {', '.join(MODEL_KINDS)}")
-    config = ModelConfig(image=ImageSpec(size=image_size), backbone=BackboneConfig()).to_dict()
+    init_from = None if init_from is None else Path(init_from)
+    config = _model_config(image_size, init_from)
     settings = TrainSettings(epochs=epochs, seed=seed).__dict__
     catalog, out = Path(catalog), Path(out)
     results: list[dict] = []
     if {"classifier", "regressor"} <= set(models):
-        results += train_classifier_and_regressor(catalog, config, settings, out)
+        results += train_classifier_and_regressor(catalog, config, settings, out, init_from)
     else:
-        results += [train_single_model(k, catalog, config, settings, out) for k in models if k != "captioner"]
+        results += [train_single_model(k, catalog, config, settings, out, init_from)
+                    for k in models if k != "captioner"]
     if "captioner" in models:
         results.append(train_captioner_model(catalog, config, settings, out))
     return results

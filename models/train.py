@@ -17,7 +17,7 @@ from catalogs.labels import CLASSES
 from catalogs.targets import kaggle_targets, vote_matrix
 from catalogs.tree import GZ2_TREE
 from models.captioner import EMBEDDING, LSTM, VOCAB_LOGITS, MaskedAccuracy, build_captioner, masked_loss
-from models.classifier import build_classifier
+from models.classifier import BACKBONE_LAYER, build_classifier
 from models.config import ModelConfig
 from models.data import assign_splits, class_weights, decode_images, training_dataset
 from models.morphology import build_morphology
@@ -117,11 +117,26 @@ def _fit(model, train_ds, val_ds, settings) -> tuple[dict, float]:
     return history, time.perf_counter() - t0
 
 
+def init_backbone(model: keras.Model, source: keras.Model | None) -> None:
+    """Start ``model``'s backbone from ``source``'s weights (synthetic pretraining); the shapes
+    must match exactly, i.e. the same backbone config and input size."""
+    if source is None:
+        return
+    own = model.get_layer(BACKBONE_LAYER)
+    theirs = source.get_weights()
+    mine = own.get_weights()
+    if len(theirs) != len(mine) or any(a.shape != b.shape for a, b in zip(theirs, mine)):
+        raise CatalogError("the pretrained backbone does not fit this model (different backbone or input size); "
+                           "train with the pretrained models' --image-size")
+    own.set_weights(theirs)
+
+
 def _decoded(catalog, rows, spec):
     return {split: decode_images(catalog, r, spec) for split, r in rows.items()}
 
 
-def train_classifier(catalog: Catalog, config: ModelConfig, settings: TrainSettings) -> TrainedModel:
+def train_classifier(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
+                     init: keras.Model | None = None) -> TrainedModel:
     keras.utils.set_random_seed(settings.seed)
     labels = catalog.table.column("label").to_pylist() if "label" in catalog.table.column_names else []
     if not any(label is not None for label in labels):
@@ -133,6 +148,7 @@ def train_classifier(catalog: Catalog, config: ModelConfig, settings: TrainSetti
     y = {s: np.array([index[labels[r]] for r in d.good_rows], np.int32) for s, d in dec.items()}
     weights = class_weights(np.array([labels[r] for r in dec["train"].good_rows]), class_names)
     model = build_classifier(config, class_names)
+    init_backbone(model, init)
     model.compile(optimizer=_optimizer(settings, len(dec["train"].good_rows)),
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
@@ -146,9 +162,11 @@ def train_classifier(catalog: Catalog, config: ModelConfig, settings: TrainSetti
     return TrainedModel("classifier", model, sidecar, history)
 
 
-def train_morphology(catalog: Catalog, config: ModelConfig, settings: TrainSettings) -> list[TrainedModel]:
+def train_morphology(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
+                     init: keras.Model | None = None) -> list[TrainedModel]:
     """Classifier and regressor trained jointly on one backbone (see ``models.morphology``), on
-    the rows that have both a label and vote fractions; returns the two standalone models."""
+    the rows that have both a label and vote fractions; returns the two standalone models.
+    ``init``: a trained backbone to start from (e.g. pretrained on the synthetic survey)."""
     keras.utils.set_random_seed(settings.seed)
     if "label" not in catalog.table.column_names or not catalog.has_votes:
         raise CatalogError("training the classifier and regressor together needs both a 'label' column and the "
@@ -164,6 +182,7 @@ def train_morphology(catalog: Catalog, config: ModelConfig, settings: TrainSetti
          for s, d in dec.items()}
     weights = class_weights(np.array([labels[r] for r in dec["train"].good_rows]), class_names)
     models = build_morphology(config, class_names)
+    init_backbone(models.joint, init)
     models.joint.compile(
         optimizer=_optimizer(settings, len(dec["train"].good_rows)),
         loss={"probs": keras.losses.SparseCategoricalCrossentropy(), "votes": keras.losses.MeanSquaredError()},
@@ -188,7 +207,8 @@ def train_morphology(catalog: Catalog, config: ModelConfig, settings: TrainSetti
             TrainedModel("regressor", models.regressor, reg, history)]
 
 
-def train_regressor(catalog: Catalog, config: ModelConfig, settings: TrainSettings) -> TrainedModel:
+def train_regressor(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
+                    init: keras.Model | None = None) -> TrainedModel:
     keras.utils.set_random_seed(settings.seed)
     if not catalog.has_votes:
         raise CatalogError("the regressor needs the 37 GZ2 vote-fraction columns")
@@ -198,6 +218,7 @@ def train_regressor(catalog: Catalog, config: ModelConfig, settings: TrainSettin
     dec = _decoded(catalog, rows, config.image)
     y = {s: targets[d.good_rows] for s, d in dec.items()}
     model = build_regressor(config)
+    init_backbone(model, init)
     model.compile(optimizer=_optimizer(settings, len(dec["train"].good_rows)), loss="mse",
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
     train = training_dataset(dec["train"].dataset, y["train"], settings.batch_size, True, True, settings.seed)

@@ -37,6 +37,19 @@ def test_train_then_evaluate_writes_models_metrics_and_plots(tmp_path, morphcat)
     b = capm.get_layer("encoder").get_layer("backbone").get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
+    # Fine-tuning from those models (synthetic pretraining): their config is reused and recorded.
+    tuned = tmp_path / "tuned"
+    proc = morphcat("train", tiny_survey, "--out", tuned, "--epochs", "1", "--models", "classifier,regressor",
+                    "--init-from", models)
+    assert proc.returncode == 0, proc.stderr
+    side = json.loads((tuned / "regressor.json").read_text())
+    assert side["config"]["image"]["size"] == 32
+    assert side["pretrained_from"]["models_dir"] == str(models)
+    proc = morphcat("train", tiny_survey, "--out", tmp_path / "bad", "--epochs", "1", "--image-size", "48",
+                    "--init-from", models)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert "--image-size 48 differs from the pretrained models' input size 32" in proc.stderr
+
     report = tmp_path / "report"
     proc = morphcat("evaluate", models, tiny_survey, "--out", report)
     assert proc.returncode == 0, proc.stderr
