@@ -1,8 +1,9 @@
 """Training inputs from a catalog: deterministic splits, a tf.data image pipeline, targets.
 
-Images are decoded by ``catalogs.imaging`` (the same decode, centre crop and resize that
-annotation uses) inside a parallel ``tf.data`` map, cached after the first pass, then augmented
-with the symmetries of the sky (rotations by multiples of 90° and flips) and prefetched.
+Images are decoded by ``catalogs.decoding.decode_row`` (``catalogs.imaging.model_input``: the
+decode, centre crop and resize that annotation uses, to the byte) inside a parallel ``tf.data``
+map, cached after the first pass, then augmented with the symmetries of the sky (rotations by
+multiples of 90° and flips) and prefetched.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from catalogs.contract import Catalog, resolve_image_path
-from catalogs.errors import CatalogError
-from catalogs.imaging import ImageError, crop_resize, load_rgb
+from catalogs.contract import Catalog
+from catalogs.decoding import decode_row
+from catalogs.imaging import ImageError
 from models.config import ImageSpec
 
 SPLIT_SALT = "morphcat-split-v1"
@@ -57,9 +58,8 @@ def decode_images(catalog: Catalog, rows: np.ndarray, spec: ImageSpec) -> Decode
     def _decode(row):
         row = int(row)
         try:
-            rgb = load_rgb(resolve_image_path(catalog.root, paths[row]))
-            return crop_resize(rgb, spec.size, spec.crop), b""
-        except (ImageError, CatalogError) as exc:
+            return decode_row(catalog.root, paths[row], spec).pixels, b""
+        except ImageError as exc:
             return np.zeros((spec.size, spec.size, 3), np.uint8), f"{type(exc).__name__}: {exc}".encode()
 
     def _map(row):
