@@ -54,6 +54,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print((args.out / "metrics.md").read_text())
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from export.report import bundle_markdown
+    from flows.export_flows import export_onnx
+
+    manifest = export_onnx(models_dir=args.models_dir, out=args.out, catalog=args.catalog, int8=args.int8)
+    print(bundle_markdown(manifest, str(args.out)))
+
+
+def _cmd_annotate(args: argparse.Namespace) -> None:
+    from flows.annotate_flows import catalog_annotate
+
+    summary = catalog_annotate(catalog=args.catalog, bundle=args.bundle, out=args.out, shard_size=args.shard_size,
+                               batch_size=args.batch_size, runner=args.runner, workers=args.workers,
+                               dask_address=args.dask_address, device=args.device, progress=True)
+    print(f"run {summary['run_id']}: {summary['catalog_rows']} rows → {summary['predictions']} predictions + "
+          f"{summary['errors']} errors in {summary['out']} ({summary['rows_this_run']} rows annotated now in "
+          f"{summary['seconds']} s, {summary['images_per_second']} images/s on {summary['provider']}; "
+          f"{summary['shards_skipped']} of {summary['shards']} shards were already done)")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo import run_demo
 
@@ -118,6 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("catalog", type=Path)
     p.add_argument("--out", type=Path, required=True, help="report folder (metrics.json, metrics.md, plots)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="convert trained models to a parity-checked ONNX model bundle")
+    p.add_argument("models_dir", type=Path, help="folder of trained models (morphcat train --out)")
+    p.add_argument("--out", type=Path, required=True, help="bundle folder to write (.onnx files + bundle.json)")
+    p.add_argument("--catalog", type=Path, default=None,
+                   help="take the parity images from this catalog (its held-out test split when it trained the "
+                        "models); default: synthetic-survey galaxies")
+    p.add_argument("--int8", action="store_true",
+                   help="also write int8 copies and report their size, speed and agreement against fp32")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("annotate", help="annotate every object of a catalog with a model bundle, into Parquet")
+    p.add_argument("catalog", type=Path, help="catalog Parquet (from morphcat ingest or synth)")
+    p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
+    p.add_argument("--out", type=Path, required=True, help="output folder: predictions/ and errors/")
+    p.add_argument("--shard-size", type=int, default=1000, help="catalog rows per shard (the unit of resume)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per onnxruntime call")
+    p.add_argument("--runner", choices=["thread", "process", "dask"], default="thread",
+                   help="where shards run: threads or processes here, or a Dask cluster")
+    p.add_argument("--workers", type=int, default=1, help="shards at once (cores are shared out between them)")
+    p.add_argument("--dask-address", default=None, help="scheduler address of a running Dask cluster")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="onnxruntime device: auto = CUDA when it can run here, else CPU")
+    p.set_defaults(func=_cmd_annotate)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded synthetic survey")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

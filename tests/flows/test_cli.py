@@ -84,3 +84,28 @@ def test_ingest_of_the_real_sample_reproduces_every_derived_label(tmp_path, shar
     assert joined.height == 700
     assert (joined["label"] == joined["derived_label"]).sum() == 700
     assert joined["caption"].null_count() == 0
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras on NumPy 2
+def test_export_writes_a_parity_checked_bundle(tmp_path, morphcat):
+    import json
+
+    from tests.export.tiny_models import write_tiny_models
+
+    models = write_tiny_models(tmp_path / "models", kinds=("classifier", "regressor"))
+    out = tmp_path / "bundle"
+    proc = morphcat("export", models, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert sorted(manifest["models"]) == ["classifier", "regressor"] and manifest["parity"]["passed"]
+    assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "classifier.onnx", "regressor.onnx"]
+    assert f"Model bundle {manifest['bundle_id']}" in proc.stdout and "| classifier | cam |" in proc.stdout
+
+
+def test_export_of_a_folder_without_models_is_one_message_and_exit_2(tmp_path, morphcat):
+    (tmp_path / "models").mkdir()
+    proc = morphcat("export", tmp_path / "models", "--out", tmp_path / "bundle")
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert "morphcat export: no trained model in" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "bundle").exists()

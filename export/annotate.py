@@ -1,0 +1,141 @@
+"""Annotating one shard of a catalog with an opened bundle: decode → classify (+ Grad-CAM) →
+vote fractions → captions → Grad-CAM statistics → the shard's ``predictions`` and ``errors``
+tables (``catalogs.outputs``). Pure of orchestration: the ``catalog-annotate`` flow plans the
+shards, calls :func:`annotate_rows` per shard and writes its tables atomically.
+
+Memory is bounded by one batch of pixels plus the decoder's look-ahead (``catalogs.decoding``):
+the shard's own rows are read from the catalog table, never its pixels all at once. Decoding runs
+on a small thread pool ahead of inference, so reading images overlaps with onnxruntime.
+
+Every row of the shard ends in exactly one of the two tables: a row whose image cannot become a
+model input is an ``input`` error (its specific ``error_type`` from ``catalogs.imaging``); a
+batch that onnxruntime rejects becomes one ``inference`` error per row of that batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from catalogs.decoding import Batch, iter_model_inputs
+from catalogs.outputs import errors_table, predictions_table
+from export.camstats import cam_statistics
+from export.runtime import ORT_ERRORS, LoadedBundle
+
+STAGE_INFERENCE = "inference"
+
+
+@dataclass
+class ShardResult:
+    predictions: pa.Table
+    errors: pa.Table
+    seconds: dict[str, float] = field(default_factory=dict)  # time per stage, for profiling
+
+
+@dataclass
+class _Collected:
+    """Per-row outputs of the rows annotated so far, and the failures."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+    probs: list[np.ndarray] = field(default_factory=list)
+    votes: list[np.ndarray] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    cam: list[dict[str, np.ndarray]] = field(default_factory=list)
+    notes: list[str | None] = field(default_factory=list)
+    failed: list[tuple[int, str, str, str]] = field(default_factory=list)  # row, stage, type, message
+
+
+def annotate_rows(bundle: LoadedBundle, root, table: pa.Table, *, start_row: int, bundle_id: str, run_id: str,
+                  batch_size: int = 64, decode_workers: int = 2) -> ShardResult:
+    """Annotate ``table`` (the shard's slice of the catalog; its first row is catalog row
+    ``start_row``) whose ``image_path`` values are relative to ``root``."""
+    if "classifier" not in bundle.has:
+        raise ValueError(f"bundle {bundle.bundle_id} has no classifier: annotation needs one")
+    got = _Collected()
+    seconds = {"decode_wait": 0.0, "classify": 0.0, "votes": 0.0, "captions": 0.0, "cam_stats": 0.0}
+    paths = table.column("image_path").to_pylist()
+    batches = iter_model_inputs(root, paths, bundle.image, start_row=0, batch_size=batch_size,
+                                workers=decode_workers)
+    t = time.perf_counter()
+    for batch in batches:
+        seconds["decode_wait"] += time.perf_counter() - t
+        got.failed.extend((f.row, f.stage, f.error_type, f.message) for f in batch.failures)
+        if len(batch.rows):
+            _infer(bundle, batch, got, seconds)
+        t = time.perf_counter()
+    return ShardResult(*_tables(bundle, table, got, bundle_id, run_id), seconds=seconds)
+
+
+def _infer(bundle: LoadedBundle, batch: Batch, got: _Collected, seconds: dict[str, float]) -> None:
+    try:
+        t0 = time.perf_counter()
+        probs, cam = bundle.classify(batch.pixels)
+        t1 = time.perf_counter()
+        votes = bundle.votes(batch.pixels) if "regressor" in bundle.has else None
+        t2 = time.perf_counter()
+        captions = bundle.captions(batch.pixels) if "captioner" in bundle.has else None
+        t3 = time.perf_counter()
+    except ORT_ERRORS as exc:  # the batch, not the run: its rows are reported, the rest go on
+        message = f"onnxruntime refused the batch: {exc}"
+        got.failed.extend((int(r), STAGE_INFERENCE, type(exc).__name__, message) for r in batch.rows)
+        return
+    if not np.isfinite(probs).all():
+        bad = ~np.isfinite(probs).all(axis=1)
+        got.failed.extend((int(r), STAGE_INFERENCE, "non_finite_output", "the classifier returned NaN/inf")
+                          for r in batch.rows[bad])
+        keep = ~bad
+        batch = Batch(batch.rows[keep], batch.pixels[keep], batch.source_sizes[keep],
+                      tuple(n for n, k in zip(batch.notes, keep) if k), ())
+        probs, cam = probs[keep], cam[keep]
+        votes = None if votes is None else votes[keep]
+        captions = None if captions is None else [c for c, k in zip(captions, keep) if k]
+    stats = cam_statistics(cam, bundle.image.size, bundle.image.crop, batch.source_sizes.min(axis=1))
+    t4 = time.perf_counter()
+    seconds["classify"] += t1 - t0
+    seconds["votes"] += t2 - t1
+    seconds["captions"] += t3 - t2
+    seconds["cam_stats"] += t4 - t3
+    got.rows.append(batch.rows)
+    got.probs.append(probs)
+    if votes is not None:
+        got.votes.append(votes)
+    if captions is not None:
+        got.captions.extend(captions)
+    got.cam.append(stats)
+    got.notes.extend(batch.notes)
+
+
+def _tables(bundle: LoadedBundle, table: pa.Table, got: _Collected, bundle_id: str,
+            run_id: str) -> tuple[pa.Table, pa.Table]:
+    ids = table.column("object_id").to_pylist()
+    rows = np.concatenate(got.rows) if got.rows else np.zeros(0, np.int64)
+    n_classes = len(bundle.class_names)
+
+    def column(name):
+        if name not in table.column_names:
+            return None
+        return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)[rows]
+
+    cam = {k: np.concatenate([c[k] for c in got.cam]) for k in got.cam[0]} if got.cam else None
+    predictions = predictions_table(
+        bundle.class_names, object_ids=[ids[r] for r in rows],
+        probs=np.concatenate(got.probs) if got.probs else np.zeros((0, n_classes)),
+        bundle_id=bundle_id, run_id=run_id, ra=column("ra"), dec=column("dec"),
+        votes_cumulative=np.concatenate(got.votes) if got.votes else None,
+        captions=got.captions if "captioner" in bundle.has else None,
+        cam=cam if cam is not None else _empty_cam(), input_notes=got.notes)
+    failed = sorted(got.failed)
+    paths = table.column("image_path").to_pylist()
+    errors = errors_table(object_ids=[ids[r] for r, *_ in failed], image_paths=[paths[r] for r, *_ in failed],
+                          stages=[f[1] for f in failed], error_types=[f[2] for f in failed],
+                          messages=[f[3] for f in failed], bundle_id=bundle_id, run_id=run_id)
+    return predictions, errors
+
+
+def _empty_cam() -> dict[str, np.ndarray]:
+    from catalogs.outputs import CAM_COLUMNS
+
+    return {name: np.zeros(0) for name in CAM_COLUMNS}

@@ -1,0 +1,109 @@
+"""The model bundle on disk: ONNX files plus ``bundle.json``.
+
+``bundle.json`` records every file's sha256 and size, and ``bundle_id`` = the first 16 hex digits
+of the sha256 of the sorted ``name:sha256`` lines, so one id names exactly one set of model bytes.
+Reading a bundle refuses (:class:`~export.errors.BundleError`) a missing manifest, an unknown
+format, a missing file or one whose bytes changed, naming every problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from export.errors import BundleError, ExportError
+
+BUNDLE_FORMAT = 1
+MANIFEST = "bundle.json"
+_CHUNK = 1 << 20
+_REQUIRED_KEYS = ("bundle_id", "image", "models", "files", "requires")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def bundle_id(hashes: dict[str, str]) -> str:
+    lines = "".join(f"{name}:{digest}\n" for name, digest in sorted(hashes.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def file_records(folder: Path, names: list[str]) -> dict[str, dict]:
+    return {n: {"sha256": sha256_file(folder / n), "bytes": (folder / n).stat().st_size} for n in sorted(names)}
+
+
+def write_manifest(folder: Path, manifest: dict, names: list[str]) -> dict:
+    """Hash ``names`` (files in ``folder``), stamp format, files and bundle id, write bundle.json."""
+    files = file_records(Path(folder), names)
+    full = {"format": BUNDLE_FORMAT, "bundle_id": bundle_id({n: r["sha256"] for n, r in files.items()}),
+            **manifest, "files": files}
+    (Path(folder) / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    return full
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{folder} is not a morphcat bundle: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BundleError(f"{path}: bundle format {found!r}; this morphcat reads format {BUNDLE_FORMAT} "
+                          "(re-export the models with this version: morphcat export)")
+    missing = [k for k in _REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise BundleError(f"{path} lacks {', '.join(missing)}: not a complete bundle manifest")
+    return manifest
+
+
+def verify_files(folder: Path, manifest: dict) -> None:
+    """Every recorded file present with its recorded sha256, and the id matching the hashes."""
+    problems = []
+    files = manifest.get("files") or {}
+    for name, record in sorted(files.items()):
+        path = Path(folder) / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif sha256_file(path) != record.get("sha256"):
+            problems.append(f"{name} does not match its recorded sha256 (changed since export)")
+    if not problems and bundle_id({n: r.get("sha256") for n, r in files.items()}) != manifest.get("bundle_id"):
+        problems.append("bundle_id does not match the recorded file hashes")
+    if problems:
+        raise BundleError(f"bundle {folder} refused: " + "; ".join(problems))
+
+
+def check_out(out: Path) -> None:
+    """``out`` may be absent, empty or a bundle (replaced); anything else is a user's folder,
+    never deleted."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+        raise ExportError(f"{out} exists and is not a morphcat bundle; choose another --out")
+
+
+def prepare_out(out: Path) -> Path:
+    """A fresh staging folder beside ``out`` (checked by :func:`check_out`)."""
+    out = Path(out)
+    check_out(out)
+    staging = out.parent / f".{out.name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Replace ``out`` by the finished ``staging`` folder: a failed export never leaves a
+    half-written bundle behind, and the previous one stays until the new one is complete."""
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)

@@ -1,0 +1,39 @@
+"""A bundle's manifest as markdown: what it holds, parity per output, int8 against fp32.
+Printed by ``morphcat export`` and published as the flow's Prefect artifact."""
+
+from __future__ import annotations
+
+
+def _g(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def bundle_markdown(manifest: dict, path: str = "") -> str:
+    image = manifest["image"]
+    lines = [f"## Model bundle {manifest['bundle_id']}" + (f" ({path})" if path else ""), "",
+             f"Models: {', '.join(sorted(manifest['models']))}; input {image['size']}×{image['size']} px from the "
+             f"central {image['crop']:g} of each cutout; opset {manifest['opset']}.", "",
+             "| file | bytes |", "|---|---:|"]
+    lines += [f"| {name} | {rec['bytes']:,} |" for name, rec in sorted(manifest["files"].items())]
+    parity = manifest["parity"]
+    lines += ["", f"Parity with Keras on {parity['batch']}:", "",
+              "| model | output | max abs diff | atol |", "|---|---|---:|---:|"]
+    agreements = []
+    for kind, model in sorted(parity["models"].items()):
+        for name, figures in model["files"].items():
+            for output, f in figures["outputs"].items():
+                diff = _g(f["max_abs_diff"]) + (f" ({_g(f['relative_diff'])} of scale)" if "relative_diff" in f else "")
+                lines.append(f"| {name} | {output} | {diff} | {_g(f['atol'])} |")
+        agreements += [f"{k.replace('_', ' ')} {v:.2%}" for k, v in model.items() if k.endswith("agreement")]
+    if agreements:
+        lines += ["", "Agreement: " + ", ".join(agreements) + "."]
+    if "int8" in manifest:
+        int8 = manifest["int8"]
+        lines += ["", f"int8 ({int8['method']}) against fp32 on the same batch:", "",
+                  "| model | bytes fp32 → int8 | images/s fp32 → int8 | agreement / error |", "|---|---:|---:|---|"]
+        for kind, c in sorted((k, v) for k, v in int8.items() if k != "method"):
+            rest = ", ".join(f"{k.replace('_', ' ')} {_g(v)}" for k, v in c.items()
+                             if not k.startswith(("bytes_", "images_per_s_", "speedup")))
+            lines.append(f"| {kind} | {c['bytes_fp32']:,} → {c['bytes_int8']:,} | "
+                         f"{c['images_per_s_fp32']:g} → {c['images_per_s_int8']:g} (×{c['speedup']:g}) | {rest} |")
+    return "\n".join(lines)
