@@ -8,6 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+PARITY_IMAGES = 8  # images the tiny bundle is parity-checked on
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +28,7 @@ def prefect_harness():
         yield
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def morphcat(prefect_harness):
     """Run the real ``morphcat`` console script in its own process against the test Prefect API,
     as a user would; returns the ``CompletedProcess`` (text stdout/stderr)."""
@@ -44,3 +45,21 @@ def morphcat(prefect_harness):
         return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A folder of tiny (32 px) models saved exactly as ``morphcat train`` saves them."""
+    from tests.export.tiny_models import write_tiny_models
+
+    return write_tiny_models(tmp_path_factory.mktemp("tiny") / "models")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_models, tmp_path_factory):
+    """A parity-checked bundle exported from ``tiny_models`` (tests that change it use a copy)."""
+    from export.exporter import export_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "bundle"
+    export_bundle(tiny_models, out, synthetic_images=PARITY_IMAGES)
+    return out

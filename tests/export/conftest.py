@@ -1,29 +1,10 @@
-"""Session fixtures for the export tests: one folder of tiny models, one bundle exported from it
-(tests that change a bundle work on a copy)."""
+"""Fixtures of the export tests (the tiny models and bundle are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import shutil
 
 import pytest
-
-from tests.export.tiny_models import write_tiny_models
-
-PARITY_IMAGES = 8
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    return write_tiny_models(tmp_path_factory.mktemp("tiny") / "models")
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tiny_models, tmp_path_factory):
-    from export.exporter import export_bundle
-
-    out = tmp_path_factory.mktemp("bundle") / "bundle"
-    export_bundle(tiny_models, out, synthetic_images=PARITY_IMAGES)
-    return out
 
 
 @pytest.fixture
