@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import os
+import resource
+import sys
 import time
 from pathlib import Path
 
@@ -47,6 +49,13 @@ def _bundle(path: str, device: str, threads: int):
     return open_bundle(Path(path), device=device, intra_op_threads=threads, require=("classifier",))
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (``ru_maxrss`` is KiB on Linux, bytes
+    on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
 def threads_per_worker(workers: int) -> int:
     """onnxruntime threads for each of ``workers`` concurrent shards: the cores shared out, so
     that workers × threads never oversubscribes the machine."""
@@ -79,7 +88,8 @@ def annotate_shard(catalog: str, bundle: str, out: str, run_id: str, shard_size:
     return {"shard": shard.index, "rows": len(shard), "predictions": result.predictions.num_rows,
             "errors": result.errors.num_rows, "seconds": round(time.perf_counter() - t0, 3),
             "stages": {k: round(v, 3) for k, v in result.seconds.items()},
-            "class_counts": {c: labels.count(c) for c in sorted(set(labels))}, "provider": loaded.provider}
+            "class_counts": {c: labels.count(c) for c in sorted(set(labels))}, "provider": loaded.provider,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def task_runner(runner: str, workers: int, dask_address: str | None = None):
@@ -190,6 +200,8 @@ def _summary(plan, account, results, seconds, loaded, runner, workers, skipped) 
         "seconds": round(seconds, 2), "images_per_second": round(rows_done / seconds, 1) if seconds > 0 else None,
         "class_counts_this_run": counts, "provider": results[0]["provider"] if results else loaded.provider,
         "runner": runner, "workers": workers,
+        # The largest process: the flow's, or a worker's when shards ran in other processes.
+        "peak_rss_mb": max([peak_rss_mb(), *(r["peak_rss_mb"] for r in results)]),
     }
 
 
@@ -198,7 +210,7 @@ def _markdown(s: dict) -> str:
              "| | |", "|---|---|",
              *(f"| {k} | {s[k]} |" for k in ("out", "bundle_id", "catalog_rows", "predictions", "errors", "shards",
                                               "shards_skipped", "seconds", "images_per_second", "provider",
-                                              "runner", "workers")),
+                                              "runner", "workers", "peak_rss_mb")),
              "", "| class (this run) | rows |", "|---|---:|",
              *(f"| {c} | {n} |" for c, n in sorted(s["class_counts_this_run"].items()))]
     return "\n".join(lines)

@@ -70,8 +70,36 @@ def _cmd_annotate(args: argparse.Namespace) -> None:
                                dask_address=args.dask_address, device=args.device, progress=True)
     print(f"run {summary['run_id']}: {summary['catalog_rows']} rows → {summary['predictions']} predictions + "
           f"{summary['errors']} errors in {summary['out']} ({summary['rows_this_run']} rows annotated now in "
-          f"{summary['seconds']} s, {summary['images_per_second']} images/s on {summary['provider']}; "
+          f"{summary['seconds']} s, {summary['images_per_second']} images/s on {summary['provider']}, "
+          f"peak RSS {summary['peak_rss_mb']:.0f} MiB; "
           f"{summary['shards_skipped']} of {summary['shards']} shards were already done)")
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from flows.deployments import AnnotateSchedule, serve_deployments
+
+    given = {"--catalog": args.catalog, "--bundle": args.bundle, "--out": args.out}
+    schedule = None
+    if args.cron is not None:
+        missing = [flag for flag, value in given.items() if value is None]
+        if missing:
+            raise CatalogError(f"--cron needs {', '.join(missing)}: what the scheduled run annotates")
+        schedule = AnnotateSchedule(cron=args.cron, catalog=args.catalog, bundle=args.bundle, out=args.out,
+                                    timezone=args.timezone, workers=args.workers)
+    elif any(value is not None for value in given.values()):
+        raise CatalogError("--catalog, --bundle and --out set the scheduled run: give --cron too "
+                           "(on-demand runs take them as -p parameters)")
+    serve_deployments(schedule, limit=args.limit)
+
+
+def _cron(text: str) -> str:
+    from prefect.schedules import Cron
+
+    try:
+        Cron(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -162,6 +190,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="onnxruntime device: auto = CUDA when it can run here, else CPU")
     p.set_defaults(func=_cmd_annotate)
+
+    p = sub.add_parser("serve", help="serve the flows' deployments to a Prefect server (runs until Ctrl-C)",
+                       description="Registers catalog-annotate/on-demand, train-models/on-demand and "
+                                   "export-onnx/on-demand (and catalog-annotate/scheduled with --cron) with the "
+                                   "Prefect server at PREFECT_API_URL and runs their flow runs.")
+    p.add_argument("--cron", type=_cron, default=None,
+                   help="also serve catalog-annotate/scheduled on this cron schedule, e.g. '0 3 * * *'")
+    p.add_argument("--timezone", default="UTC", help="time zone of --cron (default UTC)")
+    p.add_argument("--catalog", type=Path, default=None, help="catalog Parquet the scheduled run annotates")
+    p.add_argument("--bundle", type=Path, default=None, help="model bundle the scheduled run uses")
+    p.add_argument("--out", type=Path, default=None, help="output folder of the scheduled run")
+    p.add_argument("--workers", type=int, default=1, help="shards at once in the scheduled run")
+    p.add_argument("--limit", type=int, default=None, help="most flow runs at once (default: no limit)")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded synthetic survey")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

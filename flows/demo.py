@@ -1,7 +1,7 @@
-"""``morphcat demo``: the whole pipeline on the embedded synthetic survey, then a polars query.
+"""``morphcat demo``: the whole pipeline on the embedded synthetic survey, then polars queries.
 
-The pipeline grows stage by stage (synth → train → evaluate → export → annotate); this flow
-runs every stage that exists and ends with a query a user would type.
+synth → train → evaluate → export → annotate, each stage its own Prefect flow, then the queries a
+user would type over the catalog and over the annotations.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from pathlib import Path
 import polars as pl
 from prefect import flow
 
+from flows.annotate_flows import catalog_annotate
 from flows.catalog_flows import synthesize_survey
+from flows.export_flows import export_onnx
 from flows.model_flows import evaluate_models, train_models
 
 
@@ -30,6 +32,25 @@ def summarise_catalog(catalog_path: Path) -> pl.DataFrame:
     )
 
 
+def summarise_annotations(out: Path, run_id: str, catalog_path: Path) -> pl.DataFrame:
+    """Per predicted class of run ``run_id``, joined back to the catalog on ``object_id``: rows,
+    mean confidence, agreement with the catalog's vote-derived label, one caption. (An output folder keeps every run: another bundle is another run.)"""
+    return (
+        pl.scan_parquet(Path(out) / "predictions" / "**" / "*.parquet")
+        .filter(pl.col("run_id") == run_id)
+        .join(pl.scan_parquet(catalog_path).select("object_id", "label"), on="object_id", how="left")
+        .group_by("label_pred")
+        .agg(
+            rows=pl.len(),
+            mean_confidence=pl.col("confidence").mean().round(3),
+            label_agreement=(pl.col("label_pred") == pl.col("label")).mean().round(3),
+            example_caption=pl.col("caption").sort_by("object_id").first(),
+        )
+        .sort("rows", descending=True)
+        .collect()
+    )
+
+
 @flow(name="morphcat-demo")
 def run_demo(out: Path, n: int, seed: int, size: int = 424, epochs: int = 80) -> pl.DataFrame:
     out = Path(out)
@@ -38,12 +59,21 @@ def run_demo(out: Path, n: int, seed: int, size: int = 424, epochs: int = 80) ->
     train_models(catalog=catalog, out=out / "models", models=["classifier", "regressor", "captioner"],
                  epochs=epochs, seed=seed)
     metrics = evaluate_models(models_dir=out / "models", catalog=catalog, out=out / "report")
-    summary = summarise_catalog(catalog)
-    with pl.Config(tbl_rows=20, fmt_str_lengths=90, tbl_width_chars=160):
+    manifest = export_onnx(models_dir=out / "models", out=out / "bundle", catalog=catalog)
+    run = catalog_annotate(catalog=catalog, bundle=out / "bundle", out=out / "annotations")
+    with pl.Config(tbl_rows=20, fmt_str_lengths=90, tbl_width_chars=180):
         print(f"\nSynthetic survey: {report.rows} galaxies in {catalog}; models in {out / 'models'}\n")
         print(f'pl.scan_parquet("{catalog}").group_by("label").agg(...)')
-        print(summary)
+        print(summarise_catalog(catalog))
         print(f"\nHeld-out test split ({out / 'report' / 'metrics.json'}): accuracy {metrics['accuracy']:.3f}, "
               f"balanced accuracy {metrics['balanced_accuracy']:.3f}, RMSE {metrics['rmse']:.3f}, "
               f"BLEU-4 {metrics['bleu4']:.3f}, caption agreement {metrics['caption_agreement']:.3f}")
+        print(f"\nONNX bundle {manifest['bundle_id']} in {out / 'bundle'} (parity passed); annotation run "
+              f"{run['run_id']}: {run['predictions']} predictions + {run['errors']} errors of "
+              f"{run['catalog_rows']} rows, {run['images_per_second']} images/s on {run['provider']}\n")
+        print(f'pl.scan_parquet("{out / "annotations"}/predictions/**/*.parquet")'
+              f'.filter(pl.col("run_id") == "{run["run_id"]}").join(catalog, on="object_id")'
+              '.group_by("label_pred").agg(...)')
+        summary = summarise_annotations(out / "annotations", run["run_id"], catalog)
+        print(summary)
     return summary

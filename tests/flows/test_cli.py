@@ -72,6 +72,10 @@ def test_demo_runs_the_pipeline_and_prints_the_query(tmp_path, morphcat):
     assert (tmp_path / "survey" / "catalog.parquet").is_file()
     assert (tmp_path / "models" / "classifier.keras").is_file()
     assert (tmp_path / "report" / "metrics.json").is_file()
+    assert (tmp_path / "bundle" / "bundle.json").is_file()
+    assert "label_agreement" in printed and "30 predictions + 0 errors of 30 rows" in printed
+    pred = pl.read_parquet(tmp_path / "annotations" / "predictions" / "**" / "*.parquet")
+    assert sorted(pred["object_id"]) == sorted(pl.read_parquet(tmp_path / "survey" / "catalog.parquet")["object_id"])
 
 
 def test_ingest_of_the_real_sample_reproduces_every_derived_label(tmp_path, shared_data, morphcat):
@@ -109,3 +113,14 @@ def test_export_of_a_folder_without_models_is_one_message_and_exit_2(tmp_path, m
     assert "morphcat export: no trained model in" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--cron", "every night"], 'Invalid cron string: "every night"'),
+    (["--cron", "0 3 * * *", "--catalog", "c.parquet"], "--cron needs --bundle, --out"),
+    (["--catalog", "c.parquet", "--bundle", "b", "--out", "o"], "give --cron too"),
+])
+def test_serve_refuses_an_incomplete_schedule_before_contacting_prefect(args, needle, morphcat):
+    proc = morphcat("serve", *args, timeout=120)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
