@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from export.benchmark import images_per_second
 from export.bundle import BUNDLE_FORMAT, check_out, prepare_out, publish, write_manifest
 from export.convert import to_onnx
 from export.errors import ExportError, ParityError, ParityFailure
@@ -132,12 +133,19 @@ def check_parity(source: Source, protos: dict[str, onnx.ModelProto], images: np.
         got[name] = dict(zip(output_names, session.run(None, feeds[name])))
         expected[name] = unit.reference(feeds[name])
         figures, problems = compare_outputs(unit.spec, got[name], expected[name])
-        files[name] = {"outputs": figures}
+        files[name] = {"outputs": figures, "speed": _speed(session, unit, feeds[name], len(images))}
         failures += problems
     if any(f.check in ("names", "shape") for f in failures):
         return CheckedModel(source, protos, {"files": files}, failures)  # agreement needs the right tensors
     agreement, problems = source.agreement(images, sessions, got, expected)
     return CheckedModel(source, protos, {"files": files, **agreement}, failures + problems)
+
+
+def _speed(session, unit, feeds: dict, n: int) -> dict:
+    """Rows per second of onnxruntime (CPU) and of Keras computing the same outputs on the same
+    feeds, measured alike (``export.benchmark``)."""
+    return {"rows": n, "ort_rows_per_s": round(images_per_second(lambda: session.run(None, feeds), n), 1),
+            "keras_rows_per_s": round(images_per_second(lambda: unit.reference(feeds), n), 1)}
 
 
 def _file_facts(plan: ExportPlan, checked: CheckedModel, entry: dict, name: str) -> dict:

@@ -17,13 +17,18 @@ def bundle_markdown(manifest: dict, path: str = "") -> str:
     lines += [f"| {name} | {rec['bytes']:,} |" for name, rec in sorted(manifest["files"].items())]
     parity = manifest["parity"]
     lines += ["", f"Parity with Keras on {parity['batch']}:", "",
-              "| model | output | max abs diff | atol |", "|---|---|---:|---:|"]
+              "| model | output | max abs diff | atol | rows/s onnxruntime vs Keras |", "|---|---|---:|---:|---|"]
     agreements = []
     for kind, model in sorted(parity["models"].items()):
         for name, figures in model["files"].items():
-            for output, f in figures["outputs"].items():
+            speed = figures.get("speed")
+            for i, (output, f) in enumerate(figures["outputs"].items()):
                 diff = _g(f["max_abs_diff"]) + (f" ({_g(f['relative_diff'])} of scale)" if "relative_diff" in f else "")
-                lines.append(f"| {name} | {output} | {diff} | {_g(f['atol'])} |")
+                rate = ""
+                if speed and i == 0:  # one figure per file, on its first output's row
+                    rate = (f"{speed['ort_rows_per_s']:g} vs {speed['keras_rows_per_s']:g} "
+                            f"(×{speed['ort_rows_per_s'] / speed['keras_rows_per_s']:.1f})")
+                lines.append(f"| {name} | {output} | {diff} | {_g(f['atol'])} | {rate} |")
         agreements += [f"{k.replace('_', ' ')} {v:.2%}" for k, v in model.items() if k.endswith("agreement")]
     if agreements:
         lines += ["", "Agreement: " + ", ".join(agreements) + "."]

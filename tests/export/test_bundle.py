@@ -58,6 +58,8 @@ def test_manifest_records_files_facts_training_and_parity(tiny_bundle):
         for name, figures in model["files"].items():
             for output, f in figures["outputs"].items():
                 assert f.get("relative_diff", f["max_abs_diff"]) <= f["atol"], (name, output)
+            speed = figures["speed"]
+            assert speed["rows"] == 8 and speed["ort_rows_per_s"] > 0 and speed["keras_rows_per_s"] > 0, name
     assert parity["models"]["classifier"]["class_agreement"] == 1.0
     assert parity["models"]["captioner"]["caption_agreement"] >= 0.99
 
