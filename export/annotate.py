@@ -1,6 +1,6 @@
-"""Annotating one shard of a catalog with an opened bundle: decode → classify (+ Grad-CAM) →
-vote fractions → captions → Grad-CAM statistics → the shard's ``predictions`` and ``errors``
-tables (``catalogs.outputs``). Pure of orchestration: the ``catalog-annotate`` flow plans the
+"""Annotating one shard of a catalog with an opened bundle: decode → the image models in one
+onnxruntime run (classifier + Grad-CAM, vote fractions, captioner state) → captions → Grad-CAM
+statistics → the shard's ``predictions`` and ``errors`` tables (``catalogs.outputs``). Pure of orchestration: the ``catalog-annotate`` flow plans the
 shards, calls :func:`annotate_rows` per shard and writes its tables atomically.
 
 Memory is bounded by one batch of pixels plus the decoder's look-ahead (``catalogs.decoding``):
@@ -55,7 +55,7 @@ def annotate_rows(bundle: LoadedBundle, root, table: pa.Table, *, start_row: int
     if "classifier" not in bundle.has:
         raise ValueError(f"bundle {bundle.bundle_id} has no classifier: annotation needs one")
     got = _Collected()
-    seconds = {"decode_wait": 0.0, "classify": 0.0, "votes": 0.0, "captions": 0.0, "cam_stats": 0.0}
+    seconds = {"decode_wait": 0.0, "image_models": 0.0, "captions": 0.0, "cam_stats": 0.0}
     paths = table.column("image_path").to_pylist()
     batches = iter_model_inputs(root, paths, bundle.image, start_row=0, batch_size=batch_size,
                                 workers=decode_workers)
@@ -72,11 +72,11 @@ def annotate_rows(bundle: LoadedBundle, root, table: pa.Table, *, start_row: int
 def _infer(bundle: LoadedBundle, batch: Batch, got: _Collected, seconds: dict[str, float]) -> None:
     try:
         t0 = time.perf_counter()
-        probs, cam = bundle.classify(batch.pixels)
+        outputs = bundle.infer(batch.pixels)  # one run: the image models share their backbone
+        probs, cam = outputs["probs"], outputs["cam"]
+        votes = outputs.get("votes")
         t1 = time.perf_counter()
-        votes = bundle.votes(batch.pixels) if "regressor" in bundle.has else None
-        t2 = time.perf_counter()
-        captions = bundle.captions(batch.pixels) if "captioner" in bundle.has else None
+        captions = bundle.captions_from_state(outputs["h0"], outputs["c0"]) if "captioner" in bundle.has else None
         t3 = time.perf_counter()
     except ORT_ERRORS as exc:  # the batch, not the run: its rows are reported, the rest go on
         message = f"onnxruntime refused the batch: {exc}"
@@ -94,9 +94,8 @@ def _infer(bundle: LoadedBundle, batch: Batch, got: _Collected, seconds: dict[st
         captions = None if captions is None else [c for c, k in zip(captions, keep) if k]
     stats = cam_statistics(cam, bundle.image.size, bundle.image.crop, batch.source_sizes.min(axis=1))
     t4 = time.perf_counter()
-    seconds["classify"] += t1 - t0
-    seconds["votes"] += t2 - t1
-    seconds["captions"] += t3 - t2
+    seconds["image_models"] += t1 - t0
+    seconds["captions"] += t3 - t1
     seconds["cam_stats"] += t4 - t3
     got.rows.append(batch.rows)
     got.probs.append(probs)

@@ -22,12 +22,21 @@ def greedy_decode_ids(encoder, step, images: np.ndarray, max_len: int) -> np.nda
         raise ValueError(f"expected a batch of images (N, H, W, C), got shape {images.shape}")
     if max_len < 2:
         raise ValueError(f"max_len must be ≥ 2, got {max_len}")
-    n = images.shape[0]
+    if images.shape[0] == 0:
+        return greedy_decode_from_state(step, np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), max_len)
+    h, c = encoder.run(list(ENCODER_OUTPUTS), {"image": images})
+    return greedy_decode_from_state(step, h, c, max_len)
+
+
+def greedy_decode_from_state(step, h: np.ndarray, c: np.ndarray, max_len: int) -> np.ndarray:
+    """:func:`greedy_decode_ids` from the encoder's initial states ``h``, ``c`` (N, units)."""
+    if max_len < 2:
+        raise ValueError(f"max_len must be ≥ 2, got {max_len}")
+    n = h.shape[0]
     out = np.full((n, max_len), PAD_ID, dtype=np.int32)
     out[:, 0] = BOS_ID
     if n == 0:
         return out
-    h, c = encoder.run(list(ENCODER_OUTPUTS), {"image": images})
     token = np.full((n, 1), BOS_ID, dtype=np.int32)
     done = np.zeros(n, dtype=bool)
     token_in, h_in, c_in = STEP_INPUTS

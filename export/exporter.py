@@ -6,8 +6,10 @@ Steps (the ``export-onnx`` flow runs each as a task; :func:`export_bundle` runs 
    sidecars), the held-out parity batch; a bad folder or ``--out`` fails here, before any work.
 2. :func:`export_and_check` per model: tf2onnx conversion of every file of its spec, then parity
    against Keras (names → shapes → values, then class/caption agreement), failures collected.
-3. :func:`quantize_models` (optional): int8 files and their size/speed/agreement against fp32.
-4. :func:`write_bundle`: one :class:`~export.errors.ParityError` listing every failure of every
+3. :func:`check_merged`: the image models composed into one graph (``export.merge``) and the
+   same parity checks run on it.
+4. :func:`quantize_models` (optional): int8 files and their size/speed/agreement against fp32.
+5. :func:`write_bundle`: one :class:`~export.errors.ParityError` listing every failure of every
    model, or the files with their metadata and ``bundle.json``, published in one move.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from export.bundle import BUNDLE_FORMAT, check_out, prepare_out, publish, write_
 from export.convert import to_onnx
 from export.errors import ExportError, ParityError, ParityFailure
 from export.images import ParityBatch, catalog_batch, synthetic_batch, SYNTHETIC_IMAGES
+from export.merge import IMAGE_INPUT, MERGED_NAME, merge_image_models
 from export.metadata import set_facts
 from export.parity import check_names, compare_outputs
 from export.providers import CPU
@@ -54,6 +57,18 @@ class CheckedModel:
     source: Source
     protos: dict[str, onnx.ModelProto]  # per exported file name, in spec order
     parity: dict  # {"files": {name: {"outputs": {...}}}, agreement figures…}
+    failures: list[ParityFailure] = field(default_factory=list)
+    got: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # per file: onnxruntime's outputs
+    expected: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # per file: Keras's
+
+
+@dataclass
+class MergedModel:
+    """``image_models.onnx``: the image-input files in one graph, and its parity figures."""
+
+    proto: onnx.ModelProto
+    files: tuple[str, ...]  # the exported files it computes
+    parity: dict
     failures: list[ParityFailure] = field(default_factory=list)
 
 
@@ -138,7 +153,43 @@ def check_parity(source: Source, protos: dict[str, onnx.ModelProto], images: np.
     if any(f.check in ("names", "shape") for f in failures):
         return CheckedModel(source, protos, {"files": files}, failures)  # agreement needs the right tensors
     agreement, problems = source.agreement(images, sessions, got, expected)
-    return CheckedModel(source, protos, {"files": files, **agreement}, failures + problems)
+    return CheckedModel(source, protos, {"files": files, **agreement}, failures + problems, got, expected)
+
+
+def check_merged(checked: list[CheckedModel], images: np.ndarray) -> MergedModel | None:
+    """Compose every file that reads only the image into one graph and check it as the files
+    were: values against Keras with each file's tolerances, then each model's agreement checks
+    with the merged session standing in for its image files. None when fewer than two files
+    read the image (nothing to share)."""
+    image_files = {u.spec.name: c.protos[u.spec.name] for c in checked for u in c.source.units
+                   if [t.name for t in u.spec.inputs] == [IMAGE_INPUT]}
+    if len(image_files) < 2 or any(not c.expected for c in checked):
+        return None
+    proto = merge_image_models(image_files)
+    session = create_session(proto.SerializeToString(), [CPU])
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {IMAGE_INPUT: images})))
+    figures, failures, agreements = {}, [], {}
+    for c in checked:
+        sessions, got = {}, dict(c.got)
+        for unit in c.source.units:
+            name = unit.spec.name
+            if name in image_files:
+                sessions[name] = session
+                got[name] = {t.name: outputs[t.name] for t in unit.spec.outputs}
+                figures[name], problems = compare_outputs(unit.spec, got[name], c.expected[name])
+                failures += problems
+            else:
+                sessions[name] = create_session(c.protos[name].SerializeToString(), [CPU])
+        agreement, problems = c.source.agreement(images, sessions, got, c.expected)
+        agreements.update(agreement)
+        failures += problems
+    separate = 1.0 / sum(1.0 / c.parity["files"][n]["speed"]["ort_rows_per_s"]
+                         for c in checked for n in c.parity["files"] if n in image_files)
+    speed = {"rows": len(images), "ort_rows_per_s": round(images_per_second(
+        lambda: session.run(None, {IMAGE_INPUT: images}), len(images)), 1),
+        "separate_files_rows_per_s": round(separate, 1)}
+    return MergedModel(proto, tuple(image_files), {"files": figures, "speed": speed, **agreements},
+                       [replace(f, model=f"{MERGED_NAME} ({f.model})") for f in failures])
 
 
 def _speed(session, unit, feeds: dict, n: int) -> dict:
@@ -156,8 +207,8 @@ def _file_facts(plan: ExportPlan, checked: CheckedModel, entry: dict, name: str)
             "parity": {**{k: v for k, v in checked.parity.items() if k != "files"}, **checked.parity["files"][name]}}
 
 
-def raise_for_failures(checked: list[CheckedModel]) -> None:
-    failures = [f for c in checked for f in c.failures]
+def raise_for_failures(checked: list[CheckedModel], merged: MergedModel | None = None) -> None:
+    failures = [f for c in checked for f in c.failures] + ([] if merged is None else merged.failures)
     if failures:
         raise ParityError(failures)
 
@@ -177,10 +228,11 @@ def _opset(protos: list[onnx.ModelProto]) -> int:
     return max(o.version for p in protos for o in p.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | None = None) -> dict:
+def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | None = None,
+                 merged: MergedModel | None = None) -> dict:
     """Raise one :class:`ParityError` for every failure of every model, else write the files
     with their metadata and ``bundle.json`` into a staging folder and publish it as ``plan.out``."""
-    raise_for_failures(checked)
+    raise_for_failures(checked, merged)
     staging = prepare_out(plan.out)
     try:
         models, written = {}, {}
@@ -196,6 +248,13 @@ def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | Non
                     set_facts(proto, {**_file_facts(plan, c, entry, name), "precision": "int8",
                                       "int8": quantized["comparison"]})
                     written[entry["int8_files"][name]] = proto
+        merged_entry = None
+        if merged is not None:
+            merged_entry = {"file": f"{MERGED_NAME}.onnx", "computes": list(merged.files),
+                            "outputs": [o.name for o in merged.proto.graph.output]}
+            set_facts(merged.proto, {"format": BUNDLE_FORMAT, "model": MERGED_NAME, "image": plan.image,
+                                     **merged_entry, "opset": OPSET, "versions": toolchain_versions()})
+            written[merged_entry["file"]] = merged.proto
         for file, proto in written.items():
             onnx.save(proto, staging / file)
         manifest = {
@@ -209,6 +268,9 @@ def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | Non
             "parity": {"batch": plan.batch.source, "n_images": int(len(plan.batch.images)), "passed": True,
                        "models": {c.source.kind: c.parity for c in checked}},
         }
+        if merged_entry is not None:
+            manifest["merged"] = merged_entry
+            manifest["parity"]["merged"] = merged.parity
         if int8:
             manifest["int8"] = {"method": int8["method"], **{k: v["comparison"] for k, v in int8["models"].items()}}
         manifest = write_manifest(staging, manifest, list(written))
@@ -225,9 +287,11 @@ def export_bundle(models_dir: Path, out: Path, *, catalog: Path | None = None, i
     plan = plan_export(models_dir, out, catalog, synthetic_images)
     checked = [export_and_check(plan, kind) for kind in plan.kinds]
     raise_for_failures(checked)
+    merged = check_merged(checked, plan.batch.images)
+    raise_for_failures(checked, merged)
     quantized = None
     if int8:
         from export.quantize import quantize_models
 
         quantized = quantize_models(plan, checked)
-    return write_bundle(plan, checked, quantized)
+    return write_bundle(plan, checked, quantized, merged)

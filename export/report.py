@@ -32,6 +32,15 @@ def bundle_markdown(manifest: dict, path: str = "") -> str:
         agreements += [f"{k.replace('_', ' ')} {v:.2%}" for k, v in model.items() if k.endswith("agreement")]
     if agreements:
         lines += ["", "Agreement: " + ", ".join(agreements) + "."]
+    if "merged" in manifest:
+        merged, figures = manifest["merged"], parity["merged"]
+        worst = max((f.get("relative_diff", f["max_abs_diff"]) for outs in figures["files"].values()
+                     for f in outs.values()), default=0.0)
+        speed = figures["speed"]
+        lines += ["", f"{merged['file']} computes {', '.join(merged['computes'])} in one graph (shared weights run "
+                      f"once): largest diff against Keras {_g(worst)}, within every file's atol; "
+                      f"{speed['ort_rows_per_s']:g} rows/s against {speed['separate_files_rows_per_s']:g} for the "
+                      "separate files."]
     if "int8" in manifest:
         int8 = manifest["int8"]
         lines += ["", f"int8 ({int8['method']}) against fp32 on the same batch:", "",

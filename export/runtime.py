@@ -21,8 +21,9 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from export.bundle import read_manifest, verify_files
-from export.decode import greedy_decode_ids
+from export.decode import greedy_decode_from_state, greedy_decode_ids
 from export.errors import BundleError
+from export.merge import IMAGE_INPUT, MERGED_NAME
 from export.metadata import read_facts
 from export.providers import choose_providers, cuda_unavailable_reason
 from models.config import ImageSpec
@@ -77,9 +78,13 @@ def _serviceable(manifest: dict) -> list[str]:
 
 
 def _file_names(manifest: dict, precision: str) -> dict[str, str]:
-    """Exported file names → file, for the precision asked for."""
+    """Exported file names → file, for the precision asked for (fp32 adds the merged image
+    graph when the bundle has one)."""
     key = "files" if precision == "fp32" else "int8_files"
-    return {name: file for entry in manifest["models"].values() for name, file in entry.get(key, {}).items()}
+    names = {name: file for entry in manifest["models"].values() for name, file in entry.get(key, {}).items()}
+    if precision == "fp32" and "merged" in manifest:
+        names[MERGED_NAME] = manifest["merged"]["file"]
+    return names
 
 
 def open_bundle(path, *, device: str = "auto", intra_op_threads: int | None = None,
@@ -123,6 +128,11 @@ def _cross_check(folder: Path, manifest: dict, sessions: dict[str, ort.Inference
     """bundle.json is not hashed (it holds the hashes): its facts must equal those the exporter
     wrote into each file, so an edited manifest cannot relabel a model."""
     problems = []
+    if MERGED_NAME in sessions:
+        facts = read_facts(sessions[MERGED_NAME].get_modelmeta().custom_metadata_map)
+        for key, want in (("image", manifest["image"]), ("computes", manifest["merged"]["computes"])):
+            if facts.get(key) != want:
+                problems.append(f"{manifest['merged']['file']}: {key} in bundle.json differs from the file's own metadata")
     for kind, entry in manifest["models"].items():
         for name in entry.get("files", {}):
             if name not in sessions:
@@ -198,3 +208,28 @@ class LoadedBundle:
     def captions(self, images) -> list[str]:
         ids = self.caption_ids(images)
         return self.tokenizer.decode(ids)
+
+    @property
+    def merged(self) -> bool:
+        """Whether one graph computes every image model (``export.merge``)."""
+        return MERGED_NAME in self._sessions
+
+    def infer(self, images) -> dict[str, np.ndarray]:
+        """Every image-model output for a batch in one call: ``probs``, ``cam`` (classifier),
+        ``votes`` (regressor), ``h0``, ``c0`` (captioner encoder), those the bundle has. One
+        onnxruntime run of the merged graph when the bundle has it, so shared layers run once."""
+        x = self._images(images)
+        if self.merged:
+            session = self._sessions[MERGED_NAME]
+            return dict(zip([o.name for o in session.get_outputs()], session.run(None, {IMAGE_INPUT: x})))
+        out: dict[str, np.ndarray] = {}
+        for kind, name in (("classifier", "classifier"), ("regressor", "regressor"), ("captioner", "captioner_encoder")):
+            if kind in self.has:
+                session = self._sessions[name]
+                out.update(zip([o.name for o in session.get_outputs()], session.run(None, {IMAGE_INPUT: x})))
+        return out
+
+    def captions_from_state(self, h0: np.ndarray, c0: np.ndarray) -> list[str]:
+        """Greedy captions from the encoder's initial states (``infer``'s ``h0``, ``c0``)."""
+        step = self._session("captioner", "captioner_step")
+        return self.tokenizer.decode(greedy_decode_from_state(step, h0, c0, self.max_len))

@@ -50,9 +50,16 @@ def _bundle(path: str, device: str, threads: int):
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB (``ru_maxrss`` is KiB on Linux, bytes
-    on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """This process's peak resident memory so far, in MiB. On Linux ``VmHWM``: unlike
+    ``ru_maxrss`` it restarts at ``exec``, so a process started from a large parent (a served
+    deployment, a benchmark) does not report its parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 

@@ -102,6 +102,17 @@ def _cron(text: str) -> str:
     return text
 
 
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from benchmarks.report import write_results
+    from benchmarks.run import BenchSettings, run_benchmark
+
+    settings = BenchSettings(n=args.n, repeats=args.repeats, batch_size=args.batch_size,
+                             seed_images=args.seed_images, models_dir=args.models)
+    paths = write_results(run_benchmark(args.out, settings), args.out)
+    print(paths["md"].read_text())
+    print(f"results: {paths['json']}, {paths['md']}, {paths['png']}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo import run_demo
 
@@ -204,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="shards at once in the scheduled run")
     p.add_argument("--limit", type=int, default=None, help="most flow runs at once (default: no limit)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("bench", help="benchmark annotate throughput against the Keras path and the machine's limits")
+    p.add_argument("--n", type=int, default=1000, help="synthetic 424 px galaxies to annotate (default 1000)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the inputs, runs and results.json/md/png")
+    p.add_argument("--models", type=Path, default=None, metavar="MODELS_DIR",
+                   help="trained models to measure (default: default-architecture models trained for one epoch)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per path, after a warm-up (default 3)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed-images", type=int, default=5, help="images the seed project's captioning runs on")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded synthetic survey")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

@@ -25,6 +25,13 @@ def export_and_check(plan, kind: str):
 
 
 @task(cache_policy=NO_CACHE)
+def merge_and_check(plan, checked):
+    from export.exporter import check_merged
+
+    return check_merged(checked, plan.batch.images)
+
+
+@task(cache_policy=NO_CACHE)
 def quantize_int8(plan, checked):
     from export.quantize import quantize_models
 
@@ -32,10 +39,10 @@ def quantize_int8(plan, checked):
 
 
 @task(cache_policy=NO_CACHE)
-def write_bundle(plan, checked, quantized) -> dict:
+def write_bundle(plan, checked, quantized, merged) -> dict:
     from export.exporter import write_bundle as write
 
-    return write(plan, checked, quantized)
+    return write(plan, checked, quantized, merged)
 
 
 @task(cache_policy=NO_CACHE)
@@ -56,7 +63,9 @@ def export_onnx(models_dir: Path, out: Path, catalog: Path | None = None, int8: 
     plan = plan_export(Path(models_dir), Path(out), None if catalog is None else Path(catalog))
     checked = [export_and_check(plan, kind) for kind in plan.kinds]
     raise_for_failures(checked)  # one ParityError for every model, before any quantisation
+    merged = merge_and_check(plan, checked)
+    raise_for_failures(checked, merged)
     quantized = quantize_int8(plan, checked) if int8 else None
-    manifest = write_bundle(plan, checked, quantized)
+    manifest = write_bundle(plan, checked, quantized, merged)
     publish_report(manifest, Path(out))
     return manifest

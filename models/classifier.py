@@ -99,19 +99,26 @@ def grad_cam(classifier: keras.Model, images, class_index=None) -> np.ndarray:
     if x.shape.rank != 4:
         raise ValueError(f"expected a batch of images (N, H, W, C), got shape {tuple(x.shape)}")
     model = grad_cam_model(classifier)
+    classes = None
+    if class_index is not None:
+        n_classes = classifier.output_shape[-1]
+        idx = np.broadcast_to(np.asarray(class_index, dtype=np.int64), (x.shape[0],))
+        if np.any((idx < 0) | (idx >= n_classes)):
+            raise ValueError(f"class_index out of range [0, {n_classes}): {class_index}")
+        classes = tf.constant(idx, dtype=tf.int32)
+    _, cam = grad_cam_tensors(model, x, classes)
+    return cam.numpy().astype(np.float32)
+
+
+def grad_cam_tensors(cam_model: keras.Model, x, classes=None):
+    """``(logits, cam)`` as tensors for a :func:`grad_cam_model`, by ``tf.GradientTape``; traceable
+    inside a ``tf.function``. ``classes`` (N,) int32, or None for each image's arg-max class."""
     with tf.GradientTape() as tape:
-        features, logits = model(x, training=False)
+        features, logits = cam_model(x, training=False)
         tape.watch(features)
-        n_classes = logits.shape[-1]
-        if class_index is None:
+        if classes is None:
             classes = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        else:
-            idx = np.broadcast_to(np.asarray(class_index, dtype=np.int64), (x.shape[0],))
-            if np.any((idx < 0) | (idx >= n_classes)):
-                raise ValueError(f"class_index out of range [0, {n_classes}): {class_index}")
-            classes = tf.constant(idx, dtype=tf.int32)
-        target = tf.reduce_sum(logits * tf.one_hot(classes, n_classes, dtype=logits.dtype))
+        target = tf.reduce_sum(logits * tf.one_hot(classes, logits.shape[-1], dtype=logits.dtype))
     grads = tape.gradient(target, features)  # (N, h, w, k); rows are independent
     alpha = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # (N, 1, 1, k)
-    cam = tf.nn.relu(tf.reduce_sum(alpha * features, axis=-1))
-    return cam.numpy().astype(np.float32)
+    return logits, tf.nn.relu(tf.reduce_sum(alpha * features, axis=-1))

@@ -20,7 +20,7 @@ from export.runtime import max_supported_opset, open_bundle
 from tests.export.tiny_models import CFG, CLASSES, TOKENIZER, write_tiny_models
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-FILES = ("captioner_encoder.onnx", "captioner_step.onnx", "classifier.onnx", "regressor.onnx")
+FILES = ("captioner_encoder.onnx", "captioner_step.onnx", "classifier.onnx", "image_models.onnx", "regressor.onnx")
 
 
 def _manifest(folder):
@@ -60,6 +60,14 @@ def test_manifest_records_files_facts_training_and_parity(tiny_bundle):
                 assert f.get("relative_diff", f["max_abs_diff"]) <= f["atol"], (name, output)
             speed = figures["speed"]
             assert speed["rows"] == 8 and speed["ort_rows_per_s"] > 0 and speed["keras_rows_per_s"] > 0, name
+    assert m["merged"] == {"file": "image_models.onnx", "computes": ["classifier", "regressor", "captioner_encoder"],
+                           "outputs": ["probs", "cam", "votes", "h0", "c0"]}
+    merged = parity["merged"]
+    for name, figures in merged["files"].items():
+        for output, f in figures.items():
+            assert f.get("relative_diff", f["max_abs_diff"]) <= f["atol"], (name, output)
+    assert merged["class_agreement"] == 1.0 and merged["caption_agreement"] >= 0.99
+    assert merged["speed"]["ort_rows_per_s"] > 0 and merged["speed"]["separate_files_rows_per_s"] > 0
     assert parity["models"]["classifier"]["class_agreement"] == 1.0
     assert parity["models"]["captioner"]["caption_agreement"] >= 0.99
 

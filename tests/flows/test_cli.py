@@ -102,8 +102,11 @@ def test_export_writes_a_parity_checked_bundle(tmp_path, morphcat):
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "bundle.json").read_text())
     assert sorted(manifest["models"]) == ["classifier", "regressor"] and manifest["parity"]["passed"]
-    assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "classifier.onnx", "regressor.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "classifier.onnx", "image_models.onnx",
+                                                     "regressor.onnx"]
+    assert manifest["merged"]["computes"] == ["classifier", "regressor"]
     assert f"Model bundle {manifest['bundle_id']}" in proc.stdout and "| classifier | cam |" in proc.stdout
+    assert "image_models.onnx computes classifier, regressor in one graph" in proc.stdout
 
 
 def test_export_of_a_folder_without_models_is_one_message_and_exit_2(tmp_path, morphcat):

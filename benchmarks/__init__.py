@@ -1,0 +1,1 @@
+"""Reproducible benchmarks (``morphcat bench``); see :mod:`benchmarks.run`."""

@@ -1,0 +1,95 @@
+"""``morphcat bench`` on tiny inputs (what it measures is checked, never how fast it is), and its
+pure parts on hand-made numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from benchmarks.run import TARGETS, BenchSettings, derived, median_rate, repeated
+from catalogs.contract import Catalog, read_catalog, write_catalog
+from catalogs.synthetic import render_survey
+
+KEYS = ("morphcat_ips", "keras_ips", "decode_ips", "ort_ips", "seed_caption_s_per_image",
+        "morphcat_caption_s_per_image", "rss_n_mb", "rss_10n_mb", "n", "machine")
+
+
+def _measured(**overrides) -> dict:
+    r = {"morphcat_ips": 400.0, "keras_ips": 100.0, "decode_ips": 500.0, "ort_ips": 400.0,
+         "seed_caption_s_per_image": 1.0, "morphcat_caption_s_per_image": 0.02, "rss_n_mb": 300.0,
+         "rss_10n_mb": 360.0}
+    return {**r, **overrides}
+
+
+@pytest.mark.parametrize(("overrides", "name", "value", "met"), [
+    ({}, "speedup_vs_keras", 4.0, True),
+    ({"keras_ips": 101.0}, "speedup_vs_keras", 3.96, False),
+    ({}, "efficiency", 1.0, True),  # bounded by the slower limit, onnxruntime here
+    ({"ort_ips": 1000.0}, "efficiency", 0.8, False),  # now decoding (500/s) is the limit
+    ({}, "caption_speedup", 50.0, True),
+    ({"seed_caption_s_per_image": 0.9}, "caption_speedup", 45.0, False),
+    ({}, "rss_ratio", 1.2, True),  # lower is better: 1.2 is still within the target
+    ({"rss_10n_mb": 361.0}, "rss_ratio", 1.203, False),
+])
+def test_derived_ratios_and_targets(overrides, name, value, met):
+    d = derived(_measured(**overrides))
+    assert d[name] == pytest.approx(value, abs=1e-3)
+    assert d["targets"][name]["met"] is met
+    assert set(d["targets"]) == set(TARGETS)
+
+
+def test_median_rate_leaves_the_warm_up_out():
+    calls = []
+
+    def run():
+        calls.append(1)
+        return 10
+
+    rate, rates = median_rate(run, repeats=3)
+    assert len(calls) == 4 and len(rates) == 3 and rate == float(np.median(rates)) and rate > 0
+
+
+def test_repeated_catalog_reuses_images_under_new_ids(tmp_path):
+    table = render_survey(tmp_path, n=3, seed=2, size=32, workers=1)
+    catalog = repeated(Catalog(table, tmp_path, "synthetic"), 4)
+    write_catalog(catalog, tmp_path / "c.parquet")  # passes the contract: ids unique
+    back = read_catalog(tmp_path / "c.parquet").table
+    assert back.num_rows == 12 and len(set(back.column("object_id").to_pylist())) == 12
+    assert back.column("image_path").to_pylist() == table.column("image_path").to_pylist() * 4
+
+
+def test_settings_below_one_are_refused():
+    with pytest.raises(ValueError, match="repeats"):
+        BenchSettings(repeats=0)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_bench_measures_every_path_and_writes_its_results(tmp_path, tiny_models, morphcat):
+    out = tmp_path / "bench"
+    proc = morphcat("bench", "--n", 6, "--out", out, "--models", tiny_models, "--repeats", 1, "--seed-images", 1,
+                    "--batch-size", 4)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((out / "results.json").read_text())
+    assert set(KEYS) <= set(r)
+    assert r["n"] == 6 and r["seed_images"] == 1 and r["machine"]["cores"] >= 1
+    for key in KEYS[:-2]:
+        assert r[key] > 0, key
+    assert set(r["targets"]) == set(TARGETS) and all(isinstance(t["met"], bool) for t in r["targets"].values())
+    assert len(r["rates"]["morphcat"]) == 1
+    # Every timed morphcat run and both memory runs annotated every row of their catalog.
+    for run, rows in (("rep1", 6), ("rss-n", 6), ("rss-10n", 60)):
+        assert pl.read_parquet(out / "runs" / run / "predictions" / "**" / "*.parquet").height == rows, run
+    md = (out / "results.md").read_text()
+    assert "| morphcat |" in md and "| Keras path |" in md and "peak RSS" in md
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "results.md" in proc.stdout
+
+
+def test_serial_limit_is_the_rate_of_decode_and_inference_taking_turns():
+    d = derived(_measured())  # decode 500/s, onnxruntime 400/s: 2 ms + 2.5 ms per image
+    assert d["serial_limit_ips"] == pytest.approx(222.2, abs=0.1)
+    assert d["efficiency_vs_serial_limit"] == pytest.approx(400 / (1 / (1 / 500 + 1 / 400)), abs=1e-3)
