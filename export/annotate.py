@@ -77,7 +77,7 @@ def _infer(bundle: LoadedBundle, batch: Batch, got: _Collected, seconds: dict[st
         votes = outputs.get("votes")
         t1 = time.perf_counter()
         captions = bundle.captions_from_state(outputs["h0"], outputs["c0"]) if "captioner" in bundle.has else None
-        t3 = time.perf_counter()
+        t2 = time.perf_counter()
     except ORT_ERRORS as exc:  # the batch, not the run: its rows are reported, the rest go on
         message = f"onnxruntime refused the batch: {exc}"
         got.failed.extend((int(r), STAGE_INFERENCE, type(exc).__name__, message) for r in batch.rows)
@@ -93,10 +93,10 @@ def _infer(bundle: LoadedBundle, batch: Batch, got: _Collected, seconds: dict[st
         votes = None if votes is None else votes[keep]
         captions = None if captions is None else [c for c, k in zip(captions, keep) if k]
     stats = cam_statistics(cam, bundle.image.size, bundle.image.crop, batch.source_sizes.min(axis=1))
-    t4 = time.perf_counter()
+    t3 = time.perf_counter()
     seconds["image_models"] += t1 - t0
-    seconds["captions"] += t3 - t1
-    seconds["cam_stats"] += t4 - t3
+    seconds["captions"] += t2 - t1
+    seconds["cam_stats"] += t3 - t2
     got.rows.append(batch.rows)
     got.probs.append(probs)
     if votes is not None:
