@@ -1,7 +1,8 @@
 """Annotating one shard of a catalog with an opened bundle: decode → the image models in one
 onnxruntime run (classifier + Grad-CAM, vote fractions, captioner state) → captions → Grad-CAM
-statistics → the shard's ``predictions`` and ``errors`` tables (``catalogs.outputs``). Pure of orchestration: the ``catalog-annotate`` flow plans the
-shards, calls :func:`annotate_rows` per shard and writes its tables atomically.
+statistics → the shard's ``predictions`` and ``errors`` tables (``catalogs.outputs``). Pure of
+orchestration: the ``catalog-annotate`` flow plans the shards, calls :func:`annotate_rows` per
+shard and writes its tables atomically.
 
 Memory is bounded by one batch of pixels plus the decoder's look-ahead (``catalogs.decoding``):
 the shard's own rows are read from the catalog table, never its pixels all at once. Decoding runs

@@ -20,8 +20,6 @@ def greedy_decode_ids(encoder, step, images: np.ndarray, max_len: int) -> np.nda
     images = np.ascontiguousarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise ValueError(f"expected a batch of images (N, H, W, C), got shape {images.shape}")
-    if max_len < 2:
-        raise ValueError(f"max_len must be ≥ 2, got {max_len}")
     if images.shape[0] == 0:
         return greedy_decode_from_state(step, np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), max_len)
     h, c = encoder.run(list(ENCODER_OUTPUTS), {"image": images})
