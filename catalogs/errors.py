@@ -30,7 +30,7 @@ class Problem:
     """One contract violation: what kind, which column, which rows."""
 
     code: str  # missing_column | wrong_type | unknown_column | null_values | duplicate_id |
-    #            id_precision | path_escape | out_of_range | empty
+    #            id_precision | out_of_range | empty
     column: str | None
     detail: str
     rows: tuple[int, ...] = ()

@@ -34,8 +34,16 @@ cam_central_share          float32  share of the heat within the central disc
 cam_entropy                float32  entropy of the normalised map over ln(cells): 0 = one cell,
                                     1 = uniform
 cam_gini                   float32  Gini coefficient of the heat over cells: 0 = uniform
-ood_score, ood_flag        float32, out-of-distribution score and whether it passes the
-                           bool     bundle's threshold ("probably not a galaxy")
+ood_score                  float32  out-of-distribution score (``models.ood``): Mahalanobis
+                                    distance of the classifier's pooled features to its training
+                                    galaxies, over the 99th percentile of that distance on its
+                                    validation galaxies (≤ 1 for 99 % of such galaxies)
+ood_flag                   bool     ``ood_score > 1`` (the threshold each bundle records) or
+                                    ``source_snr < 5``: probably not a galaxy like those the models
+                                    learnt (a photo, empty sky, an artefact, an uncentred cutout,
+                                    or a survey unlike the training one)
+source_snr                 float32  signal-to-noise of a centred source in the model input
+                                    (``models.ood.central_source_snr``); < 5: none
 input_note                 string   conversions applied to the image (``converted_from=RGBA``,
                                     ``nonfinite_pixels=12``), null when none
 bundle_id, run_id          string   the model bundle and the run that wrote the row
@@ -89,7 +97,8 @@ _HEAD = [pa.field("object_id", pa.string(), nullable=False), pa.field("ra", pa.f
          pa.field("dec", pa.float64()), pa.field("label_pred", pa.string()), pa.field("confidence", pa.float32()),
          pa.field("entropy", pa.float32()), pa.field("margin", pa.float32())]
 _TAIL = [pa.field("caption", pa.string()), *(pa.field(c, pa.float32()) for c in CAM_COLUMNS),
-         pa.field("ood_score", pa.float32()), pa.field("ood_flag", pa.bool_()), pa.field("input_note", pa.string()),
+         pa.field("ood_score", pa.float32()), pa.field("ood_flag", pa.bool_()), pa.field("source_snr", pa.float32()),
+         pa.field("input_note", pa.string()),
          pa.field("bundle_id", pa.string(), nullable=False), pa.field("run_id", pa.string(), nullable=False)]
 
 ERRORS_SCHEMA = pa.schema([
@@ -142,6 +151,7 @@ def predictions_table(
     cam: Mapping[str, np.ndarray] | None = None,
     ood_score: np.ndarray | None = None,
     ood_flag: np.ndarray | None = None,
+    source_snr: np.ndarray | None = None,
     input_notes: Sequence[str | None] | None = None,
 ) -> pa.Table:
     """Assemble ``predictions`` rows from model outputs, deriving label (ties: the first class),
@@ -178,6 +188,7 @@ def predictions_table(
         columns[name] = _floats(None if cam is None else cam[name], n)
     columns["ood_score"] = _floats(ood_score, n)
     columns["ood_flag"] = pa.nulls(n, pa.bool_()) if ood_flag is None else pa.array(_vector(ood_flag, n), pa.bool_())
+    columns["source_snr"] = _floats(source_snr, n)
     columns["input_note"] = _strings(input_notes, n)
     columns["bundle_id"] = pa.array([bundle_id] * n, pa.string())
     columns["run_id"] = pa.array([run_id] * n, pa.string())

@@ -1,5 +1,6 @@
 """Annotating one shard of a catalog with an opened bundle: decode → the image models in one
-onnxruntime run (classifier + Grad-CAM, vote fractions, captioner state) → captions → Grad-CAM
+onnxruntime run (classifier + Grad-CAM + out-of-distribution score, vote fractions, captioner
+state) → captions → Grad-CAM
 statistics → the shard's ``predictions`` and ``errors`` tables (``catalogs.outputs``). Pure of
 orchestration: the ``catalog-annotate`` flow plans the shards, calls :func:`annotate_rows` per
 shard and writes its tables atomically.
@@ -25,6 +26,7 @@ from catalogs.decoding import Batch, iter_model_inputs
 from catalogs.outputs import errors_table, predictions_table
 from export.camstats import cam_statistics
 from export.runtime import ORT_ERRORS, LoadedBundle
+from models.ood import central_source_snr, ood_flags
 
 STAGE_INFERENCE = "inference"
 
@@ -43,6 +45,9 @@ class _Collected:
     rows: list[np.ndarray] = field(default_factory=list)
     probs: list[np.ndarray] = field(default_factory=list)
     votes: list[np.ndarray] = field(default_factory=list)
+    ood_score: list[np.ndarray] = field(default_factory=list)
+    ood_flag: list[np.ndarray] = field(default_factory=list)
+    source_snr: list[np.ndarray] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)
     cam: list[dict[str, np.ndarray]] = field(default_factory=list)
     notes: list[str | None] = field(default_factory=list)
@@ -70,40 +75,66 @@ def annotate_rows(bundle: LoadedBundle, root, table: pa.Table, *, start_row: int
     return ShardResult(*_tables(bundle, table, got, bundle_id, run_id), seconds=seconds)
 
 
+@dataclass
+class PixelAnnotations:
+    """What the bundle says about a batch of prepared images (``LoadedBundle.image``)."""
+
+    probs: np.ndarray  # (N, C) in the bundle's class order
+    cam: np.ndarray  # (N, h, w) raw Grad-CAM of the predicted class (export.gradcam)
+    ood_score: np.ndarray  # (N,) models.ood: feature distance over the bundle's scale
+    ood_flag: np.ndarray  # (N,) bool: ood_score > the bundle's threshold or no centred source
+    source_snr: np.ndarray  # (N,) models.ood.central_source_snr
+    votes: np.ndarray | None  # (N, 37) cumulative GZ2 answers, when the bundle has a regressor
+    captions: list[str] | None  # when the bundle has a captioner
+
+
+def annotate_pixels(bundle: LoadedBundle, pixels: np.ndarray,
+                    seconds: dict[str, float] | None = None) -> PixelAnnotations:
+    """Every model of ``bundle`` on ``pixels`` (N, size, size, channels) in [0, 1]: one run of
+    the image models, then the captions. ``seconds`` (optional) accumulates per-stage time.
+    onnxruntime's errors (``ORT_ERRORS``) propagate."""
+    t0 = time.perf_counter()
+    outputs = bundle.infer(pixels)  # one run: the image models share their backbone
+    t1 = time.perf_counter()
+    captions = bundle.captions_from_state(outputs["h0"], outputs["c0"]) if "captioner" in bundle.has else None
+    t2 = time.perf_counter()
+    if seconds is not None:
+        seconds["image_models"] = seconds.get("image_models", 0.0) + t1 - t0
+        seconds["captions"] = seconds.get("captions", 0.0) + t2 - t1
+    score, snr = outputs["ood_score"], central_source_snr(pixels)
+    return PixelAnnotations(outputs["probs"], outputs["cam"], score, ood_flags(score, snr, bundle.ood_threshold),
+                            snr, outputs.get("votes"), captions)
+
+
 def _infer(bundle: LoadedBundle, batch: Batch, got: _Collected, seconds: dict[str, float]) -> None:
     try:
-        t0 = time.perf_counter()
-        outputs = bundle.infer(batch.pixels)  # one run: the image models share their backbone
-        probs, cam = outputs["probs"], outputs["cam"]
-        votes = outputs.get("votes")
-        t1 = time.perf_counter()
-        captions = bundle.captions_from_state(outputs["h0"], outputs["c0"]) if "captioner" in bundle.has else None
-        t2 = time.perf_counter()
+        out = annotate_pixels(bundle, batch.pixels, seconds)
     except ORT_ERRORS as exc:  # the batch, not the run: its rows are reported, the rest go on
         message = f"onnxruntime refused the batch: {exc}"
         got.failed.extend((int(r), STAGE_INFERENCE, type(exc).__name__, message) for r in batch.rows)
         return
-    if not np.isfinite(probs).all():
-        bad = ~np.isfinite(probs).all(axis=1)
+    bad = ~(np.isfinite(out.probs).all(axis=1) & np.isfinite(out.ood_score))
+    if bad.any():
         got.failed.extend((int(r), STAGE_INFERENCE, "non_finite_output", "the classifier returned NaN/inf")
                           for r in batch.rows[bad])
         keep = ~bad
         batch = Batch(batch.rows[keep], batch.pixels[keep], batch.source_sizes[keep],
                       tuple(n for n, k in zip(batch.notes, keep) if k), ())
-        probs, cam = probs[keep], cam[keep]
-        votes = None if votes is None else votes[keep]
-        captions = None if captions is None else [c for c, k in zip(captions, keep) if k]
-    stats = cam_statistics(cam, bundle.image.size, bundle.image.crop, batch.source_sizes.min(axis=1))
-    t3 = time.perf_counter()
-    seconds["image_models"] += t1 - t0
-    seconds["captions"] += t2 - t1
-    seconds["cam_stats"] += t3 - t2
+        out = PixelAnnotations(out.probs[keep], out.cam[keep], out.ood_score[keep], out.ood_flag[keep],
+                               out.source_snr[keep], None if out.votes is None else out.votes[keep],
+                               None if out.captions is None else [c for c, k in zip(out.captions, keep) if k])
+    t = time.perf_counter()
+    stats = cam_statistics(out.cam, bundle.image.size, bundle.image.crop, batch.source_sizes.min(axis=1))
+    seconds["cam_stats"] += time.perf_counter() - t
     got.rows.append(batch.rows)
-    got.probs.append(probs)
-    if votes is not None:
-        got.votes.append(votes)
-    if captions is not None:
-        got.captions.extend(captions)
+    got.probs.append(out.probs)
+    got.ood_score.append(out.ood_score)
+    got.ood_flag.append(out.ood_flag)
+    got.source_snr.append(out.source_snr)
+    if out.votes is not None:
+        got.votes.append(out.votes)
+    if out.captions is not None:
+        got.captions.extend(out.captions)
     got.cam.append(stats)
     got.notes.extend(batch.notes)
 
@@ -126,7 +157,10 @@ def _tables(bundle: LoadedBundle, table: pa.Table, got: _Collected, bundle_id: s
         bundle_id=bundle_id, run_id=run_id, ra=column("ra"), dec=column("dec"),
         votes_cumulative=np.concatenate(got.votes) if got.votes else None,
         captions=got.captions if "captioner" in bundle.has else None,
-        cam=cam if cam is not None else _empty_cam(), input_notes=got.notes)
+        cam=cam if cam is not None else _empty_cam(),
+        ood_score=np.concatenate(got.ood_score) if got.ood_score else np.zeros(0),
+        ood_flag=np.concatenate(got.ood_flag) if got.ood_flag else np.zeros(0, bool),
+        source_snr=np.concatenate(got.source_snr) if got.source_snr else np.zeros(0), input_notes=got.notes)
     failed = sorted(got.failed)
     paths = table.column("image_path").to_pylist()
     errors = errors_table(object_ids=[ids[r] for r, *_ in failed], image_paths=[paths[r] for r, *_ in failed],

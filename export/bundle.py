@@ -15,7 +15,7 @@ from pathlib import Path
 
 from export.errors import BundleError, ExportError
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2  # 2: the classifier graph outputs ood_score
 MANIFEST = "bundle.json"
 _CHUNK = 1 << 20
 _REQUIRED_KEYS = ("bundle_id", "image", "models", "files", "requires")

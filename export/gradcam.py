@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from export.errors import ExportError
 from models.classifier import BACKBONE_LAYER
+from models.ood import OodReference
 
 
 def _head_layers(classifier: keras.Model):
@@ -38,15 +39,24 @@ def _head_layers(classifier: keras.Model):
     return layers
 
 
-def classifier_with_cam(classifier: keras.Model, signature: list[tf.TensorSpec]):
-    """A ``tf.function`` image → ``{"probs": (N, C), "cam": (N, h, w)}`` sharing the
-    classifier's layers (no weights copied; Dropout is skipped, the identity at inference)."""
+def classifier_with_cam(classifier: keras.Model, signature: list[tf.TensorSpec], ood: OodReference):
+    """A ``tf.function`` image → ``{"probs": (N, C), "cam": (N, h, w), "ood_score": (N,)}``
+    sharing the classifier's layers (no weights copied; Dropout is skipped, the identity at
+    inference). ``ood_score`` is :meth:`models.ood.OodReference.scores` of the pooled features."""
     backbone, gap, hidden, to_logits, softmax = _head_layers(classifier)
+    if ood.mean.shape[0] != gap.output.shape[-1]:
+        raise ExportError(f"the OOD reference has {ood.mean.shape[0]} features, the classifier's gap layer "
+                          f"{gap.output.shape[-1]}: the sidecar belongs to another model")
+    # numpy here, tf.constant inside the function: a tensor made outside would be captured as a
+    # graph input, which tf2onnx exports as a required feed instead of an initializer.
+    mean, whitening = ood.mean.astype("float32"), ood.whitening.astype("float32")
+    scale = float(ood.scale)
 
     @tf.function(input_signature=signature)
     def forward(image):
         features = backbone(image, training=False)  # A: (N, h, w, k)
-        h = hidden(gap(features))  # relu(z1), so (h > 0) == mask(z1 > 0)
+        pooled = gap(features)
+        h = hidden(pooled)  # relu(z1), so (h > 0) == mask(z1 > 0)
         logits = to_logits(h)
         predicted = tf.argmax(logits, axis=-1)
         w2_c = tf.gather(tf.transpose(to_logits.kernel), predicted)  # W2[:, c] per image: (N, hidden)
@@ -54,6 +64,8 @@ def classifier_with_cam(classifier: keras.Model, signature: list[tf.TensorSpec])
         area = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], features.dtype)
         alpha = tf.matmul(upstream, hidden.kernel, transpose_b=True) / area  # (N, k)
         cam = tf.nn.relu(tf.einsum("nhwk,nk->nhw", features, alpha))
-        return {"probs": softmax(logits), "cam": cam}
+        centred = pooled - tf.constant(mean)
+        ood_score = tf.norm(tf.matmul(centred, tf.constant(whitening)), axis=-1) / tf.constant(scale, tf.float32)
+        return {"probs": softmax(logits), "cam": cam, "ood_score": ood_score}
 
     return forward

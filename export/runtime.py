@@ -34,7 +34,7 @@ ORT_ERRORS = tuple(getattr(_ort_state, n) for n in ("Fail", "InvalidGraph", "Inv
                                                       "RuntimeException", "InvalidArgument", "NotImplemented",
                                                       "EPFail"))
 # Per-model facts each ONNX file's metadata must agree on with bundle.json.
-_CROSS_CHECKED = ("class_names", "answer_names", "tokenizer", "max_len")
+_CROSS_CHECKED = ("class_names", "ood", "answer_names", "tokenizer", "max_len")
 
 
 @functools.cache
@@ -128,6 +128,13 @@ def _cross_check(folder: Path, manifest: dict, sessions: dict[str, ort.Inference
     """bundle.json is not hashed (it holds the hashes): its facts must equal those the exporter
     wrote into each file, so an edited manifest cannot relabel a model."""
     problems = []
+    image = ImageSpec(**manifest["image"])
+    want_shape = [image.size, image.size, image.channels]
+    for name, session in sessions.items():
+        for tensor in session.get_inputs():
+            if tensor.name == IMAGE_INPUT and list(tensor.shape[1:]) != want_shape:
+                problems.append(f"{name} takes images of shape {list(tensor.shape[1:])}, bundle.json says "
+                                f"{want_shape}")
     if MERGED_NAME in sessions:
         facts = read_facts(sessions[MERGED_NAME].get_modelmeta().custom_metadata_map)
         for key, want in (("image", manifest["image"]), ("computes", manifest["merged"]["computes"])):
@@ -159,6 +166,8 @@ class LoadedBundle:
         self.has: frozenset[str] = frozenset(manifest["models"])
         models = manifest["models"]
         self.class_names: list[str] = list(models.get("classifier", {}).get("class_names", []))
+        # ood_flag = ood_score > this (models.ood); None without a classifier.
+        self.ood_threshold: float | None = models.get("classifier", {}).get("ood", {}).get("threshold")
         self.answer_names: list[str] = list(models.get("regressor", {}).get("answer_names", []))
         captioner = models.get("captioner")
         self.tokenizer = Tokenizer.from_dict(captioner["tokenizer"]) if captioner else None
@@ -196,6 +205,11 @@ class LoadedBundle:
         probs, cam = self._session("classifier", "classifier").run(["probs", "cam"], {"image": self._images(images)})
         return probs, cam
 
+    def ood_scores(self, images) -> np.ndarray:
+        """The out-of-distribution score (N,) of each image (``models.ood``); flag it when above
+        :attr:`ood_threshold`."""
+        return self._session("classifier", "classifier").run(["ood_score"], {"image": self._images(images)})[0]
+
     def votes(self, images) -> np.ndarray:
         """The 37 cumulative GZ2 answer fractions (N, 37) in :attr:`answer_names` order."""
         return self._session("regressor", "regressor").run(["votes"], {"image": self._images(images)})[0]
@@ -215,7 +229,7 @@ class LoadedBundle:
         return MERGED_NAME in self._sessions
 
     def infer(self, images) -> dict[str, np.ndarray]:
-        """Every image-model output for a batch in one call: ``probs``, ``cam`` (classifier),
+        """Every image-model output for a batch in one call: ``probs``, ``cam``, ``ood_score`` (classifier),
         ``votes`` (regressor), ``h0``, ``c0`` (captioner encoder), those the bundle has. One
         onnxruntime run of the merged graph when the bundle has it, so shared layers run once."""
         x = self._images(images)

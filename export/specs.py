@@ -76,6 +76,7 @@ PROBS_ATOL = 1e-4
 CAM_ATOL = 1e-4
 VOTES_ATOL = 1e-3
 CAPTIONER_ATOL = 1e-4
+OOD_ATOL = 1e-4  # relative: scores are ~1 for galaxies, tens for a photo
 # Model-level agreement: predicted classes must all match; captions on at least 99 %.
 CLASS_AGREEMENT_MIN = 1.0
 CAPTION_AGREEMENT_MIN = 0.99
@@ -89,6 +90,7 @@ def classifier_spec(size: int, channels: int, n_classes: int, cam_hw: tuple[int,
     return ExportSpec("classifier", "classifier", (image_input(size, channels),), (
         TensorSpec("probs", (BATCH, n_classes), atol=PROBS_ATOL),
         TensorSpec("cam", (BATCH, *cam_hw), atol=CAM_ATOL, relative=True),
+        TensorSpec("ood_score", (BATCH,), atol=OOD_ATOL, relative=True),
     ))
 
 

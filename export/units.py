@@ -26,8 +26,9 @@ from export.specs import (CAPTION_AGREEMENT_MIN, CLASS_AGREEMENT_MIN, ENCODER_OU
                           classifier_spec, encoder_spec, regressor_spec, step_spec)
 from models.artifacts import load_trained
 from models.captioner import captioner_from_train, greedy_decode_ids
-from models.classifier import BACKBONE_LAYER, grad_cam
+from models.classifier import BACKBONE_LAYER, grad_cam, pooled_features
 from models.config import ImageSpec, ModelConfig
+from models.ood import OodReference
 from models.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 
 REFERENCE_BATCH = 64  # Keras reference in chunks: bounded memory on large parity batches
@@ -76,12 +77,20 @@ def _classifier(model, sidecar: dict, config: ModelConfig) -> Source:
     if len(names) != model.output_shape[-1]:
         raise ExportError(f"the classifier has {model.output_shape[-1]} outputs but its sidecar names {len(names)} "
                           f"classes: {names}")
+    if "ood" not in sidecar:
+        raise ExportError("the classifier's sidecar has no out-of-distribution reference ('ood'): it was trained "
+                          "by an older morphcat; train it again (morphcat train)")
+    try:
+        ood = OodReference.from_dict(sidecar["ood"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"the classifier's out-of-distribution reference is unusable: {exc}") from None
     image = config.image
     cam_hw = tuple(model.get_layer(BACKBONE_LAYER).output_shape[1:3])
     spec = classifier_spec(image.size, image.channels, len(names), cam_hw)
 
     def keras_outputs(x):
-        return {"probs": np.asarray(model(x, training=False)), "cam": grad_cam(model, x)}
+        return {"probs": np.asarray(model(x, training=False)), "cam": grad_cam(model, x),
+                "ood_score": ood.scores(pooled_features(model, x)).astype(np.float32)}
 
     def agreement(images, sessions, got, expected):
         ours, theirs = (out[spec.name]["probs"].argmax(axis=1) for out in (got, expected))
@@ -93,8 +102,9 @@ def _classifier(model, sidecar: dict, config: ModelConfig) -> Source:
                                           f"(agreement {share:.4f}, needs {CLASS_AGREEMENT_MIN:g})"))
         return {"class_agreement": share}, failures
 
-    unit = Unit(spec, classifier_with_cam(model, tf_signature(spec)), lambda f: _chunked(keras_outputs, f["image"]))
-    return Source("classifier", model, image, (unit,), {"class_names": names},
+    unit = Unit(spec, classifier_with_cam(model, tf_signature(spec), ood),
+                lambda f: _chunked(keras_outputs, f["image"]))
+    return Source("classifier", model, image, (unit,), {"class_names": names, "ood": ood.summary()},
                   lambda images: {spec.name: {"image": images}}, agreement)
 
 

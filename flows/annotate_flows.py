@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from catalogs.contract import Catalog, read_catalog
+from export.errors import BundleError
 from catalogs.shards import (
     RunPlan,
     account_rows,
@@ -95,7 +96,9 @@ def annotate_shard(catalog: str, bundle: str, out: str, run_id: str, shard_size:
     return {"shard": shard.index, "rows": len(shard), "predictions": result.predictions.num_rows,
             "errors": result.errors.num_rows, "seconds": round(time.perf_counter() - t0, 3),
             "stages": {k: round(v, 3) for k, v in result.seconds.items()},
-            "class_counts": {c: labels.count(c) for c in sorted(set(labels))}, "provider": loaded.provider,
+            "class_counts": {c: labels.count(c) for c in sorted(set(labels))},
+            "ood_flagged": int(sum(bool(f) for f in result.predictions.column("ood_flag").to_pylist())),
+            "provider": loaded.provider,
             "peak_rss_mb": peak_rss_mb()}
 
 
@@ -167,9 +170,10 @@ class _progress_bar:
 @flow(name="catalog-annotate")
 def catalog_annotate(catalog: Path, bundle: Path, out: Path, shard_size: int = 1000, batch_size: int = 64,
                      runner: str = "thread", workers: int = 1, dask_address: str | None = None,
-                     device: str = "auto", progress: bool = False) -> dict:
+                     device: str = "auto", progress: bool = False, expect_image_size: int | None = None) -> dict:
     """Annotate every row of ``catalog`` (a Parquet from ``morphcat ingest``/``synth``) with the
-    models of ``bundle`` into ``out``; returns the run summary (rows, errors, throughput...)."""
+    models of ``bundle`` into ``out``; returns the run summary (rows, errors, throughput...).
+    ``expect_image_size``: refuse a bundle whose models take another input size."""
     if shard_size < 1 or batch_size < 1 or workers < 1:
         raise ValueError(f"shard_size, batch_size and workers must be ≥ 1, got {shard_size}, {batch_size}, {workers}")
     runner_obj = task_runner(runner, workers, dask_address)  # a bad choice fails before any work
@@ -177,6 +181,9 @@ def catalog_annotate(catalog: Path, bundle: Path, out: Path, shard_size: int = 1
     threads = threads_per_worker(workers) if dask_address is None else 1
     cat = _catalog(str(catalog))
     loaded = _bundle(str(bundle), device, threads)  # verified here: a refused bundle costs no work
+    if expect_image_size is not None and expect_image_size != loaded.image.size:
+        raise BundleError(f"bundle {bundle} takes {loaded.image.size}×{loaded.image.size} px model inputs, "
+                          f"not the {expect_image_size} px this run expects")
     plan = prepare_run(out, cat.table, loaded.bundle_id, shard_size, {"batch_size": batch_size}, source=str(catalog))
     discard_incomplete(out, plan.run_id)
     todo = sorted({s.index for s in plan.shards} - finished_shards(out, plan.run_id))
@@ -205,7 +212,8 @@ def _summary(plan, account, results, seconds, loaded, runner, workers, skipped) 
         "catalog_rows": account.catalog_rows, "predictions": account.predictions, "errors": account.errors,
         "shards": len(plan.shards), "shards_skipped": skipped, "rows_this_run": rows_done,
         "seconds": round(seconds, 2), "images_per_second": round(rows_done / seconds, 1) if seconds > 0 else None,
-        "class_counts_this_run": counts, "provider": results[0]["provider"] if results else loaded.provider,
+        "class_counts_this_run": counts, "ood_flagged_this_run": sum(r["ood_flagged"] for r in results),
+        "provider": results[0]["provider"] if results else loaded.provider,
         "runner": runner, "workers": workers,
         # The largest process: the flow's, or a worker's when shards ran in other processes.
         "peak_rss_mb": max([peak_rss_mb(), *(r["peak_rss_mb"] for r in results)]),
@@ -216,7 +224,8 @@ def _markdown(s: dict) -> str:
     lines = [f"# catalog-annotate run `{s['run_id']}`", "",
              "| | |", "|---|---|",
              *(f"| {k} | {s[k]} |" for k in ("out", "bundle_id", "catalog_rows", "predictions", "errors", "shards",
-                                              "shards_skipped", "seconds", "images_per_second", "provider",
+                                              "shards_skipped", "ood_flagged_this_run", "seconds", "images_per_second",
+                                              "provider",
                                               "runner", "workers", "peak_rss_mb")),
              "", "| class (this run) | rows |", "|---|---:|",
              *(f"| {c} | {n} |" for c, n in sorted(s["class_counts_this_run"].items()))]

@@ -82,6 +82,17 @@ def grad_cam_model(classifier: keras.Model) -> keras.Model:
     return keras.Model(inputs, [features, logits], name="grad_cam")
 
 
+def pooled_features(classifier: keras.Model, images) -> np.ndarray:
+    """The ``gap`` layer's output (N, k) for ``images`` (an array, or a ``tf.data`` dataset of
+    single images): what the out-of-distribution reference (``models.ood``) is fitted on."""
+    model = keras.Model(classifier.input, classifier.get_layer("gap").output, name="pooled_features")
+    if isinstance(images, tf.data.Dataset):
+        parts = [np.asarray(model(batch, training=False)) for batch in images.batch(128)]
+        return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
+    x = np.asarray(images, np.float32)
+    return np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, max(len(x), 1), 128)])
+
+
 def features_layer(classifier: keras.Model) -> keras.layers.Layer:
     """The backbone's last layer, ``features`` (the Grad-CAM target)."""
     return classifier.get_layer(BACKBONE_LAYER).get_layer(FEATURES_LAYER)

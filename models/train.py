@@ -17,10 +17,11 @@ from catalogs.labels import CLASSES
 from catalogs.targets import kaggle_targets, vote_matrix
 from catalogs.tree import GZ2_TREE
 from models.captioner import EMBEDDING, LSTM, VOCAB_LOGITS, MaskedAccuracy, build_captioner, masked_loss
-from models.classifier import BACKBONE_LAYER, build_classifier
+from models.classifier import BACKBONE_LAYER, build_classifier, pooled_features
 from models.config import ModelConfig
 from models.data import assign_splits, class_weights, decode_images, training_dataset
 from models.morphology import build_morphology
+from models.ood import fit_reference
 from models.regressor import build_regressor
 from models.tokenizer import Tokenizer
 
@@ -103,6 +104,14 @@ def _base_sidecar(kind: str, catalog: Catalog, config: ModelConfig, settings: Tr
     }
 
 
+def _ood_reference(classifier: keras.Model, decoded: dict) -> dict:
+    """The out-of-distribution reference (``models.ood``): fitted on the training split's
+    features, scaled on the validation split's; saved in the classifier's sidecar."""
+    fit = pooled_features(classifier, decoded["train"].dataset)
+    calibration = pooled_features(classifier, decoded["val"].dataset)
+    return fit_reference(fit, calibration).to_dict()
+
+
 def _class_names(labels: list) -> list[str]:
     present = {x for x in labels if x is not None}
     canonical = [c for c in CLASSES if c in present]
@@ -158,7 +167,7 @@ def train_classifier(catalog: Catalog, config: ModelConfig, settings: TrainSetti
     sidecar = _base_sidecar("classifier", catalog, config, settings, rows,
                             {k: v for d in dec.values() for k, v in d.failures.items()})
     sidecar.update(class_names=class_names, label_column="label", train_seconds=round(seconds, 1),
-                   epochs_run=len(history.get("loss", [])))
+                   epochs_run=len(history.get("loss", [])), ood=_ood_reference(model, dec))
     return TrainedModel("classifier", model, sidecar, history)
 
 
@@ -200,7 +209,7 @@ def train_morphology(catalog: Catalog, config: ModelConfig, settings: TrainSetti
     common = dict(train_seconds=round(seconds, 1), epochs_run=len(history.get("loss", [])),
                   trained_jointly=True)
     clf = _base_sidecar("classifier", catalog, config, settings, rows, failures)
-    clf.update(class_names=class_names, label_column="label", **common)
+    clf.update(class_names=class_names, label_column="label", ood=_ood_reference(models.classifier, dec), **common)
     reg = _base_sidecar("regressor", catalog, config, settings, rows, failures)
     reg.update(target_columns=list(GZ2_TREE.kaggle_columns), answer_names=list(GZ2_TREE.output_names), **common)
     return [TrainedModel("classifier", models.classifier, clf, history),

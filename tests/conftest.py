@@ -63,3 +63,19 @@ def tiny_bundle(tiny_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     export_bundle(tiny_models, out, synthetic_images=PARITY_IMAGES)
     return out
+
+
+@pytest.fixture(scope="session")
+def galaxy_bundle(morphcat, tmp_path_factory):
+    """A classifier really trained on a small synthetic survey (32 px, a few epochs) and exported,
+    through the CLI as a user would: a model whose out-of-distribution reference describes
+    galaxies, unlike the tiny models'. Returns the bundle folder."""
+    root = tmp_path_factory.mktemp("galaxy")
+    steps = [("synth", root / "survey", "--n", "240", "--seed", "3", "--size", "96", "--mix", "balanced"),
+             ("train", root / "survey" / "catalog.parquet", "--out", root / "models", "--models", "classifier",
+              "--epochs", "12", "--image-size", "32", "--seed", "3"),
+             ("export", root / "models", "--out", root / "bundle", "--catalog", root / "survey" / "catalog.parquet")]
+    for step in steps:
+        proc = morphcat(*step)
+        assert proc.returncode == 0, f"morphcat {step[0]}: {proc.stderr[-3000:]}"
+    return root / "bundle"

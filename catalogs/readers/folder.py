@@ -9,7 +9,8 @@
     file with an id column and an image path column (``id_column="object_id"``,
     ``path_column="image_path"`` by default; the CLI's ``--id-column``/``--path-column``). Paths
     are relative to the manifest's folder, which is the root; a path leaving it (``../x.jpg``,
-    ``/etc/passwd``) is refused by the contract (``path_escape``). CSV ids are read as text;
+    ``/etc/passwd``) is kept, never opened: annotation reports that row as ``path_escape``. CSV
+    ids are read as text;
     Parquet integer ids convert exactly and float ids are refused
     (:func:`catalogs.contract.ids_to_strings`). The optional catalog columns — ``ra``, ``dec``,
     ``label``, ``caption``, ``truth_class``, ``mask_path`` and the 37 ``…_debiased`` vote

@@ -93,3 +93,51 @@ def test_serial_limit_is_the_rate_of_decode_and_inference_taking_turns():
     d = derived(_measured())  # decode 500/s, onnxruntime 400/s: 2 ms + 2.5 ms per image
     assert d["serial_limit_ips"] == pytest.approx(222.2, abs=0.1)
     assert d["efficiency_vs_serial_limit"] == pytest.approx(400 / (1 / (1 / 500 + 1 / 400)), abs=1e-3)
+
+
+def test_rss_at_reads_the_samples_at_their_fractions_of_the_run():
+    from benchmarks.load import rss_at
+
+    samples = [(0.0, 100.0), (1.0, 200.0), (5.0, 250.0), (9.0, 240.0), (10.0, 230.0)]
+    assert rss_at(samples) == {"10%": 200.0, "50%": 250.0, "end": 230.0, "max": 250.0}
+    assert rss_at([]) == {}
+
+
+@pytest.mark.slow
+def test_bench_load_accounts_for_every_row_and_samples_memory(tmp_path, tiny_bundle, morphcat):
+    out = tmp_path / "load"
+    proc = morphcat("bench-load", "--bundle", tiny_bundle, "--out", out, "--rows", "90", "--images", "12",
+                    "--size", "64", "--shard-size", "20")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((out / "load.json").read_text())
+    s = r["summary"]
+    assert (s["catalog_rows"], s["predictions"] + s["errors"], s["shards"]) == (90, 90, 5)
+    ids = pl.read_parquet(out / "annotations" / "predictions" / "**" / "*.parquet")["object_id"]
+    assert ids.n_unique() == 90 and ids.str.ends_with("-7").sum() == 6  # 12 images × 8 rounds, cut at 90
+    assert r["rss_samples"] and all(rss > 0 for _, rss in r["rss_samples"])
+    assert "90 catalog rows over 12 synthetic 64 px JPEGs" in proc.stdout
+    assert (out / "load.png").stat().st_size > 0
+
+
+def test_non_galaxy_images_are_of_every_kind_and_deterministic():
+    from benchmarks.ood import SIDE, non_galaxy_images
+
+    a, b = non_galaxy_images(3), non_galaxy_images(3)
+    assert {k.split("/")[0] for k in a} == {"photo", "empty_sky", "sky_with_stars", "noise", "flat", "pattern"}
+    assert all(v.shape == (SIDE, SIDE, 3) and v.dtype == np.uint8 for v in a.values())
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_bench_ood_reports_every_group(tmp_path, galaxy_bundle, morphcat):
+    survey = tmp_path / "given"
+    assert morphcat("synth", survey, "--n", "6", "--seed", "8", "--size", "96").returncode == 0
+    proc = morphcat("bench-ood", "--bundle", galaxy_bundle, "--out", tmp_path / "ood",
+                    "--catalog", survey / "catalog.parquet", "--synthetic", "5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((tmp_path / "ood" / "ood.json").read_text())
+    rows = {g["group"]: g["rows"] for g in r["groups"]}
+    assert rows == {"catalog": 6, "synthetic": 5, "non-galaxy": 22} and r["errors"] == 0
+    kinds = {k["kind"]: k for k in r["kinds"]}
+    assert kinds["flat"]["flagged"] == 3 and kinds["empty_sky"]["flagged"] == 4  # no source at the centre
+    assert "| non-galaxy |" in proc.stdout

@@ -40,7 +40,7 @@ def test_the_column_contract_is_stable():
         "p_spiral", "p_elliptical", "p_edge-on", *VOTE_COLUMNS, "caption",
         "cam_peak_x", "cam_peak_y", "cam_peak_x_frac", "cam_peak_y_frac", "cam_centroid_dx", "cam_centroid_dy",
         "cam_offset_px", "cam_offset_frac", "cam_central_share", "cam_entropy", "cam_gini",
-        "ood_score", "ood_flag", "input_note", "bundle_id", "run_id",
+        "ood_score", "ood_flag", "source_snr", "input_note", "bundle_id", "run_id",
     ]
     assert schema.field("object_id").type == pa.string() and not schema.field("object_id").nullable
     assert schema.field("ra").type == schema.field("dec").type == pa.float64()
@@ -99,7 +99,7 @@ def test_votes_are_stored_per_question_and_null_where_unreached():
 def test_undefined_values_are_null_never_nan():
     cam = {c: np.array([1.0, np.nan]) for c in CAM_COLUMNS}
     t = _table([[1, 0, 0], [0, 0, 1]], ra=np.array([10.0, np.nan]), dec=np.array([-5.0, np.nan]), cam=cam,
-               ood_score=np.array([np.nan, 0.5]), ood_flag=np.array([False, True]),
+               ood_score=np.array([np.nan, 0.5]), ood_flag=np.array([False, True]), source_snr=np.array([40.0, 2.0]),
                input_notes=[None, "converted_from=L"], captions=["a smooth galaxy.", None])
     for field in t.schema:
         if pa.types.is_floating(field.type):
@@ -108,12 +108,13 @@ def test_undefined_values_are_null_never_nan():
     assert t.column("cam_gini").to_pylist() == [1.0, None]
     assert t.column("ood_score").to_pylist() == [None, 0.5]
     assert t.column("ood_flag").to_pylist() == [False, True]
+    assert t.column("source_snr").to_pylist() == [40.0, 2.0]
     assert t.column("input_note").to_pylist() == [None, "converted_from=L"]
 
 
 def test_outputs_a_bundle_lacks_are_null_columns():
     t = _table([[1, 0, 0]])
-    for name in ("ra", "caption", *VOTE_COLUMNS, *CAM_COLUMNS, "ood_score", "ood_flag", "input_note"):
+    for name in ("ra", "caption", *VOTE_COLUMNS, *CAM_COLUMNS, "ood_score", "ood_flag", "source_snr", "input_note"):
         assert t.column(name).null_count == 1, name
     assert t.column("bundle_id").to_pylist() == ["b1"] and t.column("run_id").to_pylist() == ["r1"]
     assert class_names_of(t.schema) == CLASSES

@@ -12,6 +12,7 @@ from catalogs.outputs import CAM_COLUMNS, VOTE_COLUMNS
 from catalogs.synthetic import render_survey
 from export.annotate import annotate_rows
 from export.runtime import open_bundle
+from models.ood import MIN_SOURCE_SNR, central_source_snr
 
 N_GOOD = 10
 
@@ -64,7 +65,7 @@ def test_good_rows_carry_every_output_and_agree_with_the_bundle(survey, bundle):
     labels = pred.column("label_pred").to_pylist()
     assert labels == [bundle.class_names[i] for i in probs.argmax(axis=1)]
     np.testing.assert_allclose(pred.column("confidence").to_numpy(), probs.max(axis=1), rtol=1e-6)
-    for name in ("caption", "ra", "dec", *CAM_COLUMNS):
+    for name in ("caption", "ra", "dec", *CAM_COLUMNS, "ood_score", "ood_flag", "source_snr"):
         assert pred.column(name).null_count == 0, name
     assert pred.column(VOTE_COLUMNS[0]).null_count == 0  # Q1 is always reached
     assert set(pred.column("bundle_id").to_pylist()) == {bundle.bundle_id}
@@ -78,6 +79,10 @@ def test_good_rows_carry_every_output_and_agree_with_the_bundle(survey, bundle):
     pixels = np.concatenate([b.pixels for b in iter_model_inputs(survey.root, paths, bundle.image)])
     np.testing.assert_allclose(probs, bundle.classify(pixels)[0], atol=1e-6)
     assert pred.column("caption").to_pylist() == bundle.captions(pixels)
+    score, snr = pred.column("ood_score").to_numpy(), pred.column("source_snr").to_numpy()
+    np.testing.assert_allclose(score, bundle.ood_scores(pixels), rtol=1e-5)
+    np.testing.assert_allclose(snr, central_source_snr(pixels), rtol=1e-5)
+    assert pred.column("ood_flag").to_pylist() == ((score > bundle.ood_threshold) | (snr < MIN_SOURCE_SNR)).tolist()
 
 
 def test_a_shard_slice_reports_rows_of_its_own(survey, bundle):

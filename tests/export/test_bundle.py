@@ -35,7 +35,7 @@ def _edit_manifest(folder, change):
 
 def test_manifest_records_files_facts_training_and_parity(tiny_bundle):
     m = _manifest(tiny_bundle)
-    assert m["format"] == 1 and sorted(m["files"]) == list(FILES)
+    assert m["format"] == 2 and sorted(m["files"]) == list(FILES)
     hashes = {name: sha256_file(tiny_bundle / name) for name in FILES}
     assert {n: r["sha256"] for n, r in m["files"].items()} == hashes
     assert m["bundle_id"] == bundle_id(hashes)
@@ -45,6 +45,10 @@ def test_manifest_records_files_facts_training_and_parity(tiny_bundle):
     assert {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"} <= set(m["versions"])
     models = m["models"]
     assert models["classifier"]["class_names"] == list(CLASSES)
+    ood = models["classifier"]["ood"]
+    assert ood["method"] == "mahalanobis" and ood["threshold"] == 1.0 and ood["quantile"] == 0.99
+    assert ood["n_fit"] == 48 and ood["n_calibration"] == 16 and ood["scale"] > 0
+    assert "mean" not in ood and "whitening" not in ood  # the arrays live in the graph
     assert models["regressor"]["answer_names"] == list(GZ2_TREE.output_names)
     captioner = models["captioner"]
     assert captioner["tokenizer"] == TOKENIZER.to_dict() and captioner["max_len"] == CFG.captioner.max_len
@@ -61,7 +65,7 @@ def test_manifest_records_files_facts_training_and_parity(tiny_bundle):
             speed = figures["speed"]
             assert speed["rows"] == 8 and speed["ort_rows_per_s"] > 0 and speed["keras_rows_per_s"] > 0, name
     assert m["merged"] == {"file": "image_models.onnx", "computes": ["classifier", "regressor", "captioner_encoder"],
-                           "outputs": ["probs", "cam", "votes", "h0", "c0"]}
+                           "outputs": ["probs", "cam", "ood_score", "votes", "h0", "c0"]}
     merged = parity["merged"]
     for name, figures in merged["files"].items():
         for output, f in figures.items():
@@ -113,7 +117,7 @@ def test_an_edited_manifest_cannot_relabel_a_model(bundle_copy):
 
 
 @pytest.mark.parametrize("change, needle", [
-    (lambda m: m.update(format=2), "bundle format 2; this morphcat reads format 1"),
+    (lambda m: m.update(format=1), "bundle format 1; this morphcat reads format 2"),
     (lambda m: m["requires"].update(onnxruntime="99.0"), "validated on onnxruntime 99.0"),
     (lambda m: m["requires"].update(opset=999), "needs opset 999"),
     (lambda m: m.pop("files"), "lacks files"),

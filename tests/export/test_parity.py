@@ -21,13 +21,14 @@ SPEC = classifier_spec(32, 3, 3, (4, 4))
 
 def _outputs(rng, n=5):
     probs = rng.random((n, 3)).astype(np.float32)
-    return {"probs": probs, "cam": rng.random((n, 4, 4)).astype(np.float32) * 30}
+    return {"probs": probs, "cam": rng.random((n, 4, 4)).astype(np.float32) * 30,
+            "ood_score": rng.random(n).astype(np.float32) * 3}
 
 
 def test_equal_outputs_pass_and_figures_are_recorded():
     rng = np.random.default_rng(0)
     ref = _outputs(rng)
-    got = {"probs": ref["probs"] + np.float32(1e-6), "cam": ref["cam"] + np.float32(1e-4)}
+    got = {**ref, "probs": ref["probs"] + np.float32(1e-6), "cam": ref["cam"] + np.float32(1e-4)}
     figures, failures = compare_outputs(SPEC, got, ref)
     assert failures == []
     assert figures["probs"]["max_abs_diff"] == pytest.approx(1e-6, rel=0.1)
@@ -50,10 +51,10 @@ def test_cam_tolerance_is_relative_to_the_map_scale():
 def test_every_failure_is_collected_in_order_names_shapes_values():
     rng = np.random.default_rng(2)
     ref = _outputs(rng)
-    wrong_shape = {"probs": ref["probs"][:, :2], "cam": ref["cam"]}
+    wrong_shape = {**ref, "probs": ref["probs"][:, :2]}
     failures = compare_outputs(SPEC, wrong_shape, ref)[1]
     assert [f.check for f in failures] == ["shape"]
-    failures = compare_outputs(SPEC, {"cam": ref["cam"] + 5}, ref)[1]
+    failures = compare_outputs(SPEC, {"cam": ref["cam"] + 5, "ood_score": ref["ood_score"]}, ref)[1]
     assert [f.check for f in failures] == ["names", "values"]
     assert "missing from onnxruntime" in str(failures[0])
     nan = {**ref, "probs": np.where(np.eye(5, 3) > 0, np.nan, ref["probs"]).astype(np.float32)}
@@ -61,8 +62,8 @@ def test_every_failure_is_collected_in_order_names_shapes_values():
     assert failure.max_diff == float("inf")
     off_spec = {k: v[:, None] if k == "probs" else v for k, v in ref.items()}
     assert [f.check for f in compare_outputs(SPEC, off_spec, {**ref, "probs": ref["probs"][:, None]})[1]] == ["shape"]
-    names = check_names(SPEC, ["image"], ["cam", "probs"])
-    assert [f.check for f in names] == ["names"] and "['cam', 'probs']" in str(names[0])
+    names = check_names(SPEC, ["image"], ["cam", "probs", "ood_score"])
+    assert [f.check for f in names] == ["names"] and "['cam', 'probs', 'ood_score']" in str(names[0])
 
 
 def test_parity_error_lists_each_failure_and_the_max_diff():
@@ -138,6 +139,6 @@ def test_a_renamed_output_is_reported_not_crashed_on(tiny_models):
     graph.output[0].name = "p"
     checked = check_parity(source, protos, structured_images(4, seed=8))
     assert [f.check for f in checked.failures] == ["names", "names"]
-    assert "ONNX outputs are ['p', 'cam']" in str(checked.failures[0])
+    assert "ONNX outputs are ['p', 'cam', 'ood_score']" in str(checked.failures[0])
     assert "output 'probs' missing from onnxruntime" in str(checked.failures[1])
     assert "class_agreement" not in checked.parity  # not measured on the wrong tensors

@@ -13,7 +13,8 @@ import numpy as np
 from catalogs.tree import GZ2_TREE
 from models.artifacts import save_trained
 from models.captioner import build_captioner, masked_loss, teacher_forcing_pairs
-from models.classifier import build_classifier, grad_cam_model
+from models.classifier import build_classifier, grad_cam_model, pooled_features
+from models.ood import fit_reference
 from models.regressor import build_regressor
 from models.tokenizer import BOS_ID, EOS_ID, SPECIALS, Tokenizer
 from models.train import TrainedModel
@@ -81,7 +82,9 @@ def build_tiny(kind: str, seed: int = 1) -> TrainedModel:
         model = build_classifier(CFG, CLASSES)
         vary_weights(model, seed)
         _centre_logits(model, seed)
-        sidecar = _sidecar(kind, class_names=list(CLASSES), epochs_run=3, train_seconds=1.5)
+        reference = fit_reference(pooled_features(model, structured_images(48, seed + 200)),
+                                  pooled_features(model, structured_images(16, seed + 300)))
+        sidecar = _sidecar(kind, class_names=list(CLASSES), epochs_run=3, train_seconds=1.5, ood=reference.to_dict())
         return TrainedModel(kind, model, sidecar, dict(HISTORY))
     if kind == "regressor":
         model = build_regressor(CFG)

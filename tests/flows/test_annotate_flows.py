@@ -4,10 +4,13 @@ and refusals before any work."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from flows.cli import EXIT_BAD_INPUT
@@ -129,4 +132,76 @@ def test_a_tampered_bundle_is_refused_before_any_work(survey, tiny_bundle, morph
     proc = morphcat("annotate", survey, "--bundle", bundle, "--out", out)
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     assert "regressor.onnx" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def _rewrite(survey: Path, out: Path, change) -> Path:
+    """The survey catalog with its table changed by ``change`` and its metadata (root, format)
+    kept: what a hand-edited catalog looks like."""
+    table = pq.read_table(survey)
+    pq.write_table(change(table.replace_schema_metadata(None)).replace_schema_metadata(table.schema.metadata), out)
+    return out
+
+
+def _with_ids(ids):
+    return lambda t: t.set_column(t.column_names.index("object_id"), "object_id", pa.array(ids(t), pa.string()))
+
+
+# name → (how the catalog file is made from the survey's, words the one message must contain)
+BAD_CATALOGS = {
+    "duplicate object_id": (lambda s, o: _rewrite(s, o, _with_ids(lambda t: ["dup"] * t.num_rows)),
+                            "occur more than once"),
+    "ids that went through a float": (lambda s, o: _rewrite(s, o, _with_ids(lambda t: [f"{i}.0" for i in range(t.num_rows)])),
+                                      "went through a float"),
+    "empty catalog": (lambda s, o: _rewrite(s, o, lambda t: t.slice(0, 0)), "no rows"),
+    "unknown column": (lambda s, o: _rewrite(s, o, lambda t: t.append_column("colour", pa.array(["red"] * t.num_rows))),
+                       "colour"),
+    "not a catalog file": (lambda s, o: (o.write_text("object_id,image_path\n1,a.jpg\n") and o), "Parquet"),
+    "a parquet not written by morphcat": (lambda s, o: (pq.write_table(pa.table({"a": [1]}), o) or o), "morphcat"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CATALOGS))
+def test_catalog_level_errors_fail_fast_with_one_message(case, survey, tiny_bundle, morphcat, tmp_path):
+    build, needle = BAD_CATALOGS[case]
+    catalog = build(survey, tmp_path / "bad.parquet")
+    out = tmp_path / "out"
+    proc = morphcat("annotate", catalog, "--bundle", tiny_bundle, "--out", out)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    message = proc.stderr[proc.stderr.index("morphcat annotate: "):]
+    assert needle in message, message
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def _edit_manifest(bundle: Path, change) -> None:
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    change(manifest)
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+
+
+# name → (change to a copy of the bundle, extra annotate arguments, words of the refusal)
+WRONG_MODELS = {
+    "another input size than the run expects": (lambda b: None, ("--image-size", "64"),
+                                                "takes 32×32 px model inputs, not the 64 px"),
+    "bundle.json claiming another input size": (
+        lambda b: _edit_manifest(b, lambda m: m["image"].update(size=64)), (), "takes images of shape [32, 32, 3]"),
+    "a newer onnxruntime": (lambda b: _edit_manifest(b, lambda m: m["requires"].update(onnxruntime="99.0")), (),
+                            "validated on onnxruntime 99.0"),
+    "a newer opset": (lambda b: _edit_manifest(b, lambda m: m["requires"].update(opset=99)), (), "needs opset 99"),
+    "an older bundle format": (lambda b: _edit_manifest(b, lambda m: m.update(format=1)), (), "bundle format 1"),
+    "a missing model file": (lambda b: (b / "captioner_step.onnx").unlink(), (), "captioner_step.onnx is missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_MODELS))
+def test_a_wrong_model_is_refused_before_any_work(case, survey, tiny_bundle, morphcat, tmp_path):
+    change, extra, needle = WRONG_MODELS[case]
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    change(bundle)
+    out = tmp_path / "out"
+    proc = morphcat("annotate", survey, "--bundle", bundle, "--out", out, *extra)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert needle in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
     assert not out.exists()
