@@ -67,9 +67,11 @@ def _cmd_annotate(args: argparse.Namespace) -> None:
 
     summary = catalog_annotate(catalog=args.catalog, bundle=args.bundle, out=args.out, shard_size=args.shard_size,
                                batch_size=args.batch_size, runner=args.runner, workers=args.workers,
-                               dask_address=args.dask_address, device=args.device, progress=True)
+                               dask_address=args.dask_address, device=args.device, progress=True,
+                               expect_image_size=args.image_size)
     print(f"run {summary['run_id']}: {summary['catalog_rows']} rows → {summary['predictions']} predictions + "
-          f"{summary['errors']} errors in {summary['out']} ({summary['rows_this_run']} rows annotated now in "
+          f"{summary['errors']} errors in {summary['out']} ({summary['rows_this_run']} rows annotated now, "
+          f"{summary['ood_flagged_this_run']} flagged out of distribution, in "
           f"{summary['seconds']} s, {summary['images_per_second']} images/s on {summary['provider']}, "
           f"peak RSS {summary['peak_rss_mb']:.0f} MiB; "
           f"{summary['shards_skipped']} of {summary['shards']} shards were already done)")
@@ -102,6 +104,12 @@ def _cron(text: str) -> str:
     return text
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number in 1…65535, not {text!r}")
+    return int(text)
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from benchmarks.report import write_results
     from benchmarks.run import BenchSettings, run_benchmark
@@ -113,10 +121,70 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     print(f"results: {paths['json']}, {paths['md']}, {paths['png']}")
 
 
+def _cmd_bench_load(args: argparse.Namespace) -> None:
+    from benchmarks.load import run_load, write_load_results
+
+    result = run_load(args.out, args.bundle, args.rows, args.images, size=args.size, shard_size=args.shard_size,
+                      batch_size=args.batch_size)
+    paths = write_load_results(result, args.out)
+    print(paths["md"].read_text())
+    print(f"results: {paths['json']}, {paths['md']}, {paths['png']}")
+
+
+def _cmd_bench_ood(args: argparse.Namespace) -> None:
+    from benchmarks.ood import ood_markdown, run_ood_bench
+
+    result = run_ood_bench(args.out, args.bundle, args.catalog, synthetic=args.synthetic, seed=args.seed)
+    text = ood_markdown(result)
+    (args.out / "ood.md").write_text(text)
+    print(text)
+    print(f"results: {args.out / 'ood.json'}, {args.out / 'ood.md'}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo import run_demo
 
     run_demo(out=args.out, n=args.n, seed=args.seed, size=args.size, epochs=args.epochs)
+
+
+def _cmd_app(args: argparse.Namespace) -> None:
+    import signal
+    import subprocess
+
+    from export.runtime import open_bundle
+    from flows.webapp.catalog_view import locate_catalog, open_annotations
+    from flows.webapp.launch import streamlit_command
+
+    if args.catalog is not None and args.annotations is None:
+        raise CatalogError("--catalog names the images of an annotations folder: give --annotations too")
+    # Refuse a bad bundle or folder here, as one message, rather than on the first page view.
+    open_bundle(args.bundle, device="cpu", require=("classifier",))
+    if args.annotations is not None:
+        folder = open_annotations(args.annotations)
+        if args.catalog is not None:
+            locate_catalog(folder, args.catalog)
+        else:
+            try:
+                locate_catalog(folder)
+            except CatalogError as exc:  # the catalog view still works, only without thumbnails
+                print(f"morphcat app: no gallery thumbnails: {exc}", file=sys.stderr)
+    command = streamlit_command(args.bundle, args.annotations, args.catalog, port=args.port, address=args.address)
+    print(f"morphcat app: serving http://{args.address}:{args.port} (Ctrl-C stops)", flush=True)
+    proc = subprocess.Popen(command)
+    stopped = []
+
+    def stop(signum, frame):  # a service manager's SIGTERM must stop the server, not orphan it
+        stopped.append(signum)
+        proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:  # the terminal's Ctrl-C reached streamlit too: let it finish
+        stopped.append(signal.SIGINT)
+        code = proc.wait()
+    if code and not stopped:
+        raise SystemExit(code)
 
 
 def _print_report(report) -> None:
@@ -200,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask-address", default=None, help="scheduler address of a running Dask cluster")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="onnxruntime device: auto = CUDA when it can run here, else CPU")
+    p.add_argument("--image-size", type=int, default=None, metavar="PX",
+                   help="refuse a bundle whose models take another input size (what this survey's models use)")
     p.set_defaults(func=_cmd_annotate)
 
     p = sub.add_parser("serve", help="serve the flows' deployments to a Prefect server (runs until Ctrl-C)",
@@ -226,6 +296,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-images", type=int, default=5, help="images the seed project's captioning runs on")
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("bench-load", help="annotate a large catalog (images reused) and record its memory over time")
+    p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the inputs, the run and load.json/md/png")
+    p.add_argument("--rows", type=int, default=100_000, help="catalog rows (default 100000)")
+    p.add_argument("--images", type=int, default=1000, help="distinct synthetic images they point at (default 1000)")
+    p.add_argument("--size", type=int, default=424, help="cutout size in pixels (default 424, as GZ2)")
+    p.add_argument("--shard-size", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=_cmd_bench_load)
+
+    p = sub.add_parser("bench-ood", help="measure how ood_flag separates galaxies from photos, empty sky and patterns")
+    p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the images, the run and ood.json/md")
+    p.add_argument("--catalog", type=Path, default=None, help="also annotate these galaxies (e.g. real ones)")
+    p.add_argument("--synthetic", type=int, default=200, help="synthetic-survey galaxies to include (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_bench_ood)
+
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded synthetic survey")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--n", type=int, default=200)
@@ -233,6 +321,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=424)
     p.add_argument("--epochs", type=int, default=80, help="maximum training epochs")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("app", help="serve the web demo (Streamlit) for a bundle and, optionally, an annotations folder",
+                       description="Single-image view (upload or pick from the catalog: class, vote fractions, "
+                                   "caption, Grad-CAM overlay, out-of-distribution flag) and, with --annotations, "
+                                   "a filterable catalog view. Runs on the ONNX bundle only.")
+    p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
+    p.add_argument("--annotations", type=Path, default=None, help="annotations folder (morphcat annotate --out)")
+    p.add_argument("--catalog", type=Path, default=None,
+                   help="the annotated catalog's Parquet, when it moved since annotation (default: the path "
+                        "recorded in the annotations folder)")
+    p.add_argument("--port", type=_port, default=8501, help="port to listen on (default 8501)")
+    p.add_argument("--address", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.set_defaults(func=_cmd_app)
     return parser
 
 

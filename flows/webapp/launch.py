@@ -1,0 +1,58 @@
+"""The ``streamlit run`` command line of ``morphcat app`` and the arguments the app script reads.
+
+Streamlit runs ``app.py`` in its own process; the bundle, annotations and catalog paths reach
+it as script arguments after ``--`` (``streamlit run app.py [options] -- --bundle …``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flows.webapp.analysis import MAX_UPLOAD_MB
+
+DEFAULT_ADDRESS = "127.0.0.1"
+DEFAULT_PORT = 8501
+
+
+def app_script() -> Path:
+    return Path(__file__).with_name("app.py")
+
+
+def script_arguments(bundle: Path, annotations: Path | None = None, catalog: Path | None = None) -> list[str]:
+    """What ``app.py`` receives (absolute paths: Streamlit may change the working folder)."""
+    args = ["--bundle", str(Path(bundle).resolve())]
+    if annotations is not None:
+        args += ["--annotations", str(Path(annotations).resolve())]
+    if catalog is not None:
+        args += ["--catalog", str(Path(catalog).resolve())]
+    return args
+
+
+def parse_script_arguments(argv: list[str]) -> argparse.Namespace:
+    """``app.py``'s side of :func:`script_arguments`."""
+    parser = argparse.ArgumentParser(prog="morphcat app (streamlit script)")
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--annotations", type=Path, default=None)
+    parser.add_argument("--catalog", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.catalog is not None and args.annotations is None:
+        parser.error("--catalog names the images of --annotations: give --annotations too")
+    return args
+
+
+def streamlit_command(bundle: Path, annotations: Path | None = None, catalog: Path | None = None, *,
+                      port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS) -> list[str]:
+    """The command that serves the app: this Python's streamlit, listening on ``address:port``
+    only, headless (no browser opened), without usage statistics, a file watcher (the installed
+    script does not change while it is served) or developer menus, uploads capped at
+    ``MAX_UPLOAD_MB``."""
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be in 1…65535, got {port}")
+    return [sys.executable, "-m", "streamlit", "run", str(app_script()),
+            "--server.address", address, "--server.port", str(port),
+            "--server.maxUploadSize", str(MAX_UPLOAD_MB), "--server.headless", "true",
+            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal",
+            "--", *script_arguments(bundle, annotations, catalog)]
