@@ -108,14 +108,13 @@ def _ids_paths(catalog: Catalog) -> tuple[list[str], list[str]]:
 
 def separation(predictions: pl.DataFrame, groups: pl.DataFrame, by: str) -> pl.DataFrame:
     """Per ``by`` (``group`` or ``kind``): rows, flagged share, ood_score and source_snr spread."""
+    score, snr = pl.col("ood_score").cast(pl.Float64), pl.col("source_snr").cast(pl.Float64)
     return (predictions.join(groups, on="object_id").group_by(by)
             .agg(rows=pl.len(), flagged=pl.col("ood_flag").sum(),
                  flagged_share=pl.col("ood_flag").mean().round(3),
-                 ood_score_median=pl.col("ood_score").median().round(2),
-                 ood_score_min=pl.col("ood_score").min().round(2),
-                 ood_score_max=pl.col("ood_score").max().round(2),
-                 source_snr_min=pl.col("source_snr").min().round(1),
-                 source_snr_median=pl.col("source_snr").median().round(1))
+                 ood_score_min=score.min().round(2), ood_score_median=score.median().round(2),
+                 ood_score_max=score.max().round(2),
+                 source_snr_min=snr.min().round(1), source_snr_median=snr.median().round(1))
             .sort(by))
 
 
