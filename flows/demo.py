@@ -34,7 +34,8 @@ def summarise_catalog(catalog_path: Path) -> pl.DataFrame:
 
 def summarise_annotations(out: Path, run_id: str, catalog_path: Path) -> pl.DataFrame:
     """Per predicted class of run ``run_id``, joined back to the catalog on ``object_id``: rows,
-    mean confidence, agreement with the catalog's vote-derived label, one caption. (An output folder keeps every run: another bundle is another run.)"""
+    mean confidence, agreement with the catalog's vote-derived label, rows flagged out of
+    distribution, one caption. (An output folder keeps every run: another bundle is another run.)"""
     return (
         pl.scan_parquet(Path(out) / "predictions" / "**" / "*.parquet")
         .filter(pl.col("run_id") == run_id)
@@ -44,6 +45,7 @@ def summarise_annotations(out: Path, run_id: str, catalog_path: Path) -> pl.Data
             rows=pl.len(),
             mean_confidence=pl.col("confidence").mean().round(3),
             label_agreement=(pl.col("label_pred") == pl.col("label")).mean().round(3),
+            ood_flagged=pl.col("ood_flag").sum(),
             example_caption=pl.col("caption").sort_by("object_id").first(),
         )
         .sort("rows", descending=True)

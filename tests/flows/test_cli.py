@@ -74,7 +74,8 @@ def test_demo_runs_the_pipeline_and_prints_the_query(tmp_path, morphcat):
     assert (tmp_path / "models" / "classifier.keras").is_file()
     assert (tmp_path / "report" / "metrics.json").is_file()
     assert (tmp_path / "bundle" / "bundle.json").is_file()
-    assert "label_agreement" in printed and "30 predictions + 0 errors of 30 rows" in printed
+    assert "label_agreement" in printed and "ood_flagged" in printed
+    assert "30 predictions + 0 errors of 30 rows" in printed
     pred = pl.read_parquet(tmp_path / "annotations" / "predictions" / "**" / "*.parquet")
     assert sorted(pred["object_id"]) == sorted(pl.read_parquet(tmp_path / "survey" / "catalog.parquet")["object_id"])
 
