@@ -87,6 +87,12 @@ class PixelAnnotations:
     votes: np.ndarray | None  # (N, 37) cumulative GZ2 answers, when the bundle has a regressor
     captions: list[str] | None  # when the bundle has a captioner
 
+    def select(self, keep: np.ndarray) -> "PixelAnnotations":
+        """The rows where ``keep`` (N,) is true."""
+        return PixelAnnotations(self.probs[keep], self.cam[keep], self.ood_score[keep], self.ood_flag[keep],
+                                self.source_snr[keep], None if self.votes is None else self.votes[keep],
+                                None if self.captions is None else [c for c, k in zip(self.captions, keep) if k])
+
 
 def annotate_pixels(bundle: LoadedBundle, pixels: np.ndarray,
                     seconds: dict[str, float] | None = None) -> PixelAnnotations:
@@ -120,9 +126,7 @@ def _infer(bundle: LoadedBundle, batch: Batch, got: _Collected, seconds: dict[st
         keep = ~bad
         batch = Batch(batch.rows[keep], batch.pixels[keep], batch.source_sizes[keep],
                       tuple(n for n, k in zip(batch.notes, keep) if k), ())
-        out = PixelAnnotations(out.probs[keep], out.cam[keep], out.ood_score[keep], out.ood_flag[keep],
-                               out.source_snr[keep], None if out.votes is None else out.votes[keep],
-                               None if out.captions is None else [c for c, k in zip(out.captions, keep) if k])
+        out = out.select(keep)
     t = time.perf_counter()
     stats = cam_statistics(out.cam, bundle.image.size, bundle.image.crop, batch.source_sizes.min(axis=1))
     seconds["cam_stats"] += time.perf_counter() - t

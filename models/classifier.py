@@ -83,12 +83,9 @@ def grad_cam_model(classifier: keras.Model) -> keras.Model:
 
 
 def pooled_features(classifier: keras.Model, images) -> np.ndarray:
-    """The ``gap`` layer's output (N, k) for ``images`` (an array, or a ``tf.data`` dataset of
-    single images): what the out-of-distribution reference (``models.ood``) is fitted on."""
+    """The ``gap`` layer's output (N, k) for an array of images: what the out-of-distribution
+    reference (``models.ood``) scores, computed as Keras would for export parity."""
     model = keras.Model(classifier.input, classifier.get_layer("gap").output, name="pooled_features")
-    if isinstance(images, tf.data.Dataset):
-        parts = [np.asarray(model(batch, training=False)) for batch in images.batch(128)]
-        return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
     x = np.asarray(images, np.float32)
     return np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, max(len(x), 1), 128)])
 

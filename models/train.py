@@ -17,7 +17,7 @@ from catalogs.labels import CLASSES
 from catalogs.targets import kaggle_targets, vote_matrix
 from catalogs.tree import GZ2_TREE
 from models.captioner import EMBEDDING, LSTM, VOCAB_LOGITS, MaskedAccuracy, build_captioner, masked_loss
-from models.classifier import BACKBONE_LAYER, build_classifier, pooled_features
+from models.classifier import BACKBONE_LAYER, build_classifier
 from models.config import ModelConfig
 from models.data import assign_splits, class_weights, decode_images, training_dataset
 from models.morphology import build_morphology
@@ -107,8 +107,9 @@ def _base_sidecar(kind: str, catalog: Catalog, config: ModelConfig, settings: Tr
 def _ood_reference(classifier: keras.Model, decoded: dict) -> dict:
     """The out-of-distribution reference (``models.ood``): fitted on the training split's
     features, scaled on the validation split's; saved in the classifier's sidecar."""
-    fit = pooled_features(classifier, decoded["train"].dataset)
-    calibration = pooled_features(classifier, decoded["val"].dataset)
+    backbone = classifier.get_layer(BACKBONE_LAYER)  # GAP of its output is the classifier's gap layer
+    fit = _pooled_features(backbone, decoded["train"].dataset, views=False)
+    calibration = _pooled_features(backbone, decoded["val"].dataset, views=False)
     return fit_reference(fit, calibration).to_dict()
 
 

@@ -91,3 +91,22 @@ def test_a_shard_slice_reports_rows_of_its_own(survey, bundle):
     assert result.predictions.column("object_id").to_pylist() == [part.column("object_id")[0].as_py()]
     assert result.errors.column("object_id").to_pylist() == ["missing", "text", "empty"]
     assert result.errors.column("image_path").to_pylist() == part.column("image_path").to_pylist()[1:]
+
+
+def test_rows_whose_outputs_are_not_finite_become_inference_errors_and_the_rest_are_kept(bundle):
+    """A NaN pixel poisons that image's outputs only: it is reported, its neighbours annotated."""
+    from catalogs.decoding import Batch
+    from export.annotate import _Collected, _infer
+
+    s = bundle.image.size
+    pixels = np.random.default_rng(0).random((4, s, s, 3)).astype(np.float32)
+    pixels[2, 0, 0, 0] = np.nan
+    batch = Batch(np.array([10, 11, 12, 13]), pixels, np.full((4, 2), 64), (None, "a", "b", None), ())
+    got = _Collected()
+    _infer(bundle, batch, got, {"image_models": 0.0, "captions": 0.0, "cam_stats": 0.0})
+    assert [(r, stage, kind) for r, stage, kind, _ in got.failed] == [(12, "inference", "non_finite_output")]
+    assert got.rows[0].tolist() == [10, 11, 13] and got.notes == [None, "a", None]
+    kept = pixels[[0, 1, 3]]
+    np.testing.assert_allclose(got.probs[0], bundle.classify(kept)[0], atol=1e-6)
+    assert got.captions == bundle.captions(kept)
+    assert len(got.ood_score[0]) == len(got.ood_flag[0]) == len(got.source_snr[0]) == len(got.cam[0]["cam_gini"]) == 3
