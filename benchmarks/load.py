@@ -6,6 +6,10 @@ paths (ids suffixed, as :func:`benchmarks.run.repeated` makes them) is annotated
 (``VmRSS``) once a second. Reported: wall time, throughput, the child's peak RSS, the RSS at a
 tenth, half and the end of the run (flat memory: the late samples no higher than the early
 ones, within noise), and the row accounting of the run.
+
+A sample is taken only of the started child: between ``fork`` and ``exec`` (``vfork`` on Linux)
+``/proc/<pid>/status`` describes the parent's or no memory at all (``VmRSS: 0 kB``), so a reading
+counts only once the child's command line is the benchmark's own and its ``VmRSS`` is positive.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from catalogs.contract import read_catalog, write_catalog
 from flows.catalog_flows import synthesize_survey
 
 SAMPLE_SECONDS = 1.0
+FIRST_SAMPLE_POLL_SECONDS = 0.02  # until the child has exec'd: the first sample comes early
 
 
 def load_catalog(out: Path, rows: int, images: int, size: int, seed: int) -> Path:
@@ -40,11 +45,17 @@ def load_catalog(out: Path, rows: int, images: int, size: int, seed: int) -> Pat
     return path
 
 
-def _rss_mb(pid: int) -> float | None:
+def _rss_mb(pid: int, command: list[str]) -> float | None:
+    """The child's resident memory in MiB, or None when there is no true reading: the child has
+    not exec'd ``command`` yet, has exited, or reports no (or zero) ``VmRSS``."""
     try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        if [a.decode(errors="replace") for a in argv] != command:
+            return None
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+                kib = int(line.split()[1])
+                return kib / 1024 if kib > 0 else None
     except OSError:  # the child has exited
         return None
     return None
@@ -62,10 +73,10 @@ def run_load(out: Path, bundle: Path, rows: int, images: int, *, size: int = 424
     samples: list[tuple[float, float]] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
         while child.poll() is None:
-            rss = _rss_mb(child.pid)
+            rss = _rss_mb(child.pid, command)
             if rss is not None:
                 samples.append((round(time.perf_counter() - t0, 2), round(rss, 1)))
-            time.sleep(SAMPLE_SECONDS)
+            time.sleep(SAMPLE_SECONDS if samples else FIRST_SAMPLE_POLL_SECONDS)
         stdout, stderr = child.communicate()
     wall = time.perf_counter() - t0
     if child.returncode != 0:

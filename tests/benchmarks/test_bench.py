@@ -103,6 +103,22 @@ def test_rss_at_reads_the_samples_at_their_fractions_of_the_run():
     assert rss_at([]) == {}
 
 
+def test_memory_is_read_only_of_a_started_child():
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.load import _rss_mb
+
+    own = [a.decode() for a in open(f"/proc/{os.getpid()}/cmdline", "rb").read().split(b"\0")[:-1]]
+    assert _rss_mb(os.getpid(), own) > 0
+    # the same process, but not (yet) the command it was asked to run: no sample
+    assert _rss_mb(os.getpid(), [sys.executable, "-m", "benchmarks.child"]) is None
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    assert _rss_mb(done.pid, done.args) is None  # reaped: nothing to read
+
+
 @pytest.mark.slow
 def test_bench_load_accounts_for_every_row_and_samples_memory(tmp_path, tiny_bundle, morphcat):
     out = tmp_path / "load"

@@ -1,5 +1,10 @@
 """kill -9 at random moments: ``morphcat annotate`` killed, rerun, must end byte-identical to an
-uninterrupted run, with no partial, duplicate or staged file left (20 trials, seeded)."""
+uninterrupted run, with no partial, duplicate or staged file left (20 trials, seeded).
+
+Half the kills land at a random time (start-up included); the other half land between two
+commit renames of the shard files, chosen at random and made exact by the process killing itself
+with SIGKILL just before its k-th rename: where those land does not depend on the machine's
+speed, so every one of them is known to leave a half-written run behind."""
 
 from __future__ import annotations
 
@@ -45,40 +50,50 @@ def setting(tmp_path_factory, tiny_bundle, morphcat):
     return root / "catalog.parquet", env, _files(ref), time.monotonic() - start
 
 
-def _annotate(catalog: Path, bundle: Path, out: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([EXE, "annotate", str(catalog), "--bundle", str(bundle), "--out", str(out),
-                             "--shard-size", str(SHARD), "--batch-size", "2"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+# `morphcat annotate` whose process SIGKILLs itself just before its k-th rename of a shard file
+# into a run folder (k = 0: never). Nothing else is changed.
+_KILLED_AT_RENAME = """
+import os, signal, sys
+from flows.cli import main
+kill_at, calls, real = int(sys.argv[1]), [0], os.replace
+def replace(src, dst):
+    if os.path.basename(os.path.dirname(os.fspath(dst))).startswith("run="):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+os.replace = replace
+sys.exit(main(sys.argv[2:]))
+"""
 
 
-def _wait_for_a_shard(out: Path, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while not list(out.glob("predictions/run=*/shard-*.parquet")):
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before writing a shard"
-        time.sleep(0.01)
+def _annotate(catalog: Path, bundle: Path, out: Path, env: dict, kill_at_rename: int = 0) -> subprocess.Popen:
+    args = ["annotate", str(catalog), "--bundle", str(bundle), "--out", str(out), "--shard-size", str(SHARD),
+            "--batch-size", "2"]
+    command = [sys.executable, "-c", _KILLED_AT_RENAME, str(kill_at_rename), *args] if kill_at_rename else [EXE, *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def test_a_run_killed_at_random_moments_resumes_to_identical_output(setting, tiny_bundle, tmp_path):
     catalog, env, reference, duration = setting
     assert len(reference) == 2 * (N // SHARD)
     rng = random.Random(7)
-    killed_with_some_shards = 0
     for trial in range(TRIALS):
         out = tmp_path / f"trial-{trial:02d}"
-        proc = _annotate(catalog, tiny_bundle, out, env)
-        if trial % 2:  # while shards are being written: after the first one, at a random moment
-            _wait_for_a_shard(out, proc)
-            time.sleep(rng.uniform(0.0, 0.8))
+        if trial % 2:  # while shards are being written: just before the k-th of the 2 renames per shard
+            k = rng.randint(2, len(reference))
+            proc = _annotate(catalog, tiny_bundle, out, env, kill_at_rename=k)
         else:  # anywhere in the run, start-up included
+            proc = _annotate(catalog, tiny_bundle, out, env)
             time.sleep(rng.uniform(0.0, 1.0) * duration)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(60)
+            proc.send_signal(signal.SIGKILL)
+        assert proc.wait(600) == -signal.SIGKILL or not trial % 2, trial
         left = _files(out) if out.exists() else {}
         assert set(left) <= set(reference), trial  # nothing but shard files of the plan
         assert all(left[name] == reference[name] for name in left), trial  # and each one whole
-        killed_with_some_shards += 0 < len(left) < len(reference)
+        if trial % 2:  # k − 1 renames were made: a run cut in its middle, whatever the machine's speed
+            assert len(left) == k - 1, trial
         again = _annotate(catalog, tiny_bundle, out, env)
         assert again.wait(600) == 0, trial
         assert _files(out) == reference, trial
         assert not any((out / ".staging").iterdir()), trial
-    assert killed_with_some_shards >= 3  # the kills did land in the middle of runs
