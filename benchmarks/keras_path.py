@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from catalogs.inputs import ImageSpec
+from catalogs.tokenizer import Tokenizer
 from models.artifacts import load_trained
 from models.captioner import CaptionerModels, captioner_from_train, greedy_decode_ids
 from models.classifier import grad_cam_model, grad_cam_tensors
-from models.config import ImageSpec, ModelConfig
-from models.tokenizer import Tokenizer
+from models.config import ModelConfig
 
 
 class _Compiled:

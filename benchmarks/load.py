@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 from catalogs.contract import read_catalog, write_catalog
+from catalogs.decoding import BATCH_SIZE
+from catalogs.shards import SHARD_SIZE
 from flows.catalog_flows import synthesize_survey
 
 SAMPLE_SECONDS = 1.0
@@ -61,8 +63,8 @@ def _rss_mb(pid: int, command: list[str]) -> float | None:
     return None
 
 
-def run_load(out: Path, bundle: Path, rows: int, images: int, *, size: int = 424, shard_size: int = 1000,
-             batch_size: int = 64, seed: int = 0) -> dict:
+def run_load(out: Path, bundle: Path, rows: int, images: int, *, size: int = 424, shard_size: int = SHARD_SIZE,
+             batch_size: int = BATCH_SIZE, seed: int = 0) -> dict:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     catalog = load_catalog(out, rows, images, size, seed)

@@ -24,7 +24,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from catalogs.contract import Catalog, read_catalog, write_catalog
+from catalogs.decoding import BATCH_SIZE
+from export.build.benchmark import timed_rates
 from flows.catalog_flows import synthesize_survey
 
 TARGETS = {  # name: (what it is, target, True when higher is better)
@@ -48,7 +49,7 @@ TARGETS = {  # name: (what it is, target, True when higher is better)
 class BenchSettings:
     n: int = 1000
     repeats: int = 3
-    batch_size: int = 64
+    batch_size: int = BATCH_SIZE
     seed_images: int = 5  # images the seed path captions (each reloads the model)
     models_dir: Path | None = None  # trained models to measure; None: train throw-away ones
     train_galaxies: int = 64  # size of the survey the throw-away models train on
@@ -63,14 +64,9 @@ class BenchSettings:
 
 
 def median_rate(run: Callable[[], int], repeats: int) -> tuple[float, list[float]]:
-    """Median of ``repeats`` timed calls of ``run`` (which returns the rows it did) after one
-    untimed warm-up call, as rows per second; and every timed rate."""
-    run()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        rows = run()
-        rates.append(rows / (time.perf_counter() - start))
+    """Median rows per second of ``repeats`` timed calls of ``run`` after a warm-up
+    (``export.build.benchmark.timed_rates``), and every timed rate."""
+    rates = timed_rates(run, repeats)
     return float(np.median(rates)), rates
 
 
@@ -93,7 +89,7 @@ def machine() -> dict:
 def build_inputs(out: Path, settings: BenchSettings) -> tuple[Path, Path, Path, Path]:
     """The N-galaxy catalog, its 10·N twin (the same images under new ids), the models and the
     bundle, under ``out``."""
-    from export.exporter import export_bundle
+    from export.build.exporter import export_bundle
 
     survey = out / "survey"
     catalog = survey / "catalog.parquet"
@@ -142,12 +138,12 @@ def annotate_in_fresh_process(catalog: Path, bundle: Path, out: Path, batch_size
 
 
 def run_benchmark(out: Path, settings: BenchSettings, log: Callable[[str], None] = print) -> dict:
-    from catalogs.decoding import iter_model_inputs
-    from export.runtime import open_bundle
-    from flows.annotate_flows import catalog_annotate, threads_per_worker
-
     from benchmarks.keras_path import KerasPath
     from benchmarks.seed_path import seed_seconds_per_image
+    from catalogs.decoding import iter_model_inputs
+    from export.serve.runtime import open_bundle
+    from export.serve.shard import threads_per_worker
+    from flows.annotate_flows import catalog_annotate
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +168,7 @@ def run_benchmark(out: Path, settings: BenchSettings, log: Callable[[str], None]
 
     log("onnxruntime only…")
 
-    def ort_only() -> int:  # exactly the calls annotation makes (export.annotate)
+    def ort_only() -> int:  # exactly the calls annotation makes (export.serve.annotate)
         for i in range(0, n, batch):
             outputs = bundle.infer(pixels[i:i + batch])
             bundle.captions_from_state(outputs["h0"], outputs["c0"])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from catalogs.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 from models.artifacts import load_trained
-from models.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
 
 def seed_caption(models_dir: Path, image: np.ndarray) -> str:

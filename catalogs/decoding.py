@@ -2,7 +2,7 @@
 
 :func:`iter_model_inputs` turns a run of catalog rows (their ``image_path`` values and the row
 number of the first) into batches of float32 NHWC pixels in [0, 1], exactly as training sees
-them (both go through :func:`decode_row`, i.e. :func:`catalogs.imaging.model_input`). Each batch
+them (both go through :func:`decode_row`, i.e. :func:`catalogs.inputs.model_input`). Each batch
 covers the next ``batch_size`` rows; rows whose image cannot be used are left out of its pixels
 and reported in its ``failures``, so every row appears in exactly one of the two.
 
@@ -18,22 +18,17 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from catalogs.contract import resolve_image_path
 from catalogs.errors import PathEscapeError
-from catalogs.imaging import PATH_ESCAPE, UNREADABLE, ImageError, InputGeometry, ModelInput, model_input
+from catalogs.imaging import PATH_ESCAPE, UNREADABLE, ImageError
+from catalogs.inputs import ImageSpec, ModelInput, model_input
 
 # The ``stage`` of a failure before any model runs: the object's input could not be prepared.
 STAGE_INPUT = "input"
-
-
-class ScaledGeometry(InputGeometry, Protocol):
-    """:class:`catalogs.imaging.InputGeometry` plus the pixel scale (``ImageSpec.scale``)."""
-
-    scale: float
+BATCH_SIZE = 64  # default images per batch: one onnxruntime run at annotation
 
 
 @dataclass(frozen=True)
@@ -61,7 +56,7 @@ class Batch:
     failures: tuple[Failure, ...]
 
 
-def decode_row(root: Path, image_path: str, spec: InputGeometry) -> ModelInput:
+def decode_row(root: Path, image_path: str, spec: ImageSpec) -> ModelInput:
     """The model input of one catalog row (its ``image_path`` relative to ``root``), or
     :class:`ImageError`: a path leaving the root is ``path_escape``, one that cannot be resolved
     (a symlink loop) ``unreadable``."""
@@ -74,13 +69,13 @@ def decode_row(root: Path, image_path: str, spec: InputGeometry) -> ModelInput:
     return model_input(path, spec)
 
 
-def to_model_floats(pixels: np.ndarray, spec: ScaledGeometry) -> np.ndarray:
+def to_model_floats(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
     """uint8 pixels → float32 ``x · scale``, computed in float32 as the training pipeline does
     (``tf.cast(x, float32) * float32(scale)``), so both give the same bits."""
     return pixels.astype(np.float32) * np.float32(spec.scale)
 
 
-def iter_model_inputs(root: Path, image_paths: Sequence[str], spec: ScaledGeometry, *, start_row: int = 0,
+def iter_model_inputs(root: Path, image_paths: Sequence[str], spec: ImageSpec, *, start_row: int = 0,
                       batch_size: int = 64, workers: int = 2, max_in_flight: int | None = None) -> Iterator[Batch]:
     """Batches of model inputs for ``image_paths`` (catalog rows ``start_row …``), in row order.
 
@@ -120,14 +115,14 @@ def iter_model_inputs(root: Path, image_paths: Sequence[str], spec: ScaledGeomet
                 future.cancel()
 
 
-def _decode_or_fail(root: Path, image_path: str, spec: InputGeometry, row: int) -> ModelInput | Failure:
+def _decode_or_fail(root: Path, image_path: str, spec: ImageSpec, row: int) -> ModelInput | Failure:
     try:
         return decode_row(root, image_path, spec)
     except ImageError as exc:
         return Failure(row, STAGE_INPUT, exc.reason, exc.message)
 
 
-def _batch(done: list[tuple[int, ModelInput | Failure]], spec: ScaledGeometry) -> Batch:
+def _batch(done: list[tuple[int, ModelInput | Failure]], spec: ImageSpec) -> Batch:
     good = [(row, r) for row, r in done if isinstance(r, ModelInput)]
     if good:
         pixels = to_model_floats(np.stack([r.pixels for _, r in good]), spec)

@@ -1,8 +1,14 @@
-"""Errors raised at the catalog boundary.
+"""Errors raised at the catalog boundary, and the root of every user error.
 
-Every error says what is wrong in words a user can act on: the column, the first offending rows
-(by row number and ``object_id``), and how many rows in all. Nothing reaches the user as a bare
-traceback from inside polars or pyarrow.
+:class:`MorphcatError` is what the CLI reports as one message with exit status 2 and no
+traceback: something the user acts on (a catalog to fix, a model to re-train, a bundle to
+re-export), never a bug. Each stage has its own subclasses: :class:`CatalogError` here (a
+catalog or its source), ``models.errors.TrainingError``, ``export.build.errors.ExportError``,
+``export.serve.errors.BundleError``.
+
+Every catalog error says what is wrong in words a user can act on: the column, the first
+offending rows (by row number and ``object_id``), and how many rows in all. Nothing reaches the
+user as a bare traceback from inside polars or pyarrow.
 """
 
 from __future__ import annotations
@@ -13,8 +19,12 @@ from dataclasses import dataclass, field
 MAX_QUOTED_ROWS = 5
 
 
-class CatalogError(ValueError):
-    """Base class: the catalog (or its source) cannot be used as it is."""
+class MorphcatError(ValueError):
+    """A user error of any stage: reported as one message (exit status 2), never a traceback."""
+
+
+class CatalogError(MorphcatError):
+    """The catalog (or its source) cannot be used as it is."""
 
 
 class UnknownFormatError(CatalogError):

@@ -30,7 +30,7 @@ cam_centroid_dx, …_dy      float32  heat-weighted centroid minus image centre,
 cam_offset_px              float32  length of that offset, cutout pixels
 cam_offset_frac            float32  the same as a fraction of the cutout's shorter side
 cam_central_share          float32  share of the heat within the central disc
-                                    (``export.camstats.CENTRAL_RADIUS`` of the input side)
+                                    (``export.serve.camstats.CENTRAL_RADIUS`` of the input side)
 cam_entropy                float32  entropy of the normalised map over ln(cells): 0 = one cell,
                                     1 = uniform
 cam_gini                   float32  Gini coefficient of the heat over cells: 0 = uniform
@@ -43,7 +43,7 @@ ood_flag                   bool     ``ood_score > 1`` (the threshold each bundle
                                     learnt (a photo, empty sky, an artefact, an uncentred cutout,
                                     or a survey unlike the training one)
 source_snr                 float32  signal-to-noise of a centred source in the model input
-                                    (``models.ood.central_source_snr``); < 5: none
+                                    (``catalogs.sources.central_source_snr``); < 5: none
 input_note                 string   conversions applied to the image (``converted_from=RGBA``,
                                     ``nonfinite_pixels=12``), null when none
 bundle_id, run_id          string   the model bundle and the run that wrote the row
@@ -69,6 +69,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
+from catalogs.sources import MIN_SOURCE_SNR
 from catalogs.tree import GZ2_TREE
 
 OUTPUT_VERSION = 1
@@ -193,6 +194,12 @@ def predictions_table(
     columns["bundle_id"] = pa.array([bundle_id] * n, pa.string())
     columns["run_id"] = pa.array([run_id] * n, pa.string())
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def ood_flags(scores: np.ndarray, source_snr: np.ndarray, threshold: float) -> np.ndarray:
+    """The ``ood_flag`` column: the feature score above the bundle's ``threshold``, or no source
+    at the centre (``catalogs.sources``)."""
+    return (np.asarray(scores) > threshold) | (np.asarray(source_snr) < MIN_SOURCE_SNR)
 
 
 def errors_table(*, object_ids: Sequence[str], image_paths: Sequence[str | None], stages: Sequence[str],

@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalogs.errors import CatalogError
+from catalogs.errors import MorphcatError
 from catalogs.outputs import ERRORS, ERRORS_SCHEMA, PREDICTIONS, class_names_of, with_output_metadata
 
 MANIFEST_NAME = "_morphcat_output.json"
@@ -65,8 +65,11 @@ _SHARD_FILE = re.compile(r"^shard-(\d{5})\.parquet$")
 FINGERPRINT_COLUMNS = ("object_id", "image_path", "ra", "dec")
 
 
-class OutputFolderError(CatalogError):
+class OutputFolderError(MorphcatError):
     """The output folder cannot take this run: it belongs to another catalog, or is not ours."""
+
+
+SHARD_SIZE = 1000  # default catalog rows per shard: the unit of work, of resume and of one output file
 
 
 @dataclass(frozen=True)

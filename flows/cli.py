@@ -1,7 +1,7 @@
 """The ``morphcat`` command: the user's entry point to every flow.
 
 Each sub-command parses its arguments into concrete values and runs one Prefect flow; errors a
-user can act on (``CatalogError``) end as one clear message and exit status 2, not a traceback.
+user can act on (``MorphcatError``) end as one clear message and exit status 2, not a traceback.
 """
 
 from __future__ import annotations
@@ -11,13 +11,19 @@ import os
 import sys
 from pathlib import Path
 
-from catalogs.errors import CatalogError
-from flows.common import quiet_bad_input_tracebacks
+from catalogs.decoding import BATCH_SIZE
+from catalogs.errors import CatalogError, MorphcatError
+from catalogs.inputs import ImageSpec
+from catalogs.shards import SHARD_SIZE
+from flows.common import UsageError, quiet_bad_input_tracebacks
+from flows.progress import quiet_tensorflow
+from models.config import TrainSettings
 
 # Telemetry cannot reach its host from survey clusters (nor from here) and only logs errors.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 EXIT_BAD_INPUT = 2
+TRAIN_EXTRA = ("tensorflow", "keras", "tf2onnx", "onnx", "sacrebleu")  # pyproject's `train` extra
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -43,7 +49,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     for result in train_models(catalog=args.catalog, out=args.out, models=kinds, epochs=args.epochs,
-                               image_size=args.image_size, seed=args.seed, init_from=args.init_from):
+                               image_size=args.image_size, seed=args.seed, init_from=args.init_from,
+                               backbone_from=args.backbone_from, progress=True):
         print(f"{result['kind']}: {result['model']} ({result['epochs_run']} epochs, {result['train_seconds']} s)")
 
 
@@ -55,7 +62,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from export.report import bundle_markdown
+    from export.build.report import bundle_markdown
     from flows.export_flows import export_onnx
 
     manifest = export_onnx(models_dir=args.models_dir, out=args.out, catalog=args.catalog, int8=args.int8)
@@ -85,11 +92,11 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     if args.cron is not None:
         missing = [flag for flag, value in given.items() if value is None]
         if missing:
-            raise CatalogError(f"--cron needs {', '.join(missing)}: what the scheduled run annotates")
+            raise UsageError(f"--cron needs {', '.join(missing)}: what the scheduled run annotates")
         schedule = AnnotateSchedule(cron=args.cron, catalog=args.catalog, bundle=args.bundle, out=args.out,
                                     timezone=args.timezone, workers=args.workers)
     elif any(value is not None for value in given.values()):
-        raise CatalogError("--catalog, --bundle and --out set the scheduled run: give --cron too "
+        raise UsageError("--catalog, --bundle and --out set the scheduled run: give --cron too "
                            "(on-demand runs take them as -p parameters)")
     serve_deployments(schedule, limit=args.limit)
 
@@ -151,12 +158,12 @@ def _cmd_app(args: argparse.Namespace) -> None:
     import signal
     import subprocess
 
-    from export.runtime import open_bundle
+    from export.serve.runtime import open_bundle
     from flows.webapp.catalog_view import locate_catalog, open_annotations
     from flows.webapp.launch import streamlit_command
 
     if args.catalog is not None and args.annotations is None:
-        raise CatalogError("--catalog names the images of an annotations folder: give --annotations too")
+        raise UsageError("--catalog names the images of an annotations folder: give --annotations too")
     # Refuse a bad bundle or folder here, as one message, rather than on the first page view.
     open_bundle(args.bundle, device="cpu", require=("classifier",))
     if args.annotations is not None:
@@ -232,12 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="models folder to write")
     p.add_argument("--models", default="classifier,regressor,captioner",
                    help="comma-separated subset of classifier,regressor,captioner")
-    p.add_argument("--epochs", type=int, default=80, help="maximum epochs (early stopping on a held-out split)")
+    p.add_argument("--epochs", type=int, default=TrainSettings.epochs,
+                   help=f"maximum epochs, early stopping on a held-out split (default {TrainSettings.epochs})")
     p.add_argument("--image-size", type=int, default=None,
-                   help="model input size in pixels (default 64, or the --init-from models' size)")
+                   help=f"model input size in pixels (default {ImageSpec.size}, or the --init-from models' size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init-from", type=Path, default=None, metavar="MODELS_DIR",
                    help="start from the backbone of models trained before, e.g. on the synthetic survey")
+    p.add_argument("--backbone-from", type=Path, default=None, metavar="MODELS_DIR",
+                   help="with --models captioner: train the captioner on the frozen backbone of the classifier "
+                        "trained in MODELS_DIR (default: end to end)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="score trained models on a catalog (its test split if it trained them)")
@@ -260,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("catalog", type=Path, help="catalog Parquet (from morphcat ingest or synth)")
     p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
     p.add_argument("--out", type=Path, required=True, help="output folder: predictions/ and errors/")
-    p.add_argument("--shard-size", type=int, default=1000, help="catalog rows per shard (the unit of resume)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per onnxruntime call")
+    p.add_argument("--shard-size", type=int, default=SHARD_SIZE,
+                   help=f"catalog rows per shard, the unit of resume (default {SHARD_SIZE})")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"images per onnxruntime call (default {BATCH_SIZE})")
     p.add_argument("--runner", choices=["thread", "process", "dask"], default="thread",
                    help="where shards run: threads or processes here, or a Dask cluster")
     p.add_argument("--workers", type=int, default=1, help="shards at once (cores are shared out between them)")
@@ -292,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, default=None, metavar="MODELS_DIR",
                    help="trained models to measure (default: default-architecture models trained for one epoch)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per path, after a warm-up (default 3)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--seed-images", type=int, default=5, help="images the seed project's captioning runs on")
     p.set_defaults(func=_cmd_bench)
 
@@ -302,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=100_000, help="catalog rows (default 100000)")
     p.add_argument("--images", type=int, default=1000, help="distinct synthetic images they point at (default 1000)")
     p.add_argument("--size", type=int, default=424, help="cutout size in pixels (default 424, as GZ2)")
-    p.add_argument("--shard-size", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--shard-size", type=int, default=SHARD_SIZE)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.set_defaults(func=_cmd_bench_load)
 
     p = sub.add_parser("bench-ood", help="measure how ood_flag separates galaxies from photos, empty sky and patterns")
@@ -319,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=424)
-    p.add_argument("--epochs", type=int, default=80, help="maximum training epochs")
+    p.add_argument("--epochs", type=int, default=TrainSettings.epochs, help="maximum training epochs")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("app", help="serve the web demo (Streamlit) for a bundle and, optionally, an annotations folder",
@@ -338,13 +350,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Sub-commands that run TensorFlow: imported once, quietly, before their flow starts.
+TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_bad_input_tracebacks()
     try:
+        if args.command in TENSORFLOW_COMMANDS:
+            quiet_tensorflow()
         args.func(args)
-    except CatalogError as exc:
+    except MorphcatError as exc:
         print(f"morphcat {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAIN_EXTRA:
+            raise
+        print(f"morphcat {args.command}: needs {exc.name}, which an annotation-only install lacks: "
+              "pip install 'morphcat[train]'", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
 

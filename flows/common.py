@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from catalogs.errors import CatalogError
+from catalogs.errors import MorphcatError
 
 
 class _NoTracebackForBadInput(logging.Filter):
-    """Bad input (a ``CatalogError``) is the user's to fix, not a bug: keep Prefect's one-line
+    """Bad input (a ``MorphcatError``) is the user's to fix, not a bug: keep Prefect's one-line
     'Task run failed with exception: …' record but drop the traceback that comes with it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, CatalogError):
+        if isinstance(exc, MorphcatError):
             record.exc_info = None
             record.exc_text = None
         return True
@@ -26,3 +26,7 @@ def quiet_bad_input_tracebacks() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _NoTracebackForBadInput) for f in logger.filters):
             logger.addFilter(_NoTracebackForBadInput())
+
+
+class UsageError(MorphcatError):
+    """Command-line options that contradict each other or lack a companion."""

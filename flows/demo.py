@@ -15,6 +15,7 @@ from flows.annotate_flows import catalog_annotate
 from flows.catalog_flows import synthesize_survey
 from flows.export_flows import export_onnx
 from flows.model_flows import evaluate_models, train_models
+from models.config import TrainSettings
 
 
 def summarise_catalog(catalog_path: Path) -> pl.DataFrame:
@@ -54,15 +55,15 @@ def summarise_annotations(out: Path, run_id: str, catalog_path: Path) -> pl.Data
 
 
 @flow(name="morphcat-demo")
-def run_demo(out: Path, n: int, seed: int, size: int = 424, epochs: int = 80) -> pl.DataFrame:
+def run_demo(out: Path, n: int, seed: int, size: int = 424, epochs: int = TrainSettings.epochs) -> pl.DataFrame:
     out = Path(out)
     report = synthesize_survey(out=out / "survey", n=n, seed=seed, size=size, mix="balanced")
     catalog = Path(report.catalog_path)
     train_models(catalog=catalog, out=out / "models", models=["classifier", "regressor", "captioner"],
-                 epochs=epochs, seed=seed)
+                 epochs=epochs, seed=seed, progress=True)
     metrics = evaluate_models(models_dir=out / "models", catalog=catalog, out=out / "report")
     manifest = export_onnx(models_dir=out / "models", out=out / "bundle", catalog=catalog)
-    run = catalog_annotate(catalog=catalog, bundle=out / "bundle", out=out / "annotations")
+    run = catalog_annotate(catalog=catalog, bundle=out / "bundle", out=out / "annotations", progress=True)
     with pl.Config(tbl_rows=20, fmt_str_lengths=90, tbl_width_chars=180):
         print(f"\nSynthetic survey: {report.rows} galaxies in {catalog}; models in {out / 'models'}\n")
         print(f'pl.scan_parquet("{catalog}").group_by("label").agg(...)')

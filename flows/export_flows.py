@@ -12,42 +12,42 @@ from prefect.cache_policies import NO_CACHE
 
 @task(cache_policy=NO_CACHE)
 def plan_export(models_dir: Path, out: Path, catalog: Path | None):
-    from export.exporter import plan_export as plan
+    from export.build.exporter import plan_export as plan
 
     return plan(models_dir, out, catalog)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="export-and-check-{kind}")
 def export_and_check(plan, kind: str):
-    from export.exporter import export_and_check as export
+    from export.build.exporter import export_and_check as export
 
     return export(plan, kind)
 
 
 @task(cache_policy=NO_CACHE)
 def merge_and_check(plan, checked):
-    from export.exporter import check_merged
+    from export.build.exporter import check_merged
 
     return check_merged(checked, plan.batch.images)
 
 
 @task(cache_policy=NO_CACHE)
 def quantize_int8(plan, checked):
-    from export.quantize import quantize_models
+    from export.build.quantize import quantize_models
 
     return quantize_models(plan, checked)
 
 
 @task(cache_policy=NO_CACHE)
 def write_bundle(plan, checked, quantized, merged) -> dict:
-    from export.exporter import write_bundle as write
+    from export.build.exporter import write_bundle as write
 
     return write(plan, checked, quantized, merged)
 
 
 @task(cache_policy=NO_CACHE)
 def publish_report(manifest: dict, out: Path) -> str:
-    from export.report import bundle_markdown
+    from export.build.report import bundle_markdown
 
     markdown = bundle_markdown(manifest, str(out))
     create_markdown_artifact(markdown, key="model-bundle", description=f"morphcat export → {out}")
@@ -58,7 +58,7 @@ def publish_report(manifest: dict, out: Path) -> str:
 def export_onnx(models_dir: Path, out: Path, catalog: Path | None = None, int8: bool = False) -> dict:
     """``catalog``: take the parity images from it (its held-out test split when it trained the
     models); without it, synthetic-survey galaxies. ``int8``: add int8 copies, compared with fp32."""
-    from export.exporter import raise_for_failures
+    from export.build.exporter import raise_for_failures
 
     plan = plan_export(Path(models_dir), Path(out), None if catalog is None else Path(catalog))
     checked = [export_and_check(plan, kind) for kind in plan.kinds]

@@ -9,12 +9,18 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from catalogs.contract import read_catalog
-from catalogs.errors import CatalogError
-from models.config import BackboneConfig, ImageSpec, ModelConfig
-from models.train import MODEL_KINDS, TrainSettings
+from catalogs.inputs import ImageSpec
+from flows.progress import epoch_bar
+from models.config import BackboneConfig, ModelConfig, TrainSettings
+from models.errors import ArtifactError, TrainingError
+from models.train import MODEL_KINDS
 
-DEFAULT_IMAGE_SIZE = 64
 PRETRAINED_KIND = "classifier"  # whose backbone --init-from reads (the joint training shares it)
+
+
+def _headline(metric: str) -> bool:
+    """The per-epoch figures worth a progress line: losses, accuracies, RMSE."""
+    return any(word in metric for word in ("loss", "accuracy", "rmse")) and metric.count("_") <= 2
 
 
 def _publish(trained, out: Path, init_from: Path | None = None) -> dict:
@@ -50,75 +56,96 @@ def _pretrained_backbone(init_from: Path | None):
 
 @task(cache_policy=NO_CACHE)
 def train_classifier_and_regressor(catalog_path: Path, config: dict, settings: dict, out: Path,
-                                   init_from: Path | None = None) -> list[dict]:
+                                   init_from: Path | None = None, progress: bool = False) -> list[dict]:
     """Both models at once on a shared backbone (``models.morphology``)."""
     from models.train import train_morphology
 
+    bar = epoch_bar("training classifier + regressor", settings["epochs"], progress, _headline)
     trained = train_morphology(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings),
-                               init=_pretrained_backbone(init_from))
+                               init=_pretrained_backbone(init_from), callbacks=[bar])
     return [_publish(t, out, init_from) for t in trained]
 
 
 @task(cache_policy=NO_CACHE)
 def train_single_model(kind: str, catalog_path: Path, config: dict, settings: dict, out: Path,
-                       init_from: Path | None = None) -> dict:
+                       init_from: Path | None = None, progress: bool = False) -> dict:
     from models.train import train_classifier, train_regressor
 
     trainer = {"classifier": train_classifier, "regressor": train_regressor}[kind]
+    bar = epoch_bar(f"training {kind}", settings["epochs"], progress, _headline)
     trained = trainer(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings),
-                      init=_pretrained_backbone(init_from))
+                      init=_pretrained_backbone(init_from), callbacks=[bar])
     return _publish(trained, out, init_from)
 
 
 @task(cache_policy=NO_CACHE)
-def train_captioner_model(catalog_path: Path, config: dict, settings: dict, out: Path) -> dict:
-    """Reuses the trained classifier's backbone (frozen) when the models folder has one."""
+def train_captioner_model(catalog_path: Path, config: dict, settings: dict, out: Path,
+                          backbone_from: Path | None = None, progress: bool = False) -> dict:
+    """On the frozen backbone of the classifier in ``backbone_from`` (checked to fit this run's
+    config), or end to end without one: never on whatever lies in ``out``."""
     from models.artifacts import load_trained
     from models.train import train_captioner
 
     backbone = None
-    if (out / "classifier.keras").is_file():
-        backbone = load_trained(out, "classifier")[0].get_layer("backbone")
+    if backbone_from is not None:
+        source, sidecar = load_trained(backbone_from, PRETRAINED_KIND)
+        mismatch = ModelConfig.from_dict(config).backbone_mismatch(ModelConfig.from_dict(sidecar["config"]))
+        if mismatch:
+            raise TrainingError(f"the captioner cannot reuse the backbone of {backbone_from}: {mismatch}")
+        backbone = source.get_layer("backbone")
+    bar = epoch_bar("training captioner", settings["epochs"], progress, _headline)
     trained = train_captioner(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings),
-                              backbone=backbone)
+                              backbone=backbone, callbacks=[bar])
+    if backbone_from is not None:
+        trained.sidecar["backbone_from"] = _pretraining_record(backbone_from)
     return _publish(trained, out)
 
 
-def _model_config(image_size: int | None, init_from: Path | None) -> dict:
-    """The config to train with: a fresh default one, or the pretrained models' own (read back
-    from their sidecar, so the backbone fits the weights it starts from)."""
-    if init_from is None:
-        return ModelConfig(image=ImageSpec(size=image_size or DEFAULT_IMAGE_SIZE), backbone=BackboneConfig()).to_dict()
+def _model_config(image_size: int | None, source: Path | None, what: str) -> dict:
+    """The config to train with: a fresh default one, or that of the models in ``source`` (read
+    back from their sidecar, so the backbone fits the weights it starts from or reuses)."""
+    if source is None:
+        return ModelConfig(image=ImageSpec(size=image_size or ImageSpec().size), backbone=BackboneConfig()).to_dict()
     from models.artifacts import load_sidecar
 
-    config = load_sidecar(init_from, PRETRAINED_KIND)["config"]
+    config = load_sidecar(source, PRETRAINED_KIND)["config"]
     size = config["image"]["size"]
     if image_size is not None and image_size != size:
-        raise CatalogError(f"--image-size {image_size} differs from the pretrained models' input size {size} "
-                           f"({init_from}); leave it out to use {size}")
+        raise TrainingError(f"--image-size {image_size} differs from the {what} models' input size {size} "
+                            f"({source}); leave it out to use {size}")
     return config
 
 
 @flow(name="train-models")
-def train_models(catalog: Path, out: Path, models: list[str], epochs: int = 80, image_size: int | None = None,
-                 seed: int = 0, init_from: Path | None = None) -> list[dict]:
+def train_models(catalog: Path, out: Path, models: list[str], epochs: int = TrainSettings.epochs,
+                 image_size: int | None = None, seed: int = 0, init_from: Path | None = None,
+                 backbone_from: Path | None = None, progress: bool = False) -> list[dict]:
     """``init_from``: a models folder whose classifier backbone the new models start from
-    (pretraining on the synthetic survey); its config is used. ``image_size`` defaults to 64."""
+    (pretraining on the synthetic survey); its config is used. ``backbone_from``: a models folder
+    whose trained classifier backbone the captioner reuses frozen, when the captioner is trained
+    without the classifier; when both are trained here, the captioner reuses the one just
+    trained. ``image_size`` defaults to ``ImageSpec().size``."""
     unknown = set(models) - set(MODEL_KINDS)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; choose from {', '.join(MODEL_KINDS)}")
+    if backbone_from is not None and ("captioner" not in models or "classifier" in models):
+        raise TrainingError("--backbone-from gives the captioner a trained backbone when it is trained alone "
+                            "(--models captioner); with the classifier, the captioner reuses the one trained now")
     init_from = None if init_from is None else Path(init_from)
-    config = _model_config(image_size, init_from)
+    backbone_from = None if backbone_from is None else Path(backbone_from)
+    config = _model_config(image_size, init_from, "pretrained") if backbone_from is None or init_from is not None \
+        else _model_config(image_size, backbone_from, "--backbone-from")
     settings = TrainSettings(epochs=epochs, seed=seed).__dict__
     catalog, out = Path(catalog), Path(out)
     results: list[dict] = []
     if {"classifier", "regressor"} <= set(models):
-        results += train_classifier_and_regressor(catalog, config, settings, out, init_from)
+        results += train_classifier_and_regressor(catalog, config, settings, out, init_from, progress)
     else:
-        results += [train_single_model(k, catalog, config, settings, out, init_from)
+        results += [train_single_model(k, catalog, config, settings, out, init_from, progress)
                     for k in models if k != "captioner"]
     if "captioner" in models:
-        results.append(train_captioner_model(catalog, config, settings, out))
+        shared = out if "classifier" in models else backbone_from
+        results.append(train_captioner_model(catalog, config, settings, out, shared, progress))
     return results
 
 
@@ -131,7 +158,7 @@ def score_models(models_dir: Path, catalog_path: Path, out: Path) -> dict:
     catalog = read_catalog(catalog_path)
     present = [k for k in MODEL_KINDS if (Path(models_dir) / f"{k}.keras").is_file()]
     if not present:
-        raise FileNotFoundError(f"no trained models (classifier/regressor/captioner .keras) in {models_dir}")
+        raise ArtifactError(f"no trained models (classifier/regressor/captioner .keras) in {models_dir}")
     out.mkdir(parents=True, exist_ok=True)
     parts: dict = {}
     predicted_votes = None

@@ -9,12 +9,9 @@ from pathlib import Path
 
 import keras
 
+from models.errors import ArtifactError
 from models.metrics import plot_training_curves
 from models.train import MODEL_KINDS, TrainedModel
-
-
-class ArtifactError(FileNotFoundError):
-    """A models folder lacks a model or its sidecar."""
 
 
 def save_trained(trained: TrainedModel, out_dir: Path) -> dict[str, Path]:

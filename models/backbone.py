@@ -12,7 +12,8 @@ from pathlib import Path
 
 import keras
 
-from models.config import BackboneConfig, ImageSpec
+from catalogs.inputs import ImageSpec
+from models.config import BackboneConfig
 
 FEATURES_LAYER = "features"
 SMALL_CNN = "small_cnn"

@@ -28,10 +28,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from catalogs.tokenizer import EOS_ID, PAD_ID, Tokenizer, greedy_ids
 from models.backbone import build_backbone
 from models.classifier import BACKBONE_LAYER, IMAGE_INPUT
 from models.config import ModelConfig
-from models.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
 ENCODER = "encoder"
 EMBEDDING = "embedding"
@@ -177,31 +177,21 @@ class MaskedAccuracy(keras.metrics.Metric):
 
 
 def greedy_decode_ids(models: CaptionerModels, images, max_len: int) -> np.ndarray:
-    """Greedy token ids (N, max_len) int32: ``<bos>`` then arg-max tokens; after a row's
-    ``<eos>`` (or a predicted ``<pad>``) the rest of that row is ``<pad>``. The encoder runs once per batch, then the step
-    model once per position (stopping early when every row has finished)."""
+    """Greedy token ids (N, max_len) int32 (``catalogs.tokenizer.greedy_ids``): the encoder runs
+    once per batch, then the step model once per position."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise ValueError(f"expected a batch of images (N, H, W, C), got shape {images.shape}")
     if max_len < 2:
         raise ValueError(f"max_len must be ≥ 2, got {max_len}")
-    n = images.shape[0]
-    out = np.full((n, max_len), PAD_ID, dtype=np.int32)
-    out[:, 0] = BOS_ID
-    if n == 0:
-        return out
+    if images.shape[0] == 0:
+        return greedy_ids(None, np.zeros((0, 1), np.float32), None, max_len)
     h, c = (np.asarray(t) for t in models.encoder(images, training=False))
-    token = np.full((n, 1), BOS_ID, dtype=np.int32)
-    done = np.zeros(n, dtype=bool)
-    for pos in range(1, max_len):
-        logits, h, c = (np.asarray(t) for t in models.step([token, h, c], training=False))
-        nxt = logits.argmax(axis=-1).astype(np.int32)
-        out[:, pos] = np.where(done, PAD_ID, nxt)
-        done |= (nxt == EOS_ID) | (nxt == PAD_ID)  # a predicted <pad> also ends the caption
-        if done.all():
-            break
-        token = nxt[:, None]
-    return out
+
+    def step(token, h, c):
+        return tuple(np.asarray(t) for t in models.step([token, h, c], training=False))
+
+    return greedy_ids(step, h, c, max_len)
 
 
 def greedy_decode(models: CaptionerModels, images, tokenizer: Tokenizer, max_len: int) -> list[str]:

@@ -5,26 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """How a cutout becomes a model input, identically in training, export and annotation.
-
-    The centre ``crop`` fraction of the (square-resized) cutout is kept, then resized to
-    ``size``×``size``; pixels are scaled to [0, 1] (``x / 255``). Cropping by a *fraction* makes
-    the same model serve GZ2's 424 px cutouts and the 224 px thumbnails of the shared sample.
-    """
-
-    size: int = 64
-    crop: float = 0.5
-    channels: int = 3
-    scale: float = 1.0 / 255.0
-
-    def __post_init__(self) -> None:
-        if self.size < 16:
-            raise ValueError(f"image size must be ≥ 16 px, got {self.size}")
-        if not 0.1 <= self.crop <= 1.0:
-            raise ValueError(f"crop must be a fraction in [0.1, 1], got {self.crop}")
+from catalogs.inputs import ImageSpec  # the model input contract lives with the catalogs
 
 
 @dataclass(frozen=True)
@@ -58,6 +39,20 @@ class CaptionerConfig:
 
 
 @dataclass(frozen=True)
+class TrainSettings:
+    """How models are trained: the one home of the training defaults (the CLI, the flows and the
+    benchmarks read them from here)."""
+
+    epochs: int = 80
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    patience: int = 20  # epochs without val_loss improvement before stopping
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     image: ImageSpec = field(default_factory=ImageSpec)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -66,6 +61,15 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def backbone_mismatch(self, other: "ModelConfig") -> str | None:
+        """Why a backbone trained with ``other`` cannot serve this config (None when it can): its
+        weights fit only the same backbone on the same input."""
+        mine = {"image": asdict(self.image), "backbone": asdict(self.backbone)}
+        theirs = {"image": asdict(other.image), "backbone": asdict(other.backbone)}
+        if mine == theirs:
+            return None
+        return f"this run's image/backbone config {mine} differs from the backbone's {theirs}"
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":

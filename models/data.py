@@ -17,7 +17,7 @@ import tensorflow as tf
 from catalogs.contract import Catalog
 from catalogs.decoding import decode_row
 from catalogs.imaging import ImageError
-from models.config import ImageSpec
+from catalogs.inputs import ImageSpec
 
 SPLIT_SALT = "morphcat-split-v1"
 SPLITS = ("train", "val", "test")

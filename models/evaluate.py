@@ -11,12 +11,12 @@ import numpy as np
 from catalogs.captions import template_captions
 from catalogs.contract import Catalog
 from catalogs.targets import kaggle_targets
+from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
 from models.captioner import captioner_from_train, greedy_decode
 from models.config import ModelConfig
 from models.data import assign_splits, decode_images
 from models.metrics import caption_metrics, classification_metrics, regression_metrics
-from models.tokenizer import Tokenizer
 from models.train import catalog_fingerprint
 
 

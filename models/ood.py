@@ -14,16 +14,9 @@ plain estimate singular). The scale comes from *held-out* galaxies because train
 closer to μ than new ones. By construction ~1 % of galaxies like the validation ones are flagged
 (``quantile`` = 0.99); an image scoring 2 is twice as far out as that.
 
-A second, model-free check catches what features alone can miss (a weakly trained model may
-place empty sky next to its faintest galaxies): a catalog cutout is centred on its object, so
-the centre of the model input must be brighter than its outskirts. :func:`central_source_snr`
-is the signal-to-noise of the mean brightness in the central disc above the median of the outer
-ring, the noise taken from the ring (robustly, by its MAD); below ``MIN_SOURCE_SNR`` (a 5σ
-detection, the usual survey convention) there is no centred source. Measured on the default
-64 px input: the 700 real GZ2 galaxies of the shared sample score at least 17 (median 373, 1 %
-below 91), synthetic empty sky 1–3, flat images 0.
-
-``ood_flag = ood_score > OOD_THRESHOLD or source_snr < MIN_SOURCE_SNR``.
+A second, model-free check (``catalogs.sources.central_source_snr``: is there a source at the
+centre?) catches what features alone can miss; ``catalogs.outputs.ood_flags`` combines the two
+into ``ood_flag = ood_score > threshold or source_snr < MIN_SOURCE_SNR``.
 
 Pure numpy (+ scikit-learn for the fit): the exporter bakes :meth:`OodReference.scores` into the
 classifier's ONNX graph, and parity checks it against this implementation.
@@ -37,11 +30,6 @@ import numpy as np
 
 OOD_QUANTILE = 0.99
 OOD_THRESHOLD = 1.0  # ood_flag = ood_score > OOD_THRESHOLD; recorded in every bundle
-MIN_SOURCE_SNR = 5.0  # no centred source below this central_source_snr
-# The central disc and the outer ring of central_source_snr, as fractions of the input side.
-SOURCE_RADIUS = 0.15
-SKY_RADIUS = 0.35
-MAD_TO_SIGMA = 1.4826
 FEATURES_LAYER = "gap"
 MIN_FIT_ROWS = 8  # fewer training images than this describe no distribution
 
@@ -116,27 +104,3 @@ def fit_reference(fit_features: np.ndarray, calibration_features: np.ndarray,
         raise ValueError("the held-out features all sit at the training mean: no scale for an OOD score")
     return OodReference(partial.mean, whitening, scale, quantile, len(fit), len(calibration),
                         partial.shrinkage)
-
-
-def central_source_snr(pixels: np.ndarray) -> np.ndarray:
-    """Signal-to-noise (N,) of a centred source in model inputs ``pixels`` (N, H, W, C) in
-    [0, 1]: (mean of the channel-mean brightness within ``SOURCE_RADIUS`` of the centre − its
-    median beyond ``SKY_RADIUS``) / (σ of the ring / √pixels in the disc), σ = 1.4826 · MAD,
-    at least one 8-bit step (a flat image has no noise to divide by)."""
-    x = np.asarray(pixels, dtype=np.float32)
-    if x.ndim != 4:
-        raise ValueError(f"expected a batch of images (N, H, W, C), got shape {x.shape}")
-    n, h, w, _ = x.shape
-    grey = x.mean(axis=3).reshape(n, h * w)
-    y, xx = np.mgrid[:h, :w]
-    r = np.hypot((y + 0.5) / h - 0.5, (xx + 0.5) / w - 0.5).ravel()
-    disc, ring = r < SOURCE_RADIUS, r > SKY_RADIUS
-    sky = grey[:, ring]
-    background = np.median(sky, axis=1)
-    sigma = np.maximum(MAD_TO_SIGMA * np.median(np.abs(sky - background[:, None]), axis=1), 1.0 / 255.0)
-    return (grey[:, disc].mean(axis=1) - background) / (sigma / np.sqrt(disc.sum()))
-
-
-def ood_flags(scores: np.ndarray, source_snr: np.ndarray, threshold: float = OOD_THRESHOLD) -> np.ndarray:
-    """``ood_flag`` from the feature score and the centred-source check (module docstring)."""
-    return (np.asarray(scores) > threshold) | (np.asarray(source_snr) < MIN_SOURCE_SNR)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import keras
@@ -15,29 +16,19 @@ from catalogs.contract import Catalog
 from catalogs.errors import CatalogError
 from catalogs.labels import CLASSES
 from catalogs.targets import kaggle_targets, vote_matrix
+from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
 from models.captioner import EMBEDDING, LSTM, VOCAB_LOGITS, MaskedAccuracy, build_captioner, masked_loss
 from models.classifier import BACKBONE_LAYER, build_classifier
-from models.config import ModelConfig
+from models.config import ModelConfig, TrainSettings
 from models.data import assign_splits, class_weights, decode_images, training_dataset
+from models.errors import TrainingError
 from models.morphology import build_morphology
 from models.ood import fit_reference
 from models.regressor import build_regressor
-from models.tokenizer import Tokenizer
 
 MODEL_KINDS = ("classifier", "regressor", "captioner")
 VOTES_LOSS_WEIGHT = 20.0
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 80
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    patience: int = 20  # epochs without val_loss improvement before stopping
-    seed: int = 0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
 
 
 @dataclass
@@ -119,10 +110,11 @@ def _class_names(labels: list) -> list[str]:
     return canonical + sorted(present - set(canonical))
 
 
-def _fit(model, train_ds, val_ds, settings) -> tuple[dict, float]:
+def _fit(model, train_ds, val_ds, settings, callbacks: Sequence = ()) -> tuple[dict, float]:
+    """Fit with early stopping; progress is the caller's (``callbacks``), never Keras' own lines."""
     t0 = time.perf_counter()
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, callbacks=_callbacks(settings),
-                     verbose=2)
+    hist = model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs,
+                     callbacks=_callbacks(settings) + [c for c in callbacks if c is not None], verbose=0)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return history, time.perf_counter() - t0
 
@@ -136,7 +128,7 @@ def init_backbone(model: keras.Model, source: keras.Model | None) -> None:
     theirs = source.get_weights()
     mine = own.get_weights()
     if len(theirs) != len(mine) or any(a.shape != b.shape for a, b in zip(theirs, mine)):
-        raise CatalogError("the pretrained backbone does not fit this model (different backbone or input size); "
+        raise TrainingError("the pretrained backbone does not fit this model (different backbone or input size); "
                            "train with the pretrained models' --image-size")
     own.set_weights(theirs)
 
@@ -146,7 +138,7 @@ def _decoded(catalog, rows, spec):
 
 
 def train_classifier(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
-                     init: keras.Model | None = None) -> TrainedModel:
+                     init: keras.Model | None = None, callbacks: Sequence = ()) -> TrainedModel:
     keras.utils.set_random_seed(settings.seed)
     labels = catalog.table.column("label").to_pylist() if "label" in catalog.table.column_names else []
     if not any(label is not None for label in labels):
@@ -164,7 +156,7 @@ def train_classifier(catalog: Catalog, config: ModelConfig, settings: TrainSetti
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     train = training_dataset(dec["train"].dataset, y["train"], settings.batch_size, True, True, settings.seed, weights)
     val = training_dataset(dec["val"].dataset, y["val"], settings.batch_size, False, False, settings.seed)
-    history, seconds = _fit(model, train, val, settings)
+    history, seconds = _fit(model, train, val, settings, callbacks)
     sidecar = _base_sidecar("classifier", catalog, config, settings, rows,
                             {k: v for d in dec.values() for k, v in d.failures.items()})
     sidecar.update(class_names=class_names, label_column="label", train_seconds=round(seconds, 1),
@@ -173,7 +165,7 @@ def train_classifier(catalog: Catalog, config: ModelConfig, settings: TrainSetti
 
 
 def train_morphology(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
-                     init: keras.Model | None = None) -> list[TrainedModel]:
+                     init: keras.Model | None = None, callbacks: Sequence = ()) -> list[TrainedModel]:
     """Classifier and regressor trained jointly on one backbone (see ``models.morphology``), on
     the rows that have both a label and vote fractions; returns the two standalone models.
     ``init``: a trained backbone to start from (e.g. pretrained on the synthetic survey)."""
@@ -205,7 +197,7 @@ def train_morphology(catalog: Catalog, config: ModelConfig, settings: TrainSetti
     train = training_dataset(dec["train"].dataset, y["train"], settings.batch_size, True, True, settings.seed,
                              {"probs": weights, "votes": ones})
     val = training_dataset(dec["val"].dataset, y["val"], settings.batch_size, False, False, settings.seed)
-    history, seconds = _fit(models.joint, train, val, settings)
+    history, seconds = _fit(models.joint, train, val, settings, callbacks)
     failures = {k: v for d in dec.values() for k, v in d.failures.items()}
     common = dict(train_seconds=round(seconds, 1), epochs_run=len(history.get("loss", [])),
                   trained_jointly=True)
@@ -218,7 +210,7 @@ def train_morphology(catalog: Catalog, config: ModelConfig, settings: TrainSetti
 
 
 def train_regressor(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
-                    init: keras.Model | None = None) -> TrainedModel:
+                    init: keras.Model | None = None, callbacks: Sequence = ()) -> TrainedModel:
     keras.utils.set_random_seed(settings.seed)
     if not catalog.has_votes:
         raise CatalogError("the regressor needs the 37 GZ2 vote-fraction columns")
@@ -233,7 +225,7 @@ def train_regressor(catalog: Catalog, config: ModelConfig, settings: TrainSettin
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
     train = training_dataset(dec["train"].dataset, y["train"], settings.batch_size, True, True, settings.seed)
     val = training_dataset(dec["val"].dataset, y["val"], settings.batch_size, False, False, settings.seed)
-    history, seconds = _fit(model, train, val, settings)
+    history, seconds = _fit(model, train, val, settings, callbacks)
     sidecar = _base_sidecar("regressor", catalog, config, settings, rows,
                             {k: v for d in dec.values() for k, v in d.failures.items()})
     sidecar.update(target_columns=list(GZ2_TREE.kaggle_columns), answer_names=list(GZ2_TREE.output_names),
@@ -261,7 +253,7 @@ def _pooled_features(backbone: keras.Model, images: tf.data.Dataset, views: bool
 
 
 def train_captioner(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
-                    backbone: keras.Model | None = None) -> TrainedModel:
+                    backbone: keras.Model | None = None, callbacks: Sequence = ()) -> TrainedModel:
     """CNN encoder + LSTM decoder with teacher forcing.
 
     With ``backbone`` (the trained classifier/regressor backbone), the captioner's backbone is a
@@ -309,7 +301,7 @@ def train_captioner(catalog: Catalog, config: ModelConfig, settings: TrainSettin
         mode = "end to end on augmented images"
         optimizer = _optimizer(settings, len(dec["train"].good_rows))
     trainable.compile(optimizer=optimizer, loss=masked_loss, metrics=[MaskedAccuracy()])
-    history, seconds = _fit(trainable, train, val, settings)
+    history, seconds = _fit(trainable, train, val, settings, callbacks)
     sidecar = _base_sidecar("captioner", catalog, config, settings, rows,
                             {k: v for d in dec.values() for k, v in d.failures.items()})
     sidecar.update(tokenizer=tokenizer.to_dict(), max_len=max_len, train_seconds=round(seconds, 1),

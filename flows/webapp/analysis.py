@@ -1,6 +1,6 @@
 """One image → what the bundle says about it: class probabilities, the 37 GZ2 vote fractions per
 question, the caption, the raw Grad-CAM map and the out-of-distribution verdict, computed by
-the function catalog annotation uses (``export.annotate.annotate_pixels``).
+the function catalog annotation uses (``export.serve.annotate.annotate_pixels``).
 
 Uploads are checked for type and size here, then written to a temporary file and prepared by
 ``catalogs.imaging.model_input``, so an upload meets exactly the checks a catalog image does
@@ -19,19 +19,11 @@ import numpy as np
 import polars as pl
 
 from catalogs.decoding import to_model_floats
-from catalogs.imaging import (
-    FITS_SUFFIXES,
-    RASTER_SUFFIXES,
-    UNSUPPORTED_TYPE,
-    ImageError,
-    ModelInput,
-    crop_resize,
-    load_rgb,
-    model_input,
-)
+from catalogs.imaging import FITS_SUFFIXES, RASTER_SUFFIXES, UNSUPPORTED_TYPE, ImageError, load_rgb
+from catalogs.inputs import ModelInput, crop_resize, model_input
 from catalogs.tree import GZ2_TREE
-from export.annotate import annotate_pixels
-from export.runtime import LoadedBundle
+from export.serve.annotate import annotate_pixels
+from export.serve.runtime import LoadedBundle
 
 UPLOAD_SUFFIXES = RASTER_SUFFIXES + FITS_SUFFIXES
 # Streamlit's ``server.maxUploadSize`` (MB) is set to this too: the server refuses larger
@@ -67,7 +59,7 @@ class ImageAnalysis:
     caption: str | None
     ood_score: float  # models.ood: feature distance over the bundle's scale
     ood_flag: bool  # ood_score above the bundle's threshold, or no centred source
-    source_snr: float  # models.ood.central_source_snr of the model input
+    source_snr: float  # catalogs.sources.central_source_snr of the model input
     note: str | None  # conversions applied to the input (``ModelInput.note``)
 
     @property
@@ -114,12 +106,12 @@ def prepare_upload(name: str, data: bytes, spec) -> PreparedImage:
 
 def analyse(bundle: LoadedBundle, inputs: Sequence[ModelInput]) -> list[ImageAnalysis]:
     """Run the bundle on a batch of model inputs, as catalog annotation does
-    (``export.annotate.annotate_pixels``: one onnxruntime run of the image models, captions,
+    (``export.serve.annotate.annotate_pixels``: one onnxruntime run of the image models, captions,
     the out-of-distribution verdict)."""
     if not inputs:
         return []
     out = annotate_pixels(bundle, to_model_floats(np.stack([m.pixels for m in inputs]), bundle.image))
-    if not (np.isfinite(out.probs).all() and np.isfinite(out.ood_score).all()):
+    if not out.finite.all():
         raise ValueError("the classifier returned NaN/inf for this image")
     votes = None if out.votes is None else GZ2_TREE.per_question(out.votes)
     names = tuple(bundle.class_names)

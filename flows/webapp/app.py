@@ -16,12 +16,12 @@ import onnxruntime
 import streamlit as st
 
 from catalogs.contract import resolve_image_path
-from catalogs.errors import CatalogError
+from catalogs.errors import MorphcatError
 from catalogs.imaging import ImageError
-from export.runtime import open_bundle
+from catalogs.sources import MIN_SOURCE_SNR
+from export.serve.runtime import open_bundle
 from flows.webapp import analysis, catalog_view, figures
 from flows.webapp.launch import parse_script_arguments
-from models.ood import MIN_SOURCE_SNR
 
 GALLERY_PAGE = 12
 GALLERY_COLUMNS = 4
@@ -53,7 +53,7 @@ def _gallery_images(bundle_path: str, root: str, image_paths: tuple[str, ...]) -
     for relative in image_paths:
         try:
             image = analysis.prepare_file(resolve_image_path(Path(root), relative), bundle.image)
-        except (ImageError, CatalogError) as exc:
+        except (ImageError, MorphcatError) as exc:
             shown.append(str(exc))
             continue
         prepared.append((len(shown), image))
@@ -125,7 +125,7 @@ def single_image_view(bundle_path: str, annotations: str | None, catalog_path: s
         row = ids.index(object_id)
         try:
             image = analysis.prepare_file(catalog.image_file(row), bundle.image)
-        except (ImageError, CatalogError) as exc:
+        except (ImageError, MorphcatError) as exc:
             st.error(f"Cannot use object {object_id}: {exc}")
             return
         title = f"object {object_id}"
@@ -185,7 +185,7 @@ def _gallery(bundle_path: str, folder, run: str, rows, annotations: str, catalog
         return
     try:
         catalog = _catalog(annotations, catalog_path)
-    except CatalogError as exc:
+    except MorphcatError as exc:
         st.warning(f"No thumbnails: {exc}")
         return
     bundle = _bundle(bundle_path)
@@ -219,7 +219,7 @@ def main() -> None:
     catalog_path = None if args.catalog is None else str(args.catalog)
     try:
         bundle = _bundle(bundle_path)
-    except CatalogError as exc:
+    except MorphcatError as exc:
         st.error(f"Cannot serve the bundle: {exc}")
         return
     st.sidebar.title("morphcat")
@@ -236,7 +236,7 @@ def main() -> None:
         else:
             st.title("Annotated catalog")
             catalog_view_page(bundle_path, annotations, catalog_path)
-    except CatalogError as exc:
+    except MorphcatError as exc:
         st.error(str(exc))
 
 

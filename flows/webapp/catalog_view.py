@@ -19,7 +19,7 @@ import polars as pl
 from catalogs.contract import Catalog, read_catalog
 from catalogs.errors import CatalogError
 from catalogs.outputs import ERRORS, PREDICTIONS
-from catalogs.shards import MANIFEST_NAME, run_folder, rows_fingerprint
+from catalogs.shards import MANIFEST_NAME, OutputFolderError, rows_fingerprint, run_folder
 
 OOD_CHOICES = ("any", "flagged", "not flagged")
 DOWNLOAD_FORMATS = ("parquet", "csv")
@@ -36,7 +36,7 @@ class Annotations:
     def scan(self, run_id: str, table: str = PREDICTIONS) -> pl.LazyFrame:
         """One run's ``predictions`` (or ``errors``) rows."""
         if run_id not in self.runs:
-            raise CatalogError(f"{self.out} has no run {run_id!r} with predictions (it has: {', '.join(self.runs)})")
+            raise OutputFolderError(f"{self.out} has no run {run_id!r} with predictions (it has: {', '.join(self.runs)})")
         folder = run_folder(self.out, table, run_id)
         if table == ERRORS and not any(folder.glob("*.parquet")):
             return pl.LazyFrame(schema={"object_id": pl.String, "error_type": pl.String, "message": pl.String})
@@ -47,23 +47,23 @@ class Annotations:
 
 
 def open_annotations(out: Path) -> Annotations:
-    """The annotations folder at ``out``, or :class:`CatalogError` saying why it is not one."""
+    """The annotations folder at ``out``, or :class:`OutputFolderError` saying why it is not one."""
     out = Path(out)
     manifest_path = out / MANIFEST_NAME
     if not out.is_dir():
-        raise CatalogError(f"annotations folder {out} does not exist (write one with `morphcat annotate --out`)")
+        raise OutputFolderError(f"annotations folder {out} does not exist (write one with `morphcat annotate --out`)")
     if not manifest_path.is_file():
-        raise CatalogError(f"{out} is not an annotations folder: it has no {MANIFEST_NAME} "
+        raise OutputFolderError(f"{out} is not an annotations folder: it has no {MANIFEST_NAME} "
                            "(write one with `morphcat annotate --out`)")
     try:
         manifest = json.loads(manifest_path.read_text())
         recorded = list(manifest["runs"])
         manifest["catalog"]["fingerprint"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise CatalogError(f"{manifest_path} is not a morphcat annotations manifest: {exc}") from None
+        raise OutputFolderError(f"{manifest_path} is not a morphcat annotations manifest: {exc}") from None
     runs = tuple(r for r in recorded if any(run_folder(out, PREDICTIONS, r).glob("*.parquet")))
     if not runs:
-        raise CatalogError(f"{out} holds no predictions yet (runs recorded: {', '.join(recorded) or 'none'})")
+        raise OutputFolderError(f"{out} holds no predictions yet (runs recorded: {', '.join(recorded) or 'none'})")
     return Annotations(out, manifest, runs)
 
 

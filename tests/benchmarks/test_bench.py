@@ -41,15 +41,32 @@ def test_derived_ratios_and_targets(overrides, name, value, met):
     assert set(d["targets"]) == set(TARGETS)
 
 
-def test_median_rate_leaves_the_warm_up_out():
-    calls = []
+class _Clock:
+    """A stand-in for ``time.perf_counter`` that each timed call moves on by a given time."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_timer_leaves_the_warm_up_out_and_reports_rows_per_second(monkeypatch):
+    from export.build import benchmark
+
+    clock, durations = _Clock(), iter([99.0, 0.5, 2.0, 1.0])  # the warm-up is the slow one
 
     def run():
-        calls.append(1)
+        clock.now += next(durations)
         return 10
 
+    monkeypatch.setattr(benchmark.time, "perf_counter", clock)
     rate, rates = median_rate(run, repeats=3)
-    assert len(calls) == 4 and len(rates) == 3 and rate == float(np.median(rates)) and rate > 0
+    assert rates == [20.0, 5.0, 10.0] and rate == 10.0
+    clock.now, durations = 0.0, iter([99.0, 0.5, 2.0, 1.0])
+    assert benchmark.images_per_second(run, 8, repeats=3) == 16.0  # 8 images in the fastest call, 0.5 s
+    with pytest.raises(ValueError, match="repeats"):
+        benchmark.timed_rates(run, 0)
 
 
 def test_repeated_catalog_reuses_images_under_new_ids(tmp_path):
@@ -76,8 +93,10 @@ def test_bench_measures_every_path_and_writes_its_results(tmp_path, tiny_models,
     r = json.loads((out / "results.json").read_text())
     assert set(KEYS) <= set(r)
     assert r["n"] == 6 and r["seed_images"] == 1 and r["machine"]["cores"] >= 1
-    for key in KEYS[:-2]:
-        assert r[key] > 0, key
+    # Each headline rate is the median of its timed runs, the caption time the inverse of its rate.
+    for key, rates in (("decode_ips", "decode"), ("ort_ips", "ort"), ("morphcat_ips", "morphcat"), ("keras_ips", "keras")):
+        assert r[key] == float(np.median(r["rates"][rates])), key
+    assert r["morphcat_caption_s_per_image"] == pytest.approx(1.0 / float(np.median(r["rates"]["captions"])))
     assert set(r["targets"]) == set(TARGETS) and all(isinstance(t["met"], bool) for t in r["targets"].values())
     assert len(r["rates"]["morphcat"]) == 1
     # Every timed morphcat run and both memory runs annotated every row of their catalog.

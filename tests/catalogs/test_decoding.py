@@ -10,17 +10,8 @@ from PIL import Image
 
 from catalogs import decoding
 from catalogs.decoding import STAGE_INPUT, decode_row, iter_model_inputs, to_model_floats
-from catalogs.imaging import (
-    EMPTY_FILE,
-    MISSING,
-    NOT_AN_IMAGE,
-    PATH_ESCAPE,
-    TOO_SMALL,
-    UNREADABLE,
-    ImageError,
-    model_input,
-)
-from models.config import ImageSpec
+from catalogs.imaging import EMPTY_FILE, MISSING, NOT_AN_IMAGE, PATH_ESCAPE, TOO_SMALL, UNREADABLE, ImageError
+from catalogs.inputs import ImageSpec, model_input
 
 SPEC = ImageSpec(size=16, crop=0.5)
 

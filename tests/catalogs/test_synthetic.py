@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -165,6 +167,66 @@ def test_simulate_votes_is_deterministic_and_accepts_minimal_truth():
     _check_fractions(a)
 
 
+# The votes walk GZ2_TREE: one row per question of the tree, its answers and its parent answer.
+TREE_ROWS = [pytest.param(q, sl, parent, id=q.key)
+             for (q, sl), parent in zip(GZ2_TREE.question_slices, GZ2_TREE.parent_index)]
+
+
+@pytest.fixture(scope="module")
+def sampled_fractions() -> np.ndarray:
+    rng = np.random.default_rng(13)
+    return np.array([simulate_votes(sample_truth(CLASSES[i % len(CLASSES)], rng), rng) for i in range(500)])
+
+
+@pytest.mark.parametrize(("question", "sl", "parent"), TREE_ROWS)
+def test_fractions_reach_a_question_exactly_when_its_parent_answer_has_votes(
+        sampled_fractions, question, sl, parent):
+    totals = sampled_fractions[:, sl].sum(axis=1)
+    reached = np.ones(len(totals), bool) if parent is None else sampled_fractions[:, parent] > 0
+    np.testing.assert_allclose(totals[reached], 1.0, atol=1e-9, err_msg=question.key)
+    assert (totals[~reached] == 0).all(), question.key
+    if parent is not None:  # both sides of the rule occur, so neither is checked vacuously
+        assert reached.any() and not reached.all(), question.key
+
+
+@pytest.fixture(scope="module")
+def volunteer_walks() -> list[np.ndarray]:
+    """Per-volunteer answers. Carelessness up to 1 makes every answer, "star or artifact"
+    included, common: each branch of the tree is taken by many volunteers."""
+    rng = np.random.default_rng(14)
+    walks = []
+    for i in range(100):
+        probs = synthetic.votes._question_probs(sample_truth(CLASSES[i % len(CLASSES)], rng))
+        walks.append(synthetic.votes._walk_tree(probs, rng.uniform(0.0, 1.0, 40), rng))
+    return walks
+
+
+@pytest.mark.parametrize(("question", "sl", "parent"), TREE_ROWS)
+def test_each_volunteer_answers_a_question_exactly_when_they_gave_its_parent_answer(
+        volunteer_walks, question, sl, parent):
+    for gave in volunteer_walks:
+        answered = gave[:, sl].sum(axis=1)
+        assert set(answered.tolist()) <= {0, 1}, question.key  # one answer per reached question
+        reached = np.ones(len(gave), bool) if parent is None else gave[:, parent]
+        np.testing.assert_array_equal(answered == 1, reached, err_msg=question.key)
+
+
+def test_the_vote_module_names_no_question_key():
+    # the branching must come from GZ2_TREE, not from questions named in the code
+    source = inspect.getsource(synthetic.votes)
+    named = [q.key for q in GZ2_TREE.questions if re.search(rf"""["']{q.key}["']""", source)]
+    assert named == []
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_the_vote_model_has_one_distribution_per_tree_question(cls):
+    probs = synthetic.votes._question_probs(sample_truth(cls, np.random.default_rng(0)))
+    assert set(probs) == {q.slug for q in GZ2_TREE.questions}
+    for q in GZ2_TREE.questions:
+        assert probs[q.slug].shape == (len(q.answers),), q.key
+        assert abs(probs[q.slug].sum() - 1.0) < 1e-12, q.key
+
+
 def test_balanced_mix_is_exactly_balanced_and_labels_agree(tmp_path):
     n = 50
     t = render_survey(tmp_path, n, seed=21, size=48, mix="balanced", workers=2)
@@ -176,12 +238,12 @@ def test_balanced_mix_is_exactly_balanced_and_labels_agree(tmp_path):
 
 
 def test_gz2_mix_follows_its_proportions():
-    classes = synthetic._assign_classes(3000, seed=1, mix="gz2")
+    classes = synthetic.truth._assign_classes(3000, seed=1, mix="gz2")
     counts = Counter(classes)
     for c, p in MIXES["gz2"].items():
         assert abs(counts[c] / 3000 - p) < 0.03, (c, counts[c])
     # an object's class does not depend on how many objects there are
-    assert synthetic._assign_classes(10, seed=1, mix="gz2") == classes[:10]
+    assert synthetic.truth._assign_classes(10, seed=1, mix="gz2") == classes[:10]
     assert max(counts, key=counts.get) == "ambiguous"
 
 
@@ -224,8 +286,8 @@ def _moments(img: np.ndarray) -> tuple[float, float]:
 
 
 def test_sersic_cusp_is_integrated_over_the_central_pixels():
-    scene = synthetic._Scene(128, 0.0)
-    prof = synthetic._sersic_profile(4.0, 4.0, 0.8, 0.3, flux=1000.0)
+    scene = synthetic.scene._Scene(128, 0.0)
+    prof = synthetic.scene._sersic_profile(4.0, 4.0, 0.8, 0.3, flux=1000.0)
     # a profile centred exactly on a pixel centre: the worst case for point sampling
     x = y = 0.5 / 128
     sampled = scene.draw(prof, x, y)
@@ -238,9 +300,9 @@ def test_sersic_cusp_is_integrated_over_the_central_pixels():
 
 @pytest.mark.parametrize("q", [0.3, 0.55, 0.85])
 def test_inclined_disk_has_the_sampled_axis_ratio_and_angle(q):
-    scene = synthetic._Scene(256, 0.0)
+    scene = synthetic.scene._Scene(256, 0.0)
     pa = 0.6
-    img = scene.draw(synthetic._inclined_disk_profile(12.0, q, pa, 1.0), 0.0, 0.0)
+    img = scene.draw(synthetic.scene._inclined_disk_profile(12.0, q, pa, 1.0), 0.0, 0.0)
     q_seen, pa_seen = _moments(img)
     assert abs(q_seen - q) < 0.05, q_seen
     assert abs(pa_seen - pa) < 0.03, pa_seen
@@ -252,8 +314,8 @@ def test_edge_on_disks_are_thin_with_a_dust_lane():
     truth = next(t for t in (sample_truth("edge-on", np.random.default_rng(s)) for s in range(50))
                  if t["render"]["edge"]["dust"] is not None)
     truth["render"]["neighbours"] = []
-    scene = synthetic._Scene(212, truth["render"]["shift"])
-    synthetic._draw_edge_on(scene, np.random.default_rng(0), truth["render"], truth["render"]["edge"])
+    scene = synthetic.scene._Scene(212, truth["render"]["shift"])
+    synthetic.render._draw_edge_on(scene, np.random.default_rng(0), truth["render"], truth["render"]["edge"])
     q_seen, _ = _moments(scene.target[2])
     assert q_seen < 0.3, q_seen
     # the lane: along the minor axis through the centre, light dips at the midplane in g

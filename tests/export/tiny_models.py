@@ -10,13 +10,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from catalogs.tokenizer import BOS_ID, EOS_ID, SPECIALS, Tokenizer
 from catalogs.tree import GZ2_TREE
 from models.artifacts import save_trained
 from models.captioner import build_captioner, masked_loss, teacher_forcing_pairs
 from models.classifier import build_classifier, grad_cam_model, pooled_features
 from models.ood import fit_reference
 from models.regressor import build_regressor
-from models.tokenizer import BOS_ID, EOS_ID, SPECIALS, Tokenizer
 from models.train import TrainedModel
 from tests.models.test_builders import CFG, CLASSES, VOCAB
 

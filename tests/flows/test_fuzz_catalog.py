@@ -18,7 +18,8 @@ from PIL import Image
 
 from catalogs.contract import Catalog, read_catalog, write_catalog
 from catalogs.imaging import FITS_NO_SIGNAL, PATH_ESCAPE
-from tests.catalogs.test_imaging import CONVERTED, REFUSED, _galaxy
+from tests.catalogs.test_imaging import _galaxy
+from tests.catalogs.test_inputs import CONVERTED, REFUSED
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:File may have been truncated")]
 GALAXIES = 24

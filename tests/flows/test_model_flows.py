@@ -1,6 +1,7 @@
 """train → evaluate through the CLI and the Prefect flows, on a tiny synthetic catalog."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -49,6 +50,31 @@ def test_train_then_evaluate_writes_models_metrics_and_plots(tmp_path, morphcat)
                     "--init-from", models)
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     assert "--image-size 48 differs from the pretrained models' input size 32" in proc.stderr
+
+    # The captioner trained alone reuses a backbone only when told to (--backbone-from), never
+    # whatever classifier lies in its output folder, and refuses one that does not fit.
+    alone = tmp_path / "alone"
+    shutil.copytree(models, alone)
+    proc = morphcat("train", tiny_survey, "--out", alone, "--epochs", "1", "--models", "captioner")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((alone / "captioner.json").read_text())["training_mode"] == "end to end on augmented images"
+    reused = tmp_path / "reused"
+    proc = morphcat("train", tiny_survey, "--out", reused, "--epochs", "1", "--models", "captioner",
+                    "--backbone-from", models)
+    assert proc.returncode == 0, proc.stderr
+    cap = json.loads((reused / "captioner.json").read_text())
+    assert "frozen trained backbone" in cap["training_mode"] and cap["backbone_from"]["models_dir"] == str(models)
+    capm = keras.saving.load_model(reused / "captioner.keras", safe_mode=True, compile=False)
+    b = capm.get_layer("encoder").get_layer("backbone").get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    other = tmp_path / "other"  # a classifier on 24 px inputs: its backbone fits no 32 px captioner
+    assert morphcat("train", tiny_survey, "--out", other, "--epochs", "1", "--models", "classifier",
+                    "--image-size", "24").returncode == 0
+    proc = morphcat("train", tiny_survey, "--out", tmp_path / "bad2", "--epochs", "1", "--models", "captioner",
+                    "--init-from", models, "--backbone-from", other)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert f"cannot reuse the backbone of {other}" in proc.stderr and "'size': 32" in proc.stderr
+    assert "'size': 24" in proc.stderr and "Traceback" not in proc.stderr
 
     report = tmp_path / "report"
     proc = morphcat("evaluate", models, tiny_survey, "--out", report)

@@ -19,22 +19,14 @@ from PIL import Image
 
 from catalogs.contract import Catalog, read_catalog, write_catalog
 from catalogs.errors import CatalogError
-from catalogs.imaging import (
-    EMPTY_FILE,
-    NOT_AN_IMAGE,
-    TOO_LARGE,
-    TOO_SMALL,
-    TRUNCATED,
-    UNSUPPORTED_TYPE,
-    ImageError,
-    model_input,
-)
+from catalogs.imaging import EMPTY_FILE, NOT_AN_IMAGE, TOO_LARGE, TOO_SMALL, TRUNCATED, UNSUPPORTED_TYPE, ImageError
+from catalogs.inputs import model_input
 from catalogs.outputs import CAM_COLUMNS, VOTE_COLUMNS, predictions_table
-from catalogs.shards import MANIFEST_NAME, prepare_run, write_shard
+from catalogs.shards import MANIFEST_NAME, OutputFolderError, prepare_run, write_shard
 from catalogs.synthetic import render_survey
 from catalogs.tree import GZ2_TREE
-from export.annotate import annotate_rows
-from export.runtime import open_bundle
+from export.serve.annotate import annotate_rows
+from export.serve.runtime import open_bundle
 from flows.cli import EXIT_BAD_INPUT
 from flows.webapp import analysis, catalog_view, figures, launch
 
@@ -177,7 +169,7 @@ def test_the_app_modules_serve_a_bundle_without_tensorflow(tiny_bundle, tmp_path
     _jpeg(image)
     code = (
         "import sys\n"
-        "from export.runtime import open_bundle\n"
+        "from export.serve.runtime import open_bundle\n"
         "from flows.webapp import analysis, catalog_view, figures, launch\n"
         f"b = open_bundle({str(tiny_bundle)!r}, device='cpu')\n"
         f"p = analysis.prepare_file({str(image)!r}, b.image)\n"
@@ -305,24 +297,24 @@ def test_an_annotations_folder_opens_with_its_runs_and_catalog(annotations, surv
     assert page["object_id"].to_list() == rows.reverse().head(3)["object_id"].to_list()
     lookup = dict(zip(survey.table.column("object_id").to_pylist(), survey.table.column("image_path").to_pylist()))
     assert page["image_path"].to_list() == [lookup[i] for i in page["object_id"]]
-    with pytest.raises(CatalogError, match="no run 'rnope'"):
+    with pytest.raises(OutputFolderError, match="no run 'rnope'"):
         folder.scan("rnope")
 
 
 def test_folders_that_are_not_annotations_are_refused_with_the_reason(tmp_path, annotations):
-    with pytest.raises(CatalogError, match="does not exist"):
+    with pytest.raises(OutputFolderError, match="does not exist"):
         catalog_view.open_annotations(tmp_path / "nothing")
     (tmp_path / "plain").mkdir()
-    with pytest.raises(CatalogError, match=f"no {MANIFEST_NAME}"):
+    with pytest.raises(OutputFolderError, match=f"no {MANIFEST_NAME}"):
         catalog_view.open_annotations(tmp_path / "plain")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / MANIFEST_NAME).write_text("{not json")
-    with pytest.raises(CatalogError, match="not a morphcat annotations manifest"):
+    with pytest.raises(OutputFolderError, match="not a morphcat annotations manifest"):
         catalog_view.open_annotations(tmp_path / "bad")
     (tmp_path / "empty").mkdir()
     manifest = json.loads((annotations / MANIFEST_NAME).read_text())
     (tmp_path / "empty" / MANIFEST_NAME).write_text(json.dumps(manifest))
-    with pytest.raises(CatalogError, match="holds no predictions yet"):
+    with pytest.raises(OutputFolderError, match="holds no predictions yet"):
         catalog_view.open_annotations(tmp_path / "empty")
 
 

@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from catalogs.contract import read_catalog
-from export.runtime import open_bundle
+from export.serve.runtime import open_bundle
 from flows.webapp import analysis, catalog_view, figures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,

@@ -9,22 +9,23 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
+from catalogs.inputs import ImageSpec  # noqa: E402
+from catalogs.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer  # noqa: E402
 from catalogs.tree import GZ2_TREE  # noqa: E402
 from models.backbone import FEATURES_LAYER, build_backbone  # noqa: E402
 from models.captioner import (  # noqa: E402
+    MaskedAccuracy,
     build_captioner,
     captioner_from_train,
     greedy_decode,
     greedy_decode_ids,
-    MaskedAccuracy,
     masked_accuracy,
     masked_loss,
     teacher_forcing_pairs,
 )
 from models.classifier import build_classifier, features_layer, grad_cam, grad_cam_model  # noqa: E402
-from models.config import BackboneConfig, CaptionerConfig, HeadConfig, ImageSpec, ModelConfig  # noqa: E402
+from models.config import BackboneConfig, CaptionerConfig, HeadConfig, ModelConfig
 from models.regressor import DecisionTreeLayer, build_regressor, tree_structure  # noqa: E402
-from models.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer  # noqa: E402
 
 # Keras' TF backend calls np.array(tensor) internally; NumPy 2 warns about its __array__ signature.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -5,7 +5,8 @@ import tensorflow as tf
 from PIL import Image
 
 from catalogs.contract import Catalog
-from models.config import ImageSpec, ModelConfig
+from catalogs.inputs import ImageSpec
+from models.config import ModelConfig
 from models.data import assign_splits, augment, class_weights, decode_images
 from models.morphology import build_morphology
 from models.train import _dihedral_views

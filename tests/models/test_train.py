@@ -7,9 +7,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from catalogs.errors import CatalogError  # noqa: E402
+from catalogs.inputs import ImageSpec  # noqa: E402
 from models.classifier import BACKBONE_LAYER, build_classifier  # noqa: E402
-from models.config import BackboneConfig, ImageSpec, ModelConfig  # noqa: E402
+from models.config import BackboneConfig, ModelConfig
+from models.errors import TrainingError  # noqa: E402
 from models.morphology import build_morphology  # noqa: E402
 from models.train import init_backbone  # noqa: E402
 
@@ -53,5 +54,5 @@ def test_init_backbone_without_a_source_changes_nothing():
 ], ids=["wider", "deeper"])
 def test_init_backbone_refuses_a_backbone_of_another_shape(other):
     source = build_classifier(other, CLASSES).get_layer(BACKBONE_LAYER)
-    with pytest.raises(CatalogError, match="does not fit"):
+    with pytest.raises(TrainingError, match="does not fit"):
         init_backbone(build_classifier(CFG, CLASSES), source)

@@ -1,0 +1,63 @@
+"""The held-out batch parity is measured on.
+
+With a catalog: its held-out test split when it is the catalog the models trained on (the same
+rule as ``morphcat evaluate``), else its first rows; decoded, cropped and resized exactly as in
+training. Without one: galaxies rendered by the synthetic survey, deterministic per seed, so an
+export can be checked anywhere, without the training data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catalogs.contract import read_catalog
+from catalogs.inputs import ImageSpec, crop_resize
+from catalogs.labels import CLASSES
+from catalogs.synthetic import render_object, sample_truth
+from export.build.errors import ExportError
+
+MAX_CATALOG_IMAGES = 256
+SYNTHETIC_IMAGES = 32
+
+
+@dataclass(frozen=True)
+class ParityBatch:
+    images: np.ndarray  # float32 (N, size, size, channels) in [0, 1]
+    source: str  # said in bundle.json
+    labels: list | None = None  # catalog labels of those rows, when the catalog has them
+
+
+def catalog_batch(catalog_path: Path, image: ImageSpec, sidecar: dict,
+                  limit: int = MAX_CATALOG_IMAGES) -> ParityBatch:
+    from models.data import decode_images
+    from models.evaluate import evaluation_rows
+
+    catalog = read_catalog(catalog_path)
+    rows, scope = evaluation_rows(catalog, sidecar)
+    rows = rows[:limit]
+    decoded = decode_images(catalog, rows, image)
+    if len(decoded.good_rows) == 0:
+        raise ExportError(f"no decodable image among the {len(rows)} rows of {catalog_path} chosen for parity")
+    images = np.stack(list(decoded.dataset.as_numpy_iterator()))
+    labels = None
+    if "label" in catalog.table.column_names:
+        column = catalog.table.column("label").to_pylist()
+        labels = [column[r] for r in decoded.good_rows]
+    return ParityBatch(images.astype(np.float32), f"{catalog_path}: {scope} ({len(images)} images)", labels)
+
+
+def synthetic_batch(image: ImageSpec, n: int = SYNTHETIC_IMAGES, seed: int = 0) -> ParityBatch:
+    """``n`` synthetic galaxies, the classes in turn, each from its own seeded stream; rendered
+    at the size whose central ``crop`` is the model input, then prepared as in training."""
+    frame = max(image.size, math.ceil(image.size / image.crop))
+    images = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        rgb, _ = render_object(sample_truth(CLASSES[i % len(CLASSES)], rng), rng, frame)
+        images.append(crop_resize(rgb, image.size, image.crop))
+    pixels = np.stack(images).astype(np.float32) * np.float32(image.scale)
+    return ParityBatch(pixels, f"synthetic survey galaxies (seed {seed}, {n} images)")

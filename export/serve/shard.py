@@ -1,0 +1,75 @@
+"""One shard of a ``catalog-annotate`` run, end to end in the process that runs it: open the
+catalog and the bundle (once per process), annotate the shard's rows (:mod:`export.serve.annotate`)
+and write its two tables atomically (``catalogs.shards``). The flow maps this over the shards and
+does nothing else per row.
+
+Workers receive paths and shard numbers, never pixels or sessions, so any runner (threads,
+processes, a Dask cluster) can run a shard anywhere the catalog and the bundle are readable.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from catalogs.contract import Catalog, read_catalog
+from catalogs.shards import RunPlan, plan_shards, write_shard
+from export.serve.annotate import annotate_rows
+from export.serve.runtime import LoadedBundle, open_bundle
+
+
+@functools.cache
+def opened_catalog(path: str) -> Catalog:
+    return read_catalog(Path(path))
+
+
+@functools.cache
+def opened_bundle(path: str, device: str, threads: int, expect_image_size: int | None = None) -> LoadedBundle:
+    return open_bundle(Path(path), device=device, intra_op_threads=threads, require=("classifier",),
+                       expect_image_size=expect_image_size)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB. On Linux ``VmHWM``: unlike
+    ``ru_maxrss`` it restarts at ``exec``, so a process started from a large parent (a served
+    deployment, a benchmark) does not report its parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def threads_per_worker(workers: int) -> int:
+    """onnxruntime threads for each of ``workers`` concurrent shards: the cores shared out, so
+    that workers × threads never oversubscribes the machine."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def run_shard(catalog: str, bundle: str, out: str, run_id: str, shard_size: int, shard_index: int,
+              batch_size: int, device: str, threads: int, expect_image_size: int | None = None) -> dict:
+    """Annotate and write shard ``shard_index`` of the run; returns what the run summary needs."""
+    cat = opened_catalog(catalog)
+    loaded = opened_bundle(bundle, device, threads, expect_image_size)
+    shards = tuple(plan_shards(cat.table.num_rows, shard_size))
+    shard = shards[shard_index]
+    t0 = time.perf_counter()
+    result = annotate_rows(loaded, cat.root, cat.table.slice(shard.start, len(shard)), start_row=shard.start,
+                           bundle_id=loaded.bundle_id, run_id=run_id, batch_size=batch_size,
+                           decode_workers=threads)
+    write_shard(RunPlan(Path(out), run_id, loaded.bundle_id, shards), shard, result.predictions, result.errors)
+    labels = result.predictions.column("label_pred").to_pylist()
+    return {"shard": shard.index, "rows": len(shard), "predictions": result.predictions.num_rows,
+            "errors": result.errors.num_rows, "seconds": round(time.perf_counter() - t0, 3),
+            "stages": {k: round(v, 3) for k, v in result.seconds.items()},
+            "class_counts": {c: labels.count(c) for c in sorted(set(labels))},
+            "ood_flagged": int(sum(bool(f) for f in result.predictions.column("ood_flag").to_pylist())),
+            "provider": loaded.provider,
+            "peak_rss_mb": peak_rss_mb()}

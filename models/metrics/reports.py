@@ -1,0 +1,166 @@
+"""Metric dicts as reports: the layout of ``metrics.json``, the file itself, and a markdown table.
+
+:func:`combine_metrics` puts the results of the functions in :mod:`models.metrics.scores` into one
+dict — the :data:`HEADLINE_KEYS` first, then one detail section per model kind. It lives here, not
+with the maths, because that order *is* the report layout that :func:`write_metrics_json` and
+:func:`metrics_markdown` apply again to any dict they are given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "HEADLINE_KEYS",
+    "SECTIONS",
+    "combine_metrics",
+    "metrics_markdown",
+    "write_metrics_json",
+]
+
+#: Top-level keys of ``metrics.json``, in this order, each written when its section is present.
+HEADLINE_KEYS: tuple[str, ...] = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "rmse",
+    "bleu1",
+    "bleu2",
+    "bleu3",
+    "bleu4",
+    "caption_agreement",
+)
+
+#: Names of the detail sections of a combined metrics dict (see :func:`combine_metrics`).
+SECTIONS: tuple[str, ...] = ("classification", "regression", "captions")
+
+
+def combine_metrics(
+    classification: Mapping | None = None,
+    regression: Mapping | None = None,
+    captions: Mapping | None = None,
+) -> dict:
+    """One metrics dict: the available :data:`HEADLINE_KEYS` at the top, then the full result of
+    each given metric function under ``classification`` / ``regression`` / ``captions``."""
+    metrics: dict[str, Any] = {}
+    for name, section in zip(SECTIONS, (classification, regression, captions)):
+        if section is not None:
+            metrics[name] = dict(section)
+    return _with_headline(metrics)
+
+
+def _with_headline(metrics: Mapping) -> dict:
+    """Headline keys first (in :data:`HEADLINE_KEYS` order; a top-level value wins, else the value
+    found in a known section), then the known sections, then anything else in its given order."""
+    out: dict[str, Any] = {}
+    for key in HEADLINE_KEYS:
+        if key in metrics:
+            out[key] = metrics[key]
+            continue
+        for name in SECTIONS:
+            section = metrics.get(name)
+            if isinstance(section, Mapping) and key in section:
+                out[key] = section[key]
+                break
+    for name in SECTIONS:
+        if name in metrics:
+            out[name] = metrics[name]
+    for key, value in metrics.items():
+        if key not in out:
+            out[key] = value
+    return out
+
+
+# ============================================================================================
+# metrics.json
+# ============================================================================================
+
+
+def _json_safe(value: Any) -> Any:
+    """numpy scalars/arrays, tuples, sets and paths → JSON types; NaN/±inf → None."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return [_json_safe(v) for v in sorted(value, key=str)]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"cannot write {type(value).__name__} to metrics JSON: {value!r}")
+
+
+def write_metrics_json(metrics: Mapping, path: str | Path) -> Path:
+    """Write ``metrics`` as strict JSON (UTF-8, indented, NaN → null) and return the path.
+
+    ``metrics`` is a :func:`combine_metrics` dict, or any dict with the sections
+    ``classification`` / ``regression`` / ``captions`` and/or headline keys at the top; the file
+    starts with every available key of :data:`HEADLINE_KEYS`, in that order, followed by the
+    detail sections. Key order is deterministic (insertion order of the metric functions, e.g.
+    per-class entries follow ``labels``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_json_safe(_with_headline(metrics)), indent=2, allow_nan=False, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+# ============================================================================================
+# Markdown
+# ============================================================================================
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, (float, np.floating)):
+        return "–" if not math.isfinite(float(value)) else f"{float(value):.4f}"
+    return str(value).replace("|", r"\|")
+
+
+def metrics_markdown(metrics: Mapping) -> str:
+    """A compact markdown report (for a Prefect artifact or a README): the headline numbers, then —
+    when a classification section is present — per-class precision/recall/F1/support and the
+    confusion matrix with labelled rows (true) and columns (predicted)."""
+    metrics = _with_headline(metrics)
+    lines: list[str] = []
+    headline = [k for k in HEADLINE_KEYS if k in metrics]
+    if headline:
+        lines += ["| metric | value |", "|---|---:|"]
+        lines += [f"| {k} | {_cell(metrics[k])} |" for k in headline]
+    cls = metrics.get("classification")
+    if isinstance(cls, Mapping) and "per_class" in cls:
+        labels = list(cls.get("labels", cls["per_class"]))
+        lines += ["", "| class | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
+        for label in labels:
+            row = cls["per_class"][label]
+            lines.append(
+                f"| {_cell(label)} | {_cell(row['precision'])} | {_cell(row['recall'])} | "
+                f"{_cell(row['f1'])} | {_cell(row['support'])} |"
+            )
+        if "confusion_matrix" in cls:
+            lines += [
+                "",
+                "| true \\ predicted | " + " | ".join(_cell(label) for label in labels) + " |",
+                "|---|" + "---:|" * len(labels),
+            ]
+            for label, counts in zip(labels, cls["confusion_matrix"]):
+                lines.append(f"| {_cell(label)} | " + " | ".join(str(int(c)) for c in counts) + " |")
+    return "\n".join(lines) + "\n"
