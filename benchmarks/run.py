@@ -123,7 +123,7 @@ def train_throwaway_models(survey: Path, models_dir: Path, settings: BenchSettin
 
     report = synthesize_survey(out=survey, n=settings.train_galaxies, seed=settings.seed + 1, size=424,
                                mix="balanced")
-    train_models(catalog=Path(report.catalog_path), out=models_dir,
+    train_models(catalogs=[Path(report.catalog_path)], out=models_dir,
                  models=["classifier", "regressor", "captioner"], epochs=1, seed=settings.seed)
 
 

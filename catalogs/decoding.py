@@ -46,14 +46,21 @@ class Batch:
     """The decoded rows of one run of ``batch_size`` consecutive catalog rows.
 
     ``rows[i]`` is the catalog row number of ``pixels[i]`` (ascending), ``source_sizes[i]`` its
-    cutout's stored ``(width, height)`` and ``notes[i]`` its conversion note or ``None``;
-    ``failures`` holds the other rows of the run, in row order."""
+    cutout's stored ``(width, height)``, ``crops[i]`` the fraction of its shorter side the input
+    covers and ``notes[i]`` its conversion note or ``None``; ``failures`` holds the other rows of
+    the run, in row order."""
 
     rows: np.ndarray  # int64 (n,)
     pixels: np.ndarray  # float32 (n, size, size, 3) in [0, 1]
     source_sizes: np.ndarray  # int64 (n, 2)
     notes: tuple[str | None, ...]
     failures: tuple[Failure, ...]
+    crops: np.ndarray  # float64 (n,)
+
+    def select(self, keep: np.ndarray) -> "Batch":
+        """The decoded rows where ``keep`` (n,) is true (the failures stay as they are)."""
+        return Batch(self.rows[keep], self.pixels[keep], self.source_sizes[keep],
+                     tuple(n for n, k in zip(self.notes, keep) if k), self.failures, self.crops[keep])
 
 
 def decode_row(root: Path, image_path: str, spec: ImageSpec) -> ModelInput:
@@ -134,4 +141,5 @@ def _batch(done: list[tuple[int, ModelInput | Failure]], spec: ImageSpec) -> Bat
         source_sizes=np.array([r.source_size for _, r in good], dtype=np.int64).reshape(-1, 2),
         notes=tuple(r.note for _, r in good),
         failures=tuple(r for _, r in done if isinstance(r, Failure)),
+        crops=np.array([r.crop for _, r in good], dtype=np.float64),
     )

@@ -43,28 +43,63 @@ from catalogs.imaging import (
     is_fits_name,
     stretch_fits,
 )
+from catalogs.sources import galaxy_extent
+
+FRAMINGS = ("fixed", "galaxy")
 
 
 @dataclass(frozen=True)
 class ImageSpec:
     """How a cutout becomes a model input, identically in training, export and annotation.
 
-    The centre ``crop`` fraction of the (square-resized) cutout is kept, then resized to
-    ``size``×``size``; pixels are scaled to [0, 1] (``x / 255``). Cropping by a *fraction* makes
-    the same model serve GZ2's 424 px cutouts and the 224 px thumbnails of the shared sample.
-    Saved in every model's sidecar and bundle, and read back from there.
+    A centred square of the cutout is kept, then resized to ``size``×``size``; pixels are scaled
+    to [0, 1] (``x / 255``). The square's side, as a fraction of the cutout's shorter side, is
+    ``crop`` (``framing="fixed"``) or ``galaxy_scale`` × the extent of the galaxy at the centre
+    (``framing="galaxy"``: ``catalogs.sources.galaxy_extent``, clipped to [``min_crop``, 1], and
+    ``crop`` when no source stands out), so that surveys which frame their cutouts differently
+    show the model galaxies at the same scale. Cropping by a *fraction* makes the same model
+    serve GZ2's 424 px cutouts and the 224 px thumbnails of the shared sample. Saved in every
+    model's sidecar and bundle, and read back from there.
     """
 
     size: int = 64
     crop: float = 0.5
     channels: int = 3
     scale: float = 1.0 / 255.0
+    framing: str = "fixed"
+    galaxy_scale: float = 2.75
+    min_crop: float = 0.2
 
     def __post_init__(self) -> None:
         if self.size < 16:
             raise ValueError(f"image size must be ≥ 16 px, got {self.size}")
         if not 0.1 <= self.crop <= 1.0:
             raise ValueError(f"crop must be a fraction in [0.1, 1], got {self.crop}")
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}, got {self.framing!r}")
+        if not 0.1 <= self.min_crop <= 1.0 or not self.galaxy_scale > 0:
+            raise ValueError(f"galaxy framing needs min_crop in [0.1, 1] and galaxy_scale > 0, got "
+                             f"{self.min_crop}, {self.galaxy_scale}")
+
+    @property
+    def smallest_crop(self) -> float:
+        """The smallest crop this spec can choose: what decoding at reduced scale must allow for."""
+        return self.crop if self.framing == "fixed" else min(self.crop, self.min_crop)
+
+    def crop_of(self, rgb) -> float:
+        """The crop fraction for a decoded cutout (H, W, 3) uint8."""
+        if self.framing == "fixed":
+            return self.crop
+        extent = galaxy_extent(np.asarray(rgb))
+        if extent is None:
+            return self.crop
+        return float(min(1.0, max(self.min_crop, self.galaxy_scale * extent)))
+
+
+def frame(rgb: np.ndarray, spec: ImageSpec) -> tuple[np.ndarray, float]:
+    """A decoded cutout as the model sees it: ``(pixels (size, size, 3) uint8, crop used)``."""
+    crop = spec.crop_of(rgb)
+    return crop_resize(rgb, spec.size, crop), crop
 
 
 def crop_box(width: int, height: int, crop: float) -> tuple[float, float, float, float]:
@@ -117,12 +152,14 @@ class ModelInput:
 
     ``pixels`` is ``(size, size, 3) uint8``; ``source_size`` the stored ``(width, height)``;
     ``note`` the conversions applied (see the module docstring), ``None`` when none;
-    ``draft_scale`` the JPEG DCT reduction used (1 = full decode)."""
+    ``draft_scale`` the JPEG DCT reduction used (1 = full decode); ``crop`` the fraction of the
+    shorter side the model input covers."""
 
     pixels: np.ndarray
     source_size: tuple[int, int]
     note: str | None = None
     draft_scale: int = 1
+    crop: float = 0.5
 
 
 def draft_scale(width: int, height: int, size: int, crop: float) -> int:
@@ -168,7 +205,8 @@ def _fits_model_input(path: Path, spec: ImageSpec) -> ModelInput:
     rgb, info = stretch_fits(data, source=str(path))
     height, width = rgb.shape[:2]
     note = f"nonfinite_pixels={info.nonfinite}" if info.nonfinite else None
-    return ModelInput(crop_resize(rgb, spec.size, spec.crop), (width, height), note)
+    pixels, crop = frame(rgb, spec)
+    return ModelInput(pixels, (width, height), note, crop=crop)
 
 
 def _check_fits_hdu(path: Path, hdu) -> None:
@@ -230,11 +268,12 @@ def _raster_model_input(path: Path, spec: ImageSpec) -> ModelInput:
                 rgb = Image.fromarray(_composite_on_black(im))
             else:  # an RGB image is resized as decoded: no round trip through numpy
                 rgb = im if mode == "RGB" else Image.fromarray(_pil_to_rgb(im))
+            crop = spec.crop_of(rgb)
             # The crop box in decoded pixels: decoded pixel j covers stored pixels [j·s, (j+1)·s).
-            box = tuple(v / scale for v in crop_box(width, height, spec.crop))
+            box = tuple(v / scale for v in crop_box(width, height, crop))
             pixels = _resize_box(rgb, spec.size, box)
     note = None if mode == "RGB" else f"converted_from={mode}"
-    return ModelInput(pixels, (width, height), note, scale)
+    return ModelInput(pixels, (width, height), note, scale, crop)
 
 
 def _apply_draft(im, spec: ImageSpec) -> int:
@@ -242,7 +281,7 @@ def _apply_draft(im, spec: ImageSpec) -> int:
     if im.format not in _JPEG_FORMATS:
         return 1
     width, height = im.size
-    wanted = draft_scale(width, height, spec.size, spec.crop)
+    wanted = draft_scale(width, height, spec.size, spec.smallest_crop)
     if wanted == 1:
         return 1
     # Pillow picks the largest scale s with size // s ≥ the requested size: exactly `wanted`.

@@ -12,6 +12,9 @@ from catalogs.tree import GZ2_TREE
 
 THRESHOLD = 0.6
 AMBIGUOUS = "ambiguous"
+# The class of cutouts that hold no galaxy (stars, artefacts), as the GZ1 set names its "don't
+# know" class: evaluation scores it as "flagged" (this class or ood_flag), not as a galaxy class.
+ARTIFACT = "artifact"
 
 # (class name, the answer whose debiased fraction decides it), in rule order.
 RULE: tuple[tuple[str, str], ...] = (

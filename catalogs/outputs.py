@@ -24,6 +24,10 @@ t01_…_a01_…_pred (37)      float32  predicted GZ2 vote fractions **per quest
                                     column, and apply ``catalogs.labels``' rules to them. Null
                                     where the question is not reached (its parent answer is 0).
 caption                    string   generated caption
+caption_source             string   where it comes from: ``learned`` (the CNN + LSTM captioner) or
+                                    ``template`` (the GZ2 templates written from the predicted
+                                    vote fractions), whichever scored better on the validation
+                                    galaxies (recorded in ``bundle.json``)
 cam_peak_x, cam_peak_y     float32  Grad-CAM peak cell centre, model-input pixels (x right, y down)
 cam_peak_x_frac, …_y_frac  float32  the same as a fraction of the model input side
 cam_centroid_dx, …_dy      float32  heat-weighted centroid minus image centre, cutout pixels
@@ -46,6 +50,8 @@ source_snr                 float32  signal-to-noise of a centred source in the m
                                     (``catalogs.sources.central_source_snr``); < 5: none
 input_note                 string   conversions applied to the image (``converted_from=RGBA``,
                                     ``nonfinite_pixels=12``), null when none
+input_crop                 float32  the fraction of the cutout's shorter side the model saw (fixed,
+                                    or sized from the galaxy: ``ImageSpec.framing``)
 bundle_id, run_id          string   the model bundle and the run that wrote the row
 =========================  =======  ===============================================================
 
@@ -72,7 +78,7 @@ import pyarrow as pa
 from catalogs.sources import MIN_SOURCE_SNR
 from catalogs.tree import GZ2_TREE
 
-OUTPUT_VERSION = 1
+OUTPUT_VERSION = 2  # 2: caption_source, input_crop
 METADATA_KEY = b"morphcat.output"
 PREDICTIONS = "predictions"
 ERRORS = "errors"
@@ -97,9 +103,10 @@ CAM_COLUMNS = (CAM_PEAK_X, CAM_PEAK_Y, CAM_PEAK_X_FRAC, CAM_PEAK_Y_FRAC, CAM_CEN
 _HEAD = [pa.field("object_id", pa.string(), nullable=False), pa.field("ra", pa.float64()),
          pa.field("dec", pa.float64()), pa.field("label_pred", pa.string()), pa.field("confidence", pa.float32()),
          pa.field("entropy", pa.float32()), pa.field("margin", pa.float32())]
-_TAIL = [pa.field("caption", pa.string()), *(pa.field(c, pa.float32()) for c in CAM_COLUMNS),
+_TAIL = [pa.field("caption", pa.string()), pa.field("caption_source", pa.string()),
+         *(pa.field(c, pa.float32()) for c in CAM_COLUMNS),
          pa.field("ood_score", pa.float32()), pa.field("ood_flag", pa.bool_()), pa.field("source_snr", pa.float32()),
-         pa.field("input_note", pa.string()),
+         pa.field("input_note", pa.string()), pa.field("input_crop", pa.float32()),
          pa.field("bundle_id", pa.string(), nullable=False), pa.field("run_id", pa.string(), nullable=False)]
 
 ERRORS_SCHEMA = pa.schema([
@@ -149,11 +156,13 @@ def predictions_table(
     dec: np.ndarray | None = None,
     votes_cumulative: np.ndarray | None = None,
     captions: Sequence[str | None] | None = None,
+    caption_source: str | None = None,
     cam: Mapping[str, np.ndarray] | None = None,
     ood_score: np.ndarray | None = None,
     ood_flag: np.ndarray | None = None,
     source_snr: np.ndarray | None = None,
     input_notes: Sequence[str | None] | None = None,
+    input_crops: np.ndarray | None = None,
 ) -> pa.Table:
     """Assemble ``predictions`` rows from model outputs, deriving label (ties: the first class),
     confidence and uncertainty from ``probs`` (N, K) and the per-question vote fractions from the
@@ -183,6 +192,7 @@ def predictions_table(
     for j, name in enumerate(VOTE_COLUMNS):
         columns[name] = _floats(None if votes is None else votes[:, j], n)
     columns["caption"] = _strings(captions, n)
+    columns["caption_source"] = _strings(None if captions is None else [caption_source] * n, n)
     if cam is not None and set(cam) != set(CAM_COLUMNS):
         raise ValueError(f"cam must give exactly {CAM_COLUMNS}, got {sorted(cam)}")
     for name in CAM_COLUMNS:
@@ -191,6 +201,7 @@ def predictions_table(
     columns["ood_flag"] = pa.nulls(n, pa.bool_()) if ood_flag is None else pa.array(_vector(ood_flag, n), pa.bool_())
     columns["source_snr"] = _floats(source_snr, n)
     columns["input_note"] = _strings(input_notes, n)
+    columns["input_crop"] = _floats(input_crops, n)
     columns["bundle_id"] = pa.array([bundle_id] * n, pa.string())
     columns["run_id"] = pa.array([run_id] * n, pa.string())
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)

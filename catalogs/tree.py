@@ -98,30 +98,27 @@ class DecisionTree:
                 return ref
         raise KeyError(f"no GZ2 answer {question_key}/{answer_key}")
 
-    def by_slug(self, question_slug: str, answer_slug: str) -> AnswerRef:
-        for ref in self.answers:
-            if ref.question.slug == question_slug and ref.answer.slug == answer_slug:
-                return ref
-        raise KeyError(f"no GZ2 answer {question_slug}/{answer_slug}")
-
     def __len__(self) -> int:
         return len(self.answers)
 
+    def _per_answer(self, attribute: str) -> tuple[str, ...]:
+        return tuple(getattr(r, attribute) for r in self.answers)
+
     @cached_property
     def debiased_columns(self) -> tuple[str, ...]:
-        return tuple(r.debiased for r in self.answers)
+        return self._per_answer("debiased")
 
     @cached_property
     def weighted_columns(self) -> tuple[str, ...]:
-        return tuple(r.weighted for r in self.answers)
+        return self._per_answer("weighted")
 
     @cached_property
     def kaggle_columns(self) -> tuple[str, ...]:
-        return tuple(r.kaggle for r in self.answers)
+        return self._per_answer("kaggle")
 
     @cached_property
     def output_names(self) -> tuple[str, ...]:
-        return tuple(r.name for r in self.answers)
+        return self._per_answer("name")
 
     @cached_property
     def question_slices(self) -> tuple[tuple[Question, slice], ...]:

@@ -47,18 +47,31 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from flows.model_flows import train_models
 
-    kinds = [k.strip() for k in args.models.split(",") if k.strip()]
-    for result in train_models(catalog=args.catalog, out=args.out, models=kinds, epochs=args.epochs,
+    kinds = _kinds(args.models)
+    for result in train_models(catalogs=args.catalogs, out=args.out, models=kinds, epochs=args.epochs,
                                image_size=args.image_size, seed=args.seed, init_from=args.init_from,
                                backbone_from=args.backbone_from, progress=True):
         print(f"{result['kind']}: {result['model']} ({result['epochs_run']} epochs, {result['train_seconds']} s)")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from flows.model_flows import evaluate_models
+    from flows.model_flows import cross_validate, evaluate_models
 
-    evaluate_models(models_dir=args.models_dir, catalog=args.catalog, out=args.out)
+    if args.cv is not None:
+        if args.cv < 2:
+            raise UsageError(f"--cv needs at least 2 folds, got {args.cv}")
+        cross_validate(catalogs=args.inputs, out=args.out, k=args.cv, models=_kinds(args.models), epochs=args.epochs,
+                       image_size=args.image_size, seed=args.seed, progress=True)
+        print((args.out / "cv.md").read_text())
+        return
+    if len(args.inputs) != 2:
+        raise UsageError("evaluate takes MODELS_DIR and one CATALOG (or --cv K and the catalogs to cross-validate)")
+    evaluate_models(models_dir=args.inputs[0], catalog=args.inputs[1], out=args.out)
     print((args.out / "metrics.md").read_text())
+
+
+def _kinds(text: str) -> list[str]:
+    return [k.strip() for k in text.split(",") if k.strip()]
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -234,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path-column", default="image_path", help="manifest image-path column (folder format)")
     p.set_defaults(func=_cmd_ingest)
 
-    p = sub.add_parser("train", help="train the classifier, vote regressor and captioner on a catalog")
-    p.add_argument("catalog", type=Path, help="catalog Parquet (from morphcat ingest or synth)")
+    p = sub.add_parser("train", help="train the classifier, vote regressor and captioner on one or more catalogs")
+    p.add_argument("catalogs", type=Path, nargs="+", metavar="CATALOG",
+                   help="catalog Parquet files (from morphcat ingest or synth), trained on together")
     p.add_argument("--out", type=Path, required=True, help="models folder to write")
     p.add_argument("--models", default="classifier,regressor,captioner",
                    help="comma-separated subset of classifier,regressor,captioner")
@@ -251,10 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained in MODELS_DIR (default: end to end)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="score trained models on a catalog (its test split if it trained them)")
-    p.add_argument("models_dir", type=Path)
-    p.add_argument("catalog", type=Path)
-    p.add_argument("--out", type=Path, required=True, help="report folder (metrics.json, metrics.md, plots)")
+    p = sub.add_parser("evaluate", help="score trained models on a catalog (its test split if it trained them), "
+                                        "or cross-validate training on catalogs (--cv K)",
+                       usage="morphcat evaluate MODELS_DIR CATALOG --out REPORT\n"
+                             "       morphcat evaluate --cv K CATALOG [CATALOG ...] --out REPORT [training options]")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="PATH",
+                   help="MODELS_DIR then CATALOG; with --cv, the catalogs to cross-validate on")
+    p.add_argument("--out", type=Path, required=True, help="report folder (metrics or cv .json/.md, plots)")
+    p.add_argument("--cv", type=int, default=None, metavar="K",
+                   help="stratified K-fold cross-validation: train from scratch K times, test every galaxy once")
+    p.add_argument("--models", default="classifier,regressor,captioner", help="with --cv: the models to train")
+    p.add_argument("--epochs", type=int, default=TrainSettings.epochs, help="with --cv: maximum epochs per fold")
+    p.add_argument("--image-size", type=int, default=None, help=f"with --cv: input size (default {ImageSpec.size})")
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("export", help="convert trained models to a parity-checked ONNX model bundle")

@@ -59,7 +59,7 @@ def run_demo(out: Path, n: int, seed: int, size: int = 424, epochs: int = TrainS
     out = Path(out)
     report = synthesize_survey(out=out / "survey", n=n, seed=seed, size=size, mix="balanced")
     catalog = Path(report.catalog_path)
-    train_models(catalog=catalog, out=out / "models", models=["classifier", "regressor", "captioner"],
+    train_models(catalogs=[catalog], out=out / "models", models=["classifier", "regressor", "captioner"],
                  epochs=epochs, seed=seed, progress=True)
     metrics = evaluate_models(models_dir=out / "models", catalog=catalog, out=out / "report")
     manifest = export_onnx(models_dir=out / "models", out=out / "bundle", catalog=catalog)

@@ -53,7 +53,7 @@ def build_deployments(schedule: AnnotateSchedule | None = None) -> list[RunnerDe
 
     deployments = [
         _on_demand(catalog_annotate, "Annotate a catalog with a model bundle: -p catalog=… -p bundle=… -p out=…"),
-        _on_demand(train_models, "Train models on a catalog: -p catalog=… -p out=… -p 'models=[\"classifier\", …]'"),
+        _on_demand(train_models, "Train models on catalogs: -p 'catalogs=[\"/abs/a.parquet\"]' -p out=… -p 'models=[\"classifier\", …]'"),
         _on_demand(export_onnx, "Export trained models to a parity-checked ONNX bundle: -p models_dir=… -p out=…"),
     ]
     if schedule is not None:

@@ -42,7 +42,7 @@ def _pretraining_record(init_from: Path) -> dict:
     from models.artifacts import load_sidecar
 
     side = load_sidecar(init_from, PRETRAINED_KIND)
-    return {"models_dir": str(init_from), "catalog_fingerprint": side.get("catalog_fingerprint"),
+    return {"models_dir": str(init_from), "catalogs": side.get("catalogs"),
             "epochs_run": side.get("epochs_run")}
 
 
@@ -54,32 +54,28 @@ def _pretrained_backbone(init_from: Path | None):
     return load_trained(init_from, PRETRAINED_KIND)[0].get_layer("backbone")
 
 
+def _catalogs(paths: list[Path]) -> tuple[list, tuple[str, ...]]:
+    from models.data import catalog_names
+
+    return [read_catalog(Path(p)) for p in paths], catalog_names(paths)
+
+
 @task(cache_policy=NO_CACHE)
-def train_classifier_and_regressor(catalog_path: Path, config: dict, settings: dict, out: Path,
-                                   init_from: Path | None = None, progress: bool = False) -> list[dict]:
-    """Both models at once on a shared backbone (``models.morphology``)."""
+def train_morphology_models(catalog_paths: list[Path], heads: list[str], config: dict, settings: dict, out: Path,
+                            init_from: Path | None = None, progress: bool = False) -> list[dict]:
+    """The classifier and/or the regressor on one backbone (``models.morphology``), jointly when
+    both are asked for."""
     from models.train import train_morphology
 
-    bar = epoch_bar("training classifier + regressor", settings["epochs"], progress, _headline)
-    trained = train_morphology(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings),
-                               init=_pretrained_backbone(init_from), callbacks=[bar])
+    catalogs, names = _catalogs(catalog_paths)
+    bar = epoch_bar("training " + " + ".join(heads), settings["epochs"], progress, _headline)
+    trained = train_morphology(catalogs, names, ModelConfig.from_dict(config), TrainSettings(**settings),
+                               heads=heads, init=_pretrained_backbone(init_from), callbacks=[bar])
     return [_publish(t, out, init_from) for t in trained]
 
 
 @task(cache_policy=NO_CACHE)
-def train_single_model(kind: str, catalog_path: Path, config: dict, settings: dict, out: Path,
-                       init_from: Path | None = None, progress: bool = False) -> dict:
-    from models.train import train_classifier, train_regressor
-
-    trainer = {"classifier": train_classifier, "regressor": train_regressor}[kind]
-    bar = epoch_bar(f"training {kind}", settings["epochs"], progress, _headline)
-    trained = trainer(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings),
-                      init=_pretrained_backbone(init_from), callbacks=[bar])
-    return _publish(trained, out, init_from)
-
-
-@task(cache_policy=NO_CACHE)
-def train_captioner_model(catalog_path: Path, config: dict, settings: dict, out: Path,
+def train_captioner_model(catalog_paths: list[Path], config: dict, settings: dict, out: Path,
                           backbone_from: Path | None = None, progress: bool = False) -> dict:
     """On the frozen backbone of the classifier in ``backbone_from`` (checked to fit this run's
     config), or end to end without one: never on whatever lies in ``out``."""
@@ -94,11 +90,32 @@ def train_captioner_model(catalog_path: Path, config: dict, settings: dict, out:
             raise TrainingError(f"the captioner cannot reuse the backbone of {backbone_from}: {mismatch}")
         backbone = source.get_layer("backbone")
     bar = epoch_bar("training captioner", settings["epochs"], progress, _headline)
-    trained = train_captioner(read_catalog(catalog_path), ModelConfig.from_dict(config), TrainSettings(**settings),
+    catalogs, names = _catalogs(catalog_paths)
+    trained = train_captioner(catalogs, names, ModelConfig.from_dict(config), TrainSettings(**settings),
                               backbone=backbone, callbacks=[bar])
     if backbone_from is not None:
         trained.sidecar["backbone_from"] = _pretraining_record(backbone_from)
     return _publish(trained, out)
+
+
+@task(cache_policy=NO_CACHE)
+def choose_captions(catalog_paths: list[Path], out: Path, regressor_dir: Path) -> dict:
+    """Measure the learned captions against the templates from the predicted votes on the
+    validation galaxies and record the winner in the captioner's sidecar (export carries it)."""
+    import json
+
+    from models.artifacts import load_trained
+    from models.evaluate import choose_caption_source
+
+    captioner, sidecar = load_trained(out, "captioner")
+    regressor, _ = load_trained(regressor_dir, "regressor")
+    catalogs, names = _catalogs(catalog_paths)
+    choice = choose_caption_source(catalogs, names, regressor, captioner, sidecar)
+    path = out / "captioner.json"
+    side = json.loads(path.read_text())
+    side["caption_choice"] = {**choice, "regressor_from": str(regressor_dir)}
+    path.write_text(json.dumps(side, indent=2, sort_keys=True, default=str))
+    return choice
 
 
 def _model_config(image_size: int | None, source: Path | None, what: str) -> dict:
@@ -117,10 +134,11 @@ def _model_config(image_size: int | None, source: Path | None, what: str) -> dic
 
 
 @flow(name="train-models")
-def train_models(catalog: Path, out: Path, models: list[str], epochs: int = TrainSettings.epochs,
+def train_models(catalogs: list[Path], out: Path, models: list[str], epochs: int = TrainSettings.epochs,
                  image_size: int | None = None, seed: int = 0, init_from: Path | None = None,
                  backbone_from: Path | None = None, progress: bool = False) -> list[dict]:
-    """``init_from``: a models folder whose classifier backbone the new models start from
+    """Train ``models`` on the union of ``catalogs`` (each row adds the losses it has targets
+    for). ``init_from``: a models folder whose classifier backbone the new models start from
     (pretraining on the synthetic survey); its config is used. ``backbone_from``: a models folder
     whose trained classifier backbone the captioner reuses frozen, when the captioner is trained
     without the classifier; when both are trained here, the captioner reuses the one just
@@ -136,16 +154,19 @@ def train_models(catalog: Path, out: Path, models: list[str], epochs: int = Trai
     config = _model_config(image_size, init_from, "pretrained") if backbone_from is None or init_from is not None \
         else _model_config(image_size, backbone_from, "--backbone-from")
     settings = TrainSettings(epochs=epochs, seed=seed).__dict__
-    catalog, out = Path(catalog), Path(out)
+    if not catalogs:
+        raise TrainingError("train needs at least one catalog")
+    catalogs, out = [Path(c) for c in catalogs], Path(out)
     results: list[dict] = []
-    if {"classifier", "regressor"} <= set(models):
-        results += train_classifier_and_regressor(catalog, config, settings, out, init_from, progress)
-    else:
-        results += [train_single_model(k, catalog, config, settings, out, init_from, progress)
-                    for k in models if k != "captioner"]
+    heads = [k for k in ("classifier", "regressor") if k in models]
+    if heads:
+        results += train_morphology_models(catalogs, heads, config, settings, out, init_from, progress)
     if "captioner" in models:
         shared = out if "classifier" in models else backbone_from
-        results.append(train_captioner_model(catalog, config, settings, out, shared, progress))
+        results.append(train_captioner_model(catalogs, config, settings, out, shared, progress))
+        regressor_dir = out if "regressor" in models else backbone_from
+        if regressor_dir is not None and (regressor_dir / "regressor.keras").is_file():
+            choose_captions(catalogs, out, regressor_dir)
     return results
 
 
@@ -197,3 +218,59 @@ def evaluate_models(models_dir: Path, catalog: Path, out: Path) -> dict:
     (Path(out) / "metrics.md").write_text(markdown + "\n")
     create_markdown_artifact(markdown, key="evaluation", description=f"morphcat evaluate {models_dir} on {catalog}")
     return metrics
+
+
+@task(cache_policy=NO_CACHE, task_run_name="cross-validate-fold-{fold}")
+def cross_validate_fold(catalog_paths: list[Path], config: dict, settings: dict, k: int, fold: int,
+                        models: list[str], progress: bool = False) -> list:
+    """Train on every fold but ``fold``, predict ``fold`` (``models.crossval.run_fold``)."""
+    from models.crossval import folds_of, run_fold
+
+    catalogs, names = _catalogs(catalog_paths)
+
+    def bars(stage: str) -> list:
+        return [epoch_bar(f"fold {fold + 1}/{k}: training {stage}", settings["epochs"], progress, _headline)]
+
+    return run_fold(catalogs, names, ModelConfig.from_dict(config), TrainSettings(**settings),
+                    folds_of(catalogs, names, k), fold, models, bars)
+
+
+@flow(name="cross-validate")
+def cross_validate(catalogs: list[Path], out: Path, k: int = 5,
+                   models: list[str] | None = None,
+                   epochs: int = TrainSettings.epochs, image_size: int | None = None, seed: int = 0,
+                   progress: bool = False) -> dict:
+    """K-fold cross-validation of the default training over ``catalogs`` (``models.crossval``):
+    every galaxy tested exactly once (``models``: which to train, default all three); writes ``cv.json``, ``cv.md`` and per catalog the pooled
+    confusion matrix and reliability diagram (PNG) to ``out``."""
+    import json
+
+    from models.crossval import cv_report
+    from models.metrics import cv_markdown, plot_confusion_matrix, plot_reliability
+
+    models = list(MODEL_KINDS) if models is None else list(models)  # None: all three
+    unknown = set(models) - set(MODEL_KINDS)
+    if unknown:
+        raise ValueError(f"unknown models {sorted(unknown)}; choose from {', '.join(MODEL_KINDS)}")
+    catalogs, out = [Path(c) for c in catalogs], Path(out)
+    config = _model_config(image_size, None, "")
+    settings = TrainSettings(epochs=epochs, seed=seed).__dict__
+    held_out = [h for fold in range(k) for h in cross_validate_fold(catalogs, config, settings, k, fold,
+                                                                     list(models), progress)]
+    report = cv_report(held_out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, entry in report.items():
+        safe = name.replace("/", "_")
+        if "confusion_matrix" in entry:
+            cm = entry["confusion_matrix"]
+            plot_confusion_matrix(cm["matrix"], cm["labels"], out / f"confusion_{safe}.png",
+                                  f"{name}: {k}-fold cross-validation, pooled")
+            plot_reliability(entry["reliability"], out / f"reliability_{safe}.png",
+                             f"{name}: calibration of the classifier ({k}-fold, pooled)")
+    summary = {"k": k, "catalogs": [str(c) for c in catalogs], "models": list(models), "config": config,
+               "settings": settings, "report": report}
+    (out / "cv.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    markdown = cv_markdown(report, k)
+    (out / "cv.md").write_text(markdown)
+    create_markdown_artifact(markdown, key="cross-validation", description=f"{k}-fold cross-validation")
+    return summary

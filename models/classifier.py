@@ -90,6 +90,23 @@ def pooled_features(classifier: keras.Model, images) -> np.ndarray:
     return np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, max(len(x), 1), 128)])
 
 
+def logits(classifier: keras.Model, images) -> np.ndarray:
+    """The ``logits`` layer's output (N, C) for an array of images (batches of 128)."""
+    model = keras.Model(classifier.input, classifier.get_layer("logits").output, name="logits_only")
+    x = np.asarray(images, np.float32)
+    return np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, max(len(x), 1), 128)])
+
+
+def fold_temperature(classifier: keras.Model, temperature: float) -> None:
+    """Make ``probs = softmax(logits / T)`` part of the model: the ``logits`` layer's kernel and
+    bias are divided by ``T``, so Keras, the exported graph and every probability column carry
+    the calibration with no extra layer (arg-max, hence Grad-CAM's class, unchanged)."""
+    if not temperature > 0:
+        raise ValueError(f"a temperature must be > 0, got {temperature}")
+    layer = classifier.get_layer("logits")
+    layer.set_weights([w / np.float32(temperature) for w in layer.get_weights()])
+
+
 def features_layer(classifier: keras.Model) -> keras.layers.Layer:
     """The backbone's last layer, ``features`` (the Grad-CAM target)."""
     return classifier.get_layer(BACKBONE_LAYER).get_layer(FEATURES_LAYER)

@@ -50,6 +50,9 @@ class TrainSettings:
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    class_balance: float = 1.0  # power of the balanced class weights (0: none, 1: fully balanced)
+    augment: str = "d4"  # models.data.AUGMENTATIONS
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
 
 
 @dataclass(frozen=True)

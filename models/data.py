@@ -1,15 +1,21 @@
-"""Training inputs from a catalog: deterministic splits, a tf.data image pipeline, targets.
+"""Training inputs from one or more catalogs: deterministic splits and folds, the rows a
+training run reads with their targets (:class:`TrainingSet`), a tf.data image pipeline.
 
-Images are decoded by ``catalogs.decoding.decode_row`` (``catalogs.imaging.model_input``: the
-decode, centre crop and resize that annotation uses, to the byte) inside a parallel ``tf.data``
-map, cached after the first pass, then augmented with the symmetries of the sky (rotations by
-multiples of 90° and flips) and prefetched.
+Images are decoded by ``catalogs.decoding.decode_row`` (``catalogs.inputs.model_input``: the
+decode, framing and resize that annotation uses, to the byte) inside a parallel ``tf.data`` map,
+kept as uint8, then augmented with the symmetries of the sky (rotations by multiples of 90° and
+flips) and prefetched.
+
+Several catalogs train together: each row brings the targets it has (a class from ``label``, the
+37 vote fractions, a caption) and contributes only to those losses; the split is a hash of
+``object_id`` within each catalog, so a catalog's split does not move when another is added.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -20,7 +26,14 @@ from catalogs.imaging import ImageError
 from catalogs.inputs import ImageSpec
 
 SPLIT_SALT = "morphcat-split-v1"
+FOLD_SALT = "morphcat-fold-v1"
 SPLITS = ("train", "val", "test")
+
+
+def _unit_hash(object_ids, salt: str) -> np.ndarray:
+    """A number in [0, 1) per id, from BLAKE2b: the same for an id whatever the row order."""
+    return np.array([int.from_bytes(hashlib.blake2b(f"{salt}:{i}".encode(), digest_size=8).digest(), "big") / 2**64
+                     for i in object_ids], dtype=np.float64)
 
 
 def assign_splits(object_ids, val_fraction: float = 0.15, test_fraction: float = 0.15,
@@ -29,11 +42,27 @@ def assign_splits(object_ids, val_fraction: float = 0.15, test_fraction: float =
     same split whatever the row order, catalog size or machine."""
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"bad split fractions: val {val_fraction}, test {test_fraction}")
-    u = np.array(
-        [int.from_bytes(hashlib.blake2b(f"{salt}:{i}".encode(), digest_size=8).digest(), "big") / 2**64
-         for i in object_ids]
-    )
+    u = _unit_hash(object_ids, salt)
     return np.where(u < test_fraction, "test", np.where(u < test_fraction + val_fraction, "val", "train"))
+
+
+def assign_folds(object_ids, strata, k: int, salt: str = FOLD_SALT) -> np.ndarray:
+    """Stratified K-fold numbers (0 … k−1) per object: within each stratum (e.g. one catalog's
+    class) the objects are ordered by a hash of their id and dealt to the folds in turn, so each
+    fold holds every stratum in proportion (± 1 object), every object is in exactly one fold,
+    and the folds do not depend on the row order."""
+    if k < 2:
+        raise ValueError(f"cross-validation needs k ≥ 2 folds, got {k}")
+    ids = list(object_ids)
+    strata = np.asarray([str(s) for s in strata], dtype=object)
+    if len(strata) != len(ids):
+        raise ValueError(f"{len(ids)} ids but {len(strata)} strata")
+    u = _unit_hash(ids, salt)
+    folds = np.zeros(len(ids), dtype=np.int64)
+    for stratum in sorted(set(strata)):
+        members = np.flatnonzero(strata == stratum)
+        folds[members[np.argsort(u[members], kind="stable")]] = np.arange(len(members)) % k
+    return folds
 
 
 @dataclass(frozen=True)
@@ -43,6 +72,7 @@ class DecodedImages:
     dataset: tf.data.Dataset  # float32 (size, size, 3) in [0, 1], one element per *good* row
     good_rows: np.ndarray  # catalog row numbers, in dataset order
     failures: dict[str, str]  # object_id → reason, for rows left out
+    pixels: np.ndarray  # uint8 (n good, size, size, 3): the same images, before scaling
 
 
 def decode_images(catalog: Catalog, rows: np.ndarray, spec: ImageSpec) -> DecodedImages:
@@ -78,7 +108,7 @@ def decode_images(catalog: Catalog, rows: np.ndarray, spec: ImageSpec) -> Decode
     # Kept as uint8 (4× smaller than float) and scaled per batch.
     scale = np.float32(spec.scale)
     dataset = tf.data.Dataset.from_tensor_slices(pixels[ok]).map(lambda x: tf.cast(x, tf.float32) * scale)
-    return DecodedImages(dataset, rows[ok], failures)
+    return DecodedImages(dataset, rows[ok], failures, pixels[ok])
 
 
 def augment(image: tf.Tensor) -> tf.Tensor:
@@ -88,26 +118,144 @@ def augment(image: tf.Tensor) -> tf.Tensor:
     return tf.cond(tf.random.uniform(()) < 0.5, lambda: tf.image.flip_left_right(image), lambda: image)
 
 
-def training_dataset(images: tf.data.Dataset, targets, batch_size: int, shuffle: bool, augmented: bool,
-                     seed: int, sample_weights=None) -> tf.data.Dataset:
-    """Zip images with targets and optional sample weights (arrays, or tuples/dicts of arrays
-    for multi-input/output models), shuffle, augment, batch, prefetch."""
-    parts = [images, tf.data.Dataset.from_tensor_slices(targets)]
-    if sample_weights is not None:
-        parts.append(tf.data.Dataset.from_tensor_slices(sample_weights))
-    ds = tf.data.Dataset.zip(tuple(parts)).cache()
-    if shuffle:
-        ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
-    if augmented:
-        ds = ds.map(lambda x, *rest: (augment(x), *rest), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+# Training augmentations, by name: what a galaxy may look like and still be the same galaxy.
+# "d4": the 8 right-angle rotations and flips; "+affine": any rotation angle, ±10 % scale and
+# ±4 % shift (the framing and centring of real cutouts vary); "+colour": ±10 % per-band gain
+# (calibration and extinction differ between surveys).
+AUGMENTATIONS = ("d4", "d4+affine", "d4+affine+colour")
 
 
-def class_weights(labels: np.ndarray, class_names) -> np.ndarray:
-    """Per-row weights that balance the classes (sklearn's 'balanced' heuristic)."""
+def augmenter(name: str, seed: int):
+    """The per-image augmentation ``name`` (one of ``AUGMENTATIONS``) as a tf.data map function."""
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {name!r}")
+    if name == "d4":
+        return augment
+    import keras
+
+    affine = keras.Sequential([keras.layers.RandomRotation(0.5, fill_mode="constant", seed=seed),
+                               keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
+                               keras.layers.RandomTranslation(0.04, 0.04, fill_mode="constant", seed=seed + 2)])
+    colour = name.endswith("+colour")
+
+    def apply(image: tf.Tensor) -> tf.Tensor:
+        image = affine(augment(image), training=True)
+        if colour:
+            image = image * tf.random.uniform((1, 1, 3), 0.9, 1.1)
+        return image
+
+    return apply
+
+
+def class_weights(labels: np.ndarray, class_names, power: float = 1.0) -> np.ndarray:
+    """Per-row weights that balance the classes: sklearn's 'balanced' weights raised to
+    ``power`` (1: every class weighs the same in the loss; 0.5: a class ten times rarer weighs
+    ~3× more per row, which keeps a rare class of a few dozen rows from dominating the gradient),
+    scaled to a mean of 1 over the rows."""
     from sklearn.utils.class_weight import compute_class_weight
 
     present = [c for c in class_names if c in set(labels)]
-    weights = compute_class_weight("balanced", classes=np.array(present), y=labels)
+    weights = compute_class_weight("balanced", classes=np.array(present), y=labels) ** power
     lookup = dict(zip(present, weights))
-    return np.array([lookup[label] for label in labels], dtype=np.float32)
+    per_row = np.array([lookup[label] for label in labels], dtype=np.float64)
+    return (per_row / per_row.mean()).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The rows of one or more catalogs that a training run reads, decoded once (uint8), with
+    the targets each row has; ``None`` / NaN where a row has none (it adds nothing to that loss).
+
+    Row ``i`` is row ``row[i]`` of catalog ``source[i]`` (named ``names[source[i]]``); its split is
+    ``split[i]``. Rows whose image could not be decoded are left out and listed in ``failures``
+    (``"<catalog>:<object_id>" → reason``)."""
+
+    names: tuple[str, ...]
+    catalogs: tuple[Catalog, ...]
+    source: np.ndarray  # int64 (N,)
+    row: np.ndarray  # int64 (N,)
+    object_ids: np.ndarray  # object (N,)
+    split: np.ndarray  # str (N,)
+    labels: np.ndarray  # object (N,)
+    votes: np.ndarray  # float32 (N, 37): the Kaggle cumulative targets
+    captions: np.ndarray  # object (N,)
+    pixels: np.ndarray  # uint8 (N, size, size, 3)
+    failures: dict[str, str]
+
+    @property
+    def has_label(self) -> np.ndarray:
+        return np.array([x is not None for x in self.labels], dtype=bool)
+
+    @property
+    def has_votes(self) -> np.ndarray:
+        return ~np.isnan(self.votes).all(axis=1)
+
+    @property
+    def has_caption(self) -> np.ndarray:
+        return np.array([bool(x) for x in self.captions], dtype=bool)
+
+    def rows_of(self, split: str, having: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the rows in ``split`` (and where ``having`` is true)."""
+        keep = self.split == split
+        return np.flatnonzero(keep if having is None else keep & having)
+
+    def images(self, idx: np.ndarray, spec) -> tf.data.Dataset:
+        """float32 images of rows ``idx`` in [0, 1], as the models take them."""
+        scale = np.float32(spec.scale)
+        return tf.data.Dataset.from_tensor_slices(self.pixels[idx]).map(lambda x: tf.cast(x, tf.float32) * scale)
+
+    def split_counts(self) -> dict[str, dict[str, int]]:
+        """Per catalog, rows per split: what the sidecar records."""
+        return {name: {s: int(np.sum((self.source == i) & (self.split == s))) for s in SPLITS}
+                for i, name in enumerate(self.names)}
+
+
+def catalog_names(paths) -> tuple[str, ...]:
+    """A short, unique name per catalog file: its stem, with its folder where stems repeat."""
+    paths = [Path(p) for p in paths]
+    stems = [p.stem for p in paths]
+    return tuple(f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths)
+
+
+def training_set(catalogs, names, spec, val_fraction: float, test_fraction: float, test_masks=None,
+                 wanted=("label", "votes", "caption")) -> TrainingSet:
+    """Decode, once, every row of ``catalogs`` that has one of the ``wanted`` targets and is not
+    in its test split, and gather the targets. The split is a hash of ``object_id`` within each
+    catalog (``assign_splits``); ``test_masks`` (one boolean array per catalog, for a
+    cross-validation fold) replace the hashed test split, the validation split then being the same
+    hash over the remaining rows."""
+    from catalogs.targets import kaggle_targets
+
+    parts = {k: [] for k in ("source", "row", "ids", "split", "labels", "votes", "captions", "pixels")}
+    failures: dict[str, str] = {}
+    for i, (name, catalog) in enumerate(zip(names, catalogs)):
+        table = catalog.table
+        n = table.num_rows
+        ids = table.column("object_id").to_pylist()
+        labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * n
+        captions = table.column("caption").to_pylist() if "caption" in table.column_names else [None] * n
+        votes = kaggle_targets(table) if catalog.has_votes else np.full((n, 37), np.nan)
+        if test_masks is None:
+            split = assign_splits(ids, val_fraction, test_fraction)
+        else:
+            split = np.where(np.asarray(test_masks[i], bool), "test", assign_splits(ids, val_fraction, 0.0))
+        has = {"label": np.array([x is not None for x in labels]), "votes": ~np.isnan(votes).all(axis=1),
+               "caption": np.array([bool(c) for c in captions])}
+        useful = np.zeros(n, bool)
+        for target in wanted:
+            useful |= has[target]
+        rows = np.flatnonzero(useful & (split != "test"))
+        decoded = decode_images(catalog, rows, spec)
+        good = decoded.good_rows
+        failures.update({f"{name}:{oid}": why for oid, why in decoded.failures.items()})
+        parts["source"].append(np.full(len(good), i, np.int64))
+        parts["row"].append(good)
+        parts["ids"].append(np.asarray(ids, dtype=object)[good])
+        parts["split"].append(split[good])
+        parts["labels"].append(np.asarray(labels, dtype=object)[good])
+        parts["votes"].append(votes[good].astype(np.float32))
+        parts["captions"].append(np.asarray(captions, dtype=object)[good])
+        parts["pixels"].append(decoded.pixels)
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    return TrainingSet(tuple(names), tuple(catalogs), cat["source"], cat["row"], cat["ids"], cat["split"],
+                       cat["labels"], cat["votes"], cat["captions"], cat["pixels"], failures)

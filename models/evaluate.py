@@ -21,8 +21,9 @@ from models.train import catalog_fingerprint
 
 
 def evaluation_rows(catalog: Catalog, sidecar: dict) -> tuple[np.ndarray, str]:
-    """Rows to score and a word on why: the test split of the training catalog, else all."""
-    if sidecar.get("catalog_fingerprint") == catalog_fingerprint(catalog):
+    """Rows to score and a word on why: the test split of a catalog the models trained on, else all."""
+    trained_on = sidecar.get("catalog_fingerprints") or [sidecar.get("catalog_fingerprint")]
+    if catalog_fingerprint(catalog) in trained_on:
         split = sidecar["split"]
         ids = catalog.table.column("object_id").to_pylist()
         s = assign_splits(ids, split["val_fraction"], split["test_fraction"], split["salt"])
@@ -87,3 +88,42 @@ def template_baseline(catalog: Catalog, rows: np.ndarray, predicted_cumulative: 
     refs = catalog.table.column("caption").to_pylist()
     keep = [i for i, r in enumerate(rows) if refs[r]]
     return caption_metrics([refs[rows[i]] for i in keep], [hyps[i] for i in keep])
+
+
+def choose_caption_source(catalogs, names, regressor, captioner, captioner_sidecar: dict,
+                          test_masks=None) -> dict:
+    """Which captions annotation should write, measured on the validation galaxies the captioner
+    was trained beside (never its training rows): the learned captioner's, or the templates
+    written from the regressor's predicted votes. The higher BLEU-4 wins (caption agreement
+    breaks a tie); both scores are kept, so the choice can be checked and follows the data."""
+    settings = captioner_sidecar["settings"]
+    spec = ModelConfig.from_dict(captioner_sidecar["config"]).image
+    parts = captioner_from_train(captioner)
+    tokenizer = Tokenizer.from_dict(captioner_sidecar["tokenizer"])
+    refs, learned, template = [], [], []
+    for i, catalog in enumerate(catalogs):
+        table = catalog.table
+        if "caption" not in table.column_names:
+            continue
+        ids = table.column("object_id").to_pylist()
+        split = assign_splits(ids, settings["val_fraction"], settings["test_fraction"] if test_masks is None else 0.0)
+        if test_masks is not None:
+            split = np.where(test_masks[i], "test", split)
+        captions = table.column("caption").to_pylist()
+        rows = np.array([r for r in np.flatnonzero(split == "val") if captions[r]], dtype=np.int64)
+        dec = decode_images(catalog, rows, spec)
+        x = dec.pixels.astype(np.float32) * np.float32(spec.scale)
+        for start in range(0, len(x), 256):
+            batch = x[start:start + 256]
+            learned += greedy_decode(parts, batch, tokenizer, captioner_sidecar["max_len"])
+            votes = np.asarray(regressor(batch, training=False))
+            fractions = np.nan_to_num(GZ2_TREE.per_question(votes), nan=0.0)
+            template += template_captions(np.asarray(ids, dtype=object)[dec.good_rows[start:start + 256]], fractions)
+        refs += [captions[r] for r in dec.good_rows]
+    if not refs:
+        return {"source": "learned", "reason": "no validation galaxies with captions to compare on", "rows": 0}
+    scores = {name: caption_metrics(refs, hyps) for name, hyps in (("learned", learned), ("template", template))}
+    source = max(scores, key=lambda k: (scores[k]["bleu4"], scores[k]["caption_agreement"]))
+    return {"source": source, "rows": len(refs), "split": "validation",
+            "scores": {k: {"bleu4": round(v["bleu4"], 4), "caption_agreement": round(v["caption_agreement"], 4)}
+                       for k, v in scores.items()}}

@@ -1,5 +1,13 @@
-"""Training the three models from a catalog. Pure of file I/O except for reading images through
-``models.data``: saving is ``models.artifacts``'s job, orchestration the flows'."""
+"""Training the three models on one or more catalogs. Pure of file I/O except for reading images
+through ``models.data``: saving is ``models.artifacts``'s job, orchestration the flows'.
+
+Every row contributes the losses it has targets for: a class where it has a ``label``, the 37
+vote fractions where it has them, a caption where it has one (``models.data.TrainingSet``). The
+class list is the union of the catalogs' labels; class imbalance is met with balanced class
+weights raised to ``TrainSettings.class_balance``. After training the classifier is calibrated
+(one temperature fitted on the validation split, folded into its last layer) and given its
+out-of-distribution reference.
+"""
 
 from __future__ import annotations
 
@@ -15,20 +23,19 @@ import tensorflow as tf
 from catalogs.contract import Catalog
 from catalogs.errors import CatalogError
 from catalogs.labels import CLASSES
-from catalogs.targets import kaggle_targets, vote_matrix
 from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
+from models.calibration import expected_calibration_error, fit_temperature, softmax
 from models.captioner import EMBEDDING, LSTM, VOCAB_LOGITS, MaskedAccuracy, build_captioner, masked_loss
-from models.classifier import BACKBONE_LAYER, build_classifier
+from models.classifier import BACKBONE_LAYER, fold_temperature, logits
 from models.config import ModelConfig, TrainSettings
-from models.data import assign_splits, class_weights, decode_images, training_dataset
+from models.data import SPLIT_SALT, TrainingSet, augmenter, class_weights, training_set
 from models.errors import TrainingError
 from models.morphology import build_morphology
 from models.ood import fit_reference
-from models.regressor import build_regressor
 
 MODEL_KINDS = ("classifier", "regressor", "captioner")
-VOTES_LOSS_WEIGHT = 20.0
+VOTES_LOSS_WEIGHT = 20.0  # MSE of fractions is ~100× smaller than a cross-entropy: weigh it up
 
 
 @dataclass
@@ -55,13 +62,12 @@ def versions() -> dict[str, str]:
     return {p: md.version(p) for p in ("tensorflow", "keras", "numpy", "morphcat")}
 
 
-def _split_rows(catalog: Catalog, settings: TrainSettings, usable: np.ndarray) -> dict[str, np.ndarray]:
-    splits = assign_splits(catalog.table.column("object_id").to_pylist(), settings.val_fraction, settings.test_fraction)
-    rows = {s: np.flatnonzero((splits == s) & usable) for s in ("train", "val", "test")}
-    if len(rows["train"]) == 0 or len(rows["val"]) == 0:
-        raise CatalogError(f"too few usable rows to train ({int(usable.sum())}: {len(rows['train'])} train, "
-                           f"{len(rows['val'])} validation); the split is a hash of object_id, so use a larger catalog")
-    return rows
+def _check_rows(tset: TrainingSet, having: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    train, val = tset.rows_of("train", having), tset.rows_of("val", having)
+    if len(train) == 0 or len(val) == 0:
+        raise CatalogError(f"too few rows with {what} to train ({int(having.sum())}: {len(train)} train, {len(val)} "
+                           "validation); the split is a hash of object_id, so use a larger catalog")
+    return train, val
 
 
 def _callbacks(settings: TrainSettings) -> list:
@@ -69,45 +75,15 @@ def _callbacks(settings: TrainSettings) -> list:
 
 
 def _optimizer(settings: TrainSettings, n_train: int, batch_size: int | None = None) -> keras.optimizers.Optimizer:
-    """Adam on a cosine schedule with a short warm-up, spanning the maximum number of epochs: the
-    rate falls smoothly over the planned run, not in steps triggered by a validation loss that is
-    noisy on small catalogs (few steps per epoch)."""
+    """AdamW on a cosine schedule with a short warm-up, spanning the maximum number of epochs:
+    the rate falls smoothly over the planned run, not in steps triggered by a validation loss
+    that is noisy on small catalogs (few steps per epoch)."""
     steps = max(1, -(-n_train // (batch_size or settings.batch_size))) * settings.epochs
-    warmup = min(steps // 10, 200)
+    warmup = min(steps // 10, 300)
     schedule = keras.optimizers.schedules.CosineDecay(
         settings.learning_rate * 0.1, max(1, steps - warmup), alpha=0.01,
         warmup_target=settings.learning_rate, warmup_steps=warmup)
-    return keras.optimizers.Adam(schedule)
-
-
-def _base_sidecar(kind: str, catalog: Catalog, config: ModelConfig, settings: TrainSettings,
-                  rows: dict[str, np.ndarray], failures: dict[str, str]) -> dict:
-    return {
-        "kind": kind,
-        "config": config.to_dict(),
-        "seed": settings.seed,
-        "settings": settings.__dict__,
-        "catalog_fingerprint": catalog_fingerprint(catalog),
-        "split": {"salt": "morphcat-split-v1", "val_fraction": settings.val_fraction,
-                  "test_fraction": settings.test_fraction, **{f"{k}_rows": int(len(v)) for k, v in rows.items()}},
-        "undecodable_images": failures,
-        "versions": versions(),
-    }
-
-
-def _ood_reference(classifier: keras.Model, decoded: dict) -> dict:
-    """The out-of-distribution reference (``models.ood``): fitted on the training split's
-    features, scaled on the validation split's; saved in the classifier's sidecar."""
-    backbone = classifier.get_layer(BACKBONE_LAYER)  # GAP of its output is the classifier's gap layer
-    fit = _pooled_features(backbone, decoded["train"].dataset, views=False)
-    calibration = _pooled_features(backbone, decoded["val"].dataset, views=False)
-    return fit_reference(fit, calibration).to_dict()
-
-
-def _class_names(labels: list) -> list[str]:
-    present = {x for x in labels if x is not None}
-    canonical = [c for c in CLASSES if c in present]
-    return canonical + sorted(present - set(canonical))
+    return keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay)
 
 
 def _fit(model, train_ds, val_ds, settings, callbacks: Sequence = ()) -> tuple[dict, float]:
@@ -117,6 +93,36 @@ def _fit(model, train_ds, val_ds, settings, callbacks: Sequence = ()) -> tuple[d
                      callbacks=_callbacks(settings) + [c for c in callbacks if c is not None], verbose=0)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return history, time.perf_counter() - t0
+
+
+def _batches(tset: TrainingSet, idx: np.ndarray, targets, weights, spec, settings: TrainSettings,
+             train: bool) -> tf.data.Dataset:
+    """Images of rows ``idx`` zipped with their targets and sample weights (arrays, or dicts of
+    arrays for several outputs); shuffled and augmented for training."""
+    ds = tf.data.Dataset.zip((tset.images(idx, spec), tf.data.Dataset.from_tensor_slices(targets),
+                              tf.data.Dataset.from_tensor_slices(weights)))
+    if train:
+        augment = augmenter(settings.augment, settings.seed)
+        ds = ds.shuffle(len(idx), seed=settings.seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda x, y, w: (augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _base_sidecar(kind: str, tset: TrainingSet, config: ModelConfig, settings: TrainSettings) -> dict:
+    return {
+        "kind": kind,
+        "config": config.to_dict(),
+        "seed": settings.seed,
+        "settings": settings.__dict__,
+        # Every catalog trained on, by name: evaluation finds a catalog's held-out split by its
+        # fingerprint, export its parity images.
+        "catalogs": [{"name": n, "fingerprint": catalog_fingerprint(c)} for n, c in zip(tset.names, tset.catalogs)],
+        "catalog_fingerprints": [catalog_fingerprint(c) for c in tset.catalogs],
+        "split": {"salt": SPLIT_SALT, "val_fraction": settings.val_fraction, "test_fraction": settings.test_fraction,
+                  "rows": tset.split_counts()},
+        "undecodable_images": tset.failures,
+        "versions": versions(),
+    }
 
 
 def init_backbone(model: keras.Model, source: keras.Model | None) -> None:
@@ -129,108 +135,118 @@ def init_backbone(model: keras.Model, source: keras.Model | None) -> None:
     mine = own.get_weights()
     if len(theirs) != len(mine) or any(a.shape != b.shape for a, b in zip(theirs, mine)):
         raise TrainingError("the pretrained backbone does not fit this model (different backbone or input size); "
-                           "train with the pretrained models' --image-size")
+                            "train with the pretrained models' --image-size")
     own.set_weights(theirs)
 
 
-def _decoded(catalog, rows, spec):
-    return {split: decode_images(catalog, r, spec) for split, r in rows.items()}
+def class_names_of(labels) -> list[str]:
+    """The union of the labels present, morphcat's own classes first in their order."""
+    present = {x for x in labels if x is not None}
+    canonical = [c for c in CLASSES if c in present]
+    return canonical + sorted(present - set(canonical))
 
 
-def train_classifier(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
-                     init: keras.Model | None = None, callbacks: Sequence = ()) -> TrainedModel:
+def _pixels(tset: TrainingSet, idx: np.ndarray, spec) -> np.ndarray:
+    return tset.pixels[idx].astype(np.float32) * np.float32(spec.scale)
+
+
+def _calibrate(classifier: keras.Model, tset: TrainingSet, val: np.ndarray, index: dict, spec) -> dict:
+    """Fit the temperature on the validation rows, fold it into the classifier, and report the
+    validation ECE before and after."""
+    z = logits(classifier, _pixels(tset, val, spec))
+    y = np.array([index[tset.labels[r]] for r in val])
+    temperature = fit_temperature(z, y)
+    before = expected_calibration_error(softmax(z), y)
+    after = expected_calibration_error(softmax(z / temperature), y)
+    fold_temperature(classifier, temperature)
+    return {"method": "temperature scaling on the validation split", "temperature": round(temperature, 6),
+            "val_rows": int(len(val)), "val_ece_before": round(before, 4), "val_ece_after": round(after, 4)}
+
+
+def _ood_reference(classifier: keras.Model, tset: TrainingSet, train: np.ndarray, val: np.ndarray, spec) -> dict:
+    """The out-of-distribution reference (``models.ood``): fitted on the training split's
+    features, scaled on the validation split's; saved in the classifier's sidecar."""
+    backbone = classifier.get_layer(BACKBONE_LAYER)  # GAP of its output is the classifier's gap layer
+    fit = _pooled_features(backbone, tset.images(train, spec), views=False)
+    calibration = _pooled_features(backbone, tset.images(val, spec), views=False)
+    return fit_reference(fit, calibration).to_dict()
+
+
+def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelConfig,
+                     settings: TrainSettings, heads: Sequence[str] = ("classifier", "regressor"),
+                     init: keras.Model | None = None, callbacks: Sequence = (),
+                     test_masks: Sequence[np.ndarray] | None = None) -> list[TrainedModel]:
+    """The classifier and/or the vote regressor (``heads``) on one backbone (see
+    ``models.morphology``): trained jointly when both are asked for, each row adding the losses
+    it has targets for. ``init``: a trained backbone to start from (synthetic pretraining).
+    ``test_masks``: rows held out per catalog (a cross-validation fold) instead of the hashed
+    test split. Returns the standalone models, ready to save."""
+    heads = tuple(heads)
+    if not heads or set(heads) - {"classifier", "regressor"}:
+        raise ValueError(f"heads must be classifier and/or regressor, got {heads}")
     keras.utils.set_random_seed(settings.seed)
-    labels = catalog.table.column("label").to_pylist() if "label" in catalog.table.column_names else []
-    if not any(label is not None for label in labels):
+    spec = config.image
+    wanted = tuple(t for h, t in (("classifier", "label"), ("regressor", "votes")) if h in heads)
+    tset = training_set(catalogs, names, spec, settings.val_fraction, settings.test_fraction, test_masks, wanted)
+    has_label, has_votes = tset.has_label, tset.has_votes
+    if "classifier" in heads and not has_label.any():
         raise CatalogError("the classifier needs a 'label' column with values (ingest derives it from GZ2 votes)")
-    class_names = _class_names(labels)
-    rows = _split_rows(catalog, settings, np.array([x is not None for x in labels]))
-    dec = _decoded(catalog, rows, config.image)
+    if "regressor" in heads and not has_votes.any():
+        raise CatalogError("the regressor needs the 37 GZ2 vote-fraction columns in at least one catalog")
+    usable = (has_label if "classifier" in heads else False) | (has_votes if "regressor" in heads else False)
+    train, val = _check_rows(tset, usable, "the targets of the " + " and ".join(heads))
+    class_names = class_names_of(tset.labels[has_label]) if "classifier" in heads else []
     index = {c: i for i, c in enumerate(class_names)}
-    y = {s: np.array([index[labels[r]] for r in d.good_rows], np.int32) for s, d in dec.items()}
-    weights = class_weights(np.array([labels[r] for r in dec["train"].good_rows]), class_names)
-    model = build_classifier(config, class_names)
+    models = build_morphology(config, class_names or ["_", "__"])
+    model = {("classifier", "regressor"): models.joint, ("classifier",): models.classifier,
+             ("regressor",): models.regressor}[tuple(h for h in ("classifier", "regressor") if h in heads)]
     init_backbone(model, init)
-    model.compile(optimizer=_optimizer(settings, len(dec["train"].good_rows)),
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    train = training_dataset(dec["train"].dataset, y["train"], settings.batch_size, True, True, settings.seed, weights)
-    val = training_dataset(dec["val"].dataset, y["val"], settings.batch_size, False, False, settings.seed)
-    history, seconds = _fit(model, train, val, settings, callbacks)
-    sidecar = _base_sidecar("classifier", catalog, config, settings, rows,
-                            {k: v for d in dec.values() for k, v in d.failures.items()})
-    sidecar.update(class_names=class_names, label_column="label", train_seconds=round(seconds, 1),
-                   epochs_run=len(history.get("loss", [])), ood=_ood_reference(model, dec))
-    return TrainedModel("classifier", model, sidecar, history)
 
+    def targets(idx: np.ndarray, weighted: bool) -> tuple[dict, dict]:
+        y, w = {}, {}
+        if "classifier" in heads:
+            lab = has_label[idx]
+            y["probs"] = np.array([index.get(tset.labels[r], 0) for r in idx], np.int32)
+            w["probs"] = lab.astype(np.float32)
+            if weighted and lab.any():  # balanced over the labelled rows only
+                w["probs"][lab] = class_weights(tset.labels[idx][lab], class_names, settings.class_balance)
+        if "regressor" in heads:
+            v = has_votes[idx]
+            y["votes"] = np.nan_to_num(tset.votes[idx])
+            # Keras averages over the batch: scaled so the vote loss is the mean over rows with votes.
+            w["votes"] = v.astype(np.float32) / max(float(v.mean()), 1e-6)
+        if len(heads) == 1:
+            return y[next(iter(y))], w[next(iter(w))]
+        return y, w
 
-def train_morphology(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
-                     init: keras.Model | None = None, callbacks: Sequence = ()) -> list[TrainedModel]:
-    """Classifier and regressor trained jointly on one backbone (see ``models.morphology``), on
-    the rows that have both a label and vote fractions; returns the two standalone models.
-    ``init``: a trained backbone to start from (e.g. pretrained on the synthetic survey)."""
-    keras.utils.set_random_seed(settings.seed)
-    if "label" not in catalog.table.column_names or not catalog.has_votes:
-        raise CatalogError("training the classifier and regressor together needs both a 'label' column and the "
-                           "37 GZ2 vote fractions; train them separately with --models classifier or regressor")
-    labels = catalog.table.column("label").to_pylist()
-    targets = kaggle_targets(catalog.table).astype(np.float32)
-    has_votes = ~np.isnan(vote_matrix(catalog.table)).all(axis=1)
-    class_names = _class_names(labels)
-    rows = _split_rows(catalog, settings, np.array([x is not None for x in labels]) & has_votes)
-    dec = _decoded(catalog, rows, config.image)
-    index = {c: i for i, c in enumerate(class_names)}
-    y = {s: {"probs": np.array([index[labels[r]] for r in d.good_rows], np.int32), "votes": targets[d.good_rows]}
-         for s, d in dec.items()}
-    weights = class_weights(np.array([labels[r] for r in dec["train"].good_rows]), class_names)
-    models = build_morphology(config, class_names)
-    init_backbone(models.joint, init)
-    models.joint.compile(
-        optimizer=_optimizer(settings, len(dec["train"].good_rows)),
-        loss={"probs": keras.losses.SparseCategoricalCrossentropy(), "votes": keras.losses.MeanSquaredError()},
-        # MSE of fractions is ~100x smaller than a cross-entropy: weigh it up so both heads learn.
-        loss_weights={"probs": 1.0, "votes": VOTES_LOSS_WEIGHT},
-        metrics={"probs": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                 "votes": [keras.metrics.RootMeanSquaredError(name="rmse")]},
-    )
-    ones = np.ones(len(weights), np.float32)
-    train = training_dataset(dec["train"].dataset, y["train"], settings.batch_size, True, True, settings.seed,
-                             {"probs": weights, "votes": ones})
-    val = training_dataset(dec["val"].dataset, y["val"], settings.batch_size, False, False, settings.seed)
-    history, seconds = _fit(models.joint, train, val, settings, callbacks)
-    failures = {k: v for d in dec.values() for k, v in d.failures.items()}
+    losses = {"probs": keras.losses.SparseCategoricalCrossentropy(), "votes": keras.losses.MeanSquaredError()}
+    metrics = {"probs": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+               "votes": [keras.metrics.RootMeanSquaredError(name="rmse")]}
+    outputs = [o for h, o in (("classifier", "probs"), ("regressor", "votes")) if h in heads]
+    if len(outputs) > 1:
+        model.compile(optimizer=_optimizer(settings, len(train)), loss=losses, metrics=metrics,
+                      loss_weights={"probs": 1.0, "votes": VOTES_LOSS_WEIGHT})
+    else:
+        model.compile(optimizer=_optimizer(settings, len(train)), loss=losses[outputs[0]],
+                      metrics=metrics[outputs[0]])
+    train_ds = _batches(tset, train, *targets(train, True), spec, settings, train=True)
+    val_ds = _batches(tset, val, *targets(val, False), spec, settings, train=False)
+    history, seconds = _fit(model, train_ds, val_ds, settings, callbacks)
     common = dict(train_seconds=round(seconds, 1), epochs_run=len(history.get("loss", [])),
-                  trained_jointly=True)
-    clf = _base_sidecar("classifier", catalog, config, settings, rows, failures)
-    clf.update(class_names=class_names, label_column="label", ood=_ood_reference(models.classifier, dec), **common)
-    reg = _base_sidecar("regressor", catalog, config, settings, rows, failures)
-    reg.update(target_columns=list(GZ2_TREE.kaggle_columns), answer_names=list(GZ2_TREE.output_names), **common)
-    return [TrainedModel("classifier", models.classifier, clf, history),
-            TrainedModel("regressor", models.regressor, reg, history)]
-
-
-def train_regressor(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
-                    init: keras.Model | None = None, callbacks: Sequence = ()) -> TrainedModel:
-    keras.utils.set_random_seed(settings.seed)
-    if not catalog.has_votes:
-        raise CatalogError("the regressor needs the 37 GZ2 vote-fraction columns")
-    targets = kaggle_targets(catalog.table).astype(np.float32)
-    votes_present = ~np.isnan(vote_matrix(catalog.table)).all(axis=1)
-    rows = _split_rows(catalog, settings, votes_present)
-    dec = _decoded(catalog, rows, config.image)
-    y = {s: targets[d.good_rows] for s, d in dec.items()}
-    model = build_regressor(config)
-    init_backbone(model, init)
-    model.compile(optimizer=_optimizer(settings, len(dec["train"].good_rows)), loss="mse",
-                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
-    train = training_dataset(dec["train"].dataset, y["train"], settings.batch_size, True, True, settings.seed)
-    val = training_dataset(dec["val"].dataset, y["val"], settings.batch_size, False, False, settings.seed)
-    history, seconds = _fit(model, train, val, settings, callbacks)
-    sidecar = _base_sidecar("regressor", catalog, config, settings, rows,
-                            {k: v for d in dec.values() for k, v in d.failures.items()})
-    sidecar.update(target_columns=list(GZ2_TREE.kaggle_columns), answer_names=list(GZ2_TREE.output_names),
-                   train_seconds=round(seconds, 1), epochs_run=len(history.get("loss", [])))
-    return TrainedModel("regressor", model, sidecar, history)
+                  trained_jointly=len(heads) == 2)
+    trained = []
+    if "classifier" in heads:
+        clf = _base_sidecar("classifier", tset, config, settings)
+        labelled_train, labelled_val = tset.rows_of("train", has_label), tset.rows_of("val", has_label)
+        clf.update(class_names=class_names, label_column="label",
+                   calibration=_calibrate(models.classifier, tset, labelled_val, index, spec),
+                   ood=_ood_reference(models.classifier, tset, labelled_train, labelled_val, spec), **common)
+        trained.append(TrainedModel("classifier", models.classifier, clf, history))
+    if "regressor" in heads:
+        reg = _base_sidecar("regressor", tset, config, settings)
+        reg.update(target_columns=list(GZ2_TREE.kaggle_columns), answer_names=list(GZ2_TREE.output_names), **common)
+        trained.append(TrainedModel("regressor", models.regressor, reg, history))
+    return trained
 
 
 def _dihedral_views(images: np.ndarray) -> np.ndarray:
@@ -252,9 +268,10 @@ def _pooled_features(backbone: keras.Model, images: tf.data.Dataset, views: bool
     return np.concatenate(out)
 
 
-def train_captioner(catalog: Catalog, config: ModelConfig, settings: TrainSettings,
-                    backbone: keras.Model | None = None, callbacks: Sequence = ()) -> TrainedModel:
-    """CNN encoder + LSTM decoder with teacher forcing.
+def train_captioner(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelConfig, settings: TrainSettings,
+                    backbone: keras.Model | None = None, callbacks: Sequence = (),
+                    test_masks: Sequence[np.ndarray] | None = None) -> TrainedModel:
+    """CNN encoder + LSTM decoder with teacher forcing, on the rows that have a caption.
 
     With ``backbone`` (the trained classifier/regressor backbone), the captioner's backbone is a
     frozen copy of it and the rest is trained on its pooled features, precomputed once for the
@@ -263,22 +280,22 @@ def train_captioner(catalog: Catalog, config: ModelConfig, settings: TrainSettin
     Without it, the whole captioner trains end to end on augmented images.
     """
     keras.utils.set_random_seed(settings.seed)
-    captions = catalog.table.column("caption").to_pylist() if "caption" in catalog.table.column_names else []
-    if not any(c for c in captions):
+    spec = config.image
+    tset = training_set(catalogs, names, spec, settings.val_fraction, settings.test_fraction, test_masks, ("caption",))
+    if not tset.has_caption.any():
         raise CatalogError("the captioner needs a 'caption' column (ingest derives it from GZ2 votes)")
-    rows = _split_rows(catalog, settings, np.array([bool(c) for c in captions]))
-    tokenizer = Tokenizer.fit([captions[r] for r in rows["train"]])
+    rows = dict(zip(("train", "val"), _check_rows(tset, tset.has_caption, "a caption")))
+    tokenizer = Tokenizer.fit(list(tset.captions[rows["train"]]))
     max_len = config.captioner.max_len
-    dec = _decoded(catalog, rows, config.image)
-    tokens = {s: tokenizer.encode([captions[r] for r in d.good_rows], max_len) for s, d in dec.items()}
+    tokens = {s: tokenizer.encode(list(tset.captions[r]), max_len) for s, r in rows.items()}
     models = build_captioner(config, tokenizer.vocab_size)
     if backbone is not None:
         own = models.encoder.get_layer("backbone")
         own.set_weights(backbone.get_weights())
         own.trainable = False
         trainable = _feature_decoder(models)
-        feats = {"train": _pooled_features(own, dec["train"].dataset, views=True),
-                 "val": _pooled_features(own, dec["val"].dataset, views=False)}
+        feats = {"train": _pooled_features(own, tset.images(rows["train"], spec), views=True),
+                 "val": _pooled_features(own, tset.images(rows["val"], spec), views=False)}
         reps = {"train": 8, "val": 1}
         data = {s: tf.data.Dataset.from_tensor_slices(
             ((feats[s], np.tile(tokens[s][:, :-1], (reps[s], 1))), np.tile(tokens[s][:, 1:], (reps[s], 1))))
@@ -286,24 +303,23 @@ def train_captioner(catalog: Catalog, config: ModelConfig, settings: TrainSettin
         train = data["train"].shuffle(8192, seed=settings.seed).batch(settings.batch_size * 2).prefetch(2)
         val = data["val"].batch(settings.batch_size * 2)
         mode = "frozen trained backbone; decoder trained on pooled features of 8 rotations/flips"
-        optimizer = _optimizer(settings, 8 * len(dec["train"].good_rows), settings.batch_size * 2)
+        optimizer = _optimizer(settings, 8 * len(rows["train"]), settings.batch_size * 2)
     else:
         trainable = models.train
 
         def as_inputs(ds):
-            return ds.map(lambda x, t: ((x, t[0]), t[1]))
+            return ds.map(lambda x, t, w: ((x, t[0]), t[1], w))
 
-        pairs = {s: (tokens[s][:, :-1], tokens[s][:, 1:]) for s in ("train", "val")}
-        train = as_inputs(training_dataset(dec["train"].dataset, pairs["train"], settings.batch_size, True, True,
-                                           settings.seed))
-        val = as_inputs(training_dataset(dec["val"].dataset, pairs["val"], settings.batch_size, False, False,
-                                         settings.seed))
+        ones = {s: np.ones(len(r), np.float32) for s, r in rows.items()}
+        train = as_inputs(_batches(tset, rows["train"], (tokens["train"][:, :-1], tokens["train"][:, 1:]),
+                                   ones["train"], spec, settings, train=True))
+        val = as_inputs(_batches(tset, rows["val"], (tokens["val"][:, :-1], tokens["val"][:, 1:]),
+                                 ones["val"], spec, settings, train=False))
         mode = "end to end on augmented images"
-        optimizer = _optimizer(settings, len(dec["train"].good_rows))
+        optimizer = _optimizer(settings, len(rows["train"]))
     trainable.compile(optimizer=optimizer, loss=masked_loss, metrics=[MaskedAccuracy()])
     history, seconds = _fit(trainable, train, val, settings, callbacks)
-    sidecar = _base_sidecar("captioner", catalog, config, settings, rows,
-                            {k: v for d in dec.values() for k, v in d.failures.items()})
+    sidecar = _base_sidecar("captioner", tset, config, settings)
     sidecar.update(tokenizer=tokenizer.to_dict(), max_len=max_len, train_seconds=round(seconds, 1),
                    epochs_run=len(history.get("loss", [])), training_mode=mode)
     return TrainedModel("captioner", models.train, sidecar, history,

@@ -97,7 +97,7 @@ def toolchain_versions() -> dict[str, str]:
 def training_summary(sidecar: dict) -> dict:
     """What the sidecar says about training: epochs, time, the last epoch's metrics, the best
     validation loss (the weights early stopping restores)."""
-    out = {k: sidecar[k] for k in ("epochs_run", "train_seconds", "trained_jointly", "training_mode")
+    out = {k: sidecar[k] for k in ("epochs_run", "train_seconds", "trained_jointly", "training_mode", "calibration")
            if k in sidecar}
     history = {k: v for k, v in (sidecar.get("history") or {}).items() if v}
     if history:
@@ -221,7 +221,8 @@ def _model_entry(plan: ExportPlan, checked: CheckedModel) -> dict:
             "specs": {u.spec.name: u.spec.to_dict() for u in checked.source.units},
             "training": training_summary(plan.sidecars[kind]),
             "source": {"models_dir": str(plan.models_dir),
-                       "catalog_fingerprint": plan.sidecars[kind].get("catalog_fingerprint")}}
+                       "catalogs": plan.sidecars[kind].get("catalogs")
+                       or [{"fingerprint": plan.sidecars[kind].get("catalog_fingerprint")}]}}
 
 
 def _opset(protos: list[onnx.ModelProto]) -> int:

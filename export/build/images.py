@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from catalogs.contract import read_catalog
-from catalogs.inputs import ImageSpec, crop_resize
+from catalogs.inputs import ImageSpec, frame
 from catalogs.labels import CLASSES
 from catalogs.synthetic import render_object, sample_truth
 from export.build.errors import ExportError
@@ -52,12 +52,12 @@ def catalog_batch(catalog_path: Path, image: ImageSpec, sidecar: dict,
 
 def synthetic_batch(image: ImageSpec, n: int = SYNTHETIC_IMAGES, seed: int = 0) -> ParityBatch:
     """``n`` synthetic galaxies, the classes in turn, each from its own seeded stream; rendered
-    at the size whose central ``crop`` is the model input, then prepared as in training."""
-    frame = max(image.size, math.ceil(image.size / image.crop))
+    at the size whose smallest crop is the model input, then framed as in training."""
+    side = max(image.size, math.ceil(image.size / image.smallest_crop))
     images = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        rgb, _ = render_object(sample_truth(CLASSES[i % len(CLASSES)], rng), rng, frame)
-        images.append(crop_resize(rgb, image.size, image.crop))
+        rgb, _ = render_object(sample_truth(CLASSES[i % len(CLASSES)], rng), rng, side)
+        images.append(frame(rgb, image)[0])
     pixels = np.stack(images).astype(np.float32) * np.float32(image.scale)
     return ParityBatch(pixels, f"synthetic survey galaxies (seed {seed}, {n} images)")

@@ -113,7 +113,9 @@ def _classifier(model, sidecar: dict, config: ModelConfig) -> Source:
 
     unit = Unit(spec, classifier_with_cam(model, tf_signature(spec), ood),
                 lambda f: _chunked(keras_outputs, f["image"]))
-    return Source("classifier", model, image, (unit,), {"class_names": names, "ood": ood.summary()},
+    calibration = sidecar.get("calibration") or {"temperature": 1.0, "method": "none (trained before calibration)"}
+    return Source("classifier", model, image, (unit,),
+                  {"class_names": names, "ood": ood.summary(), "calibration": calibration},
                   lambda images: {spec.name: {"image": images}}, agreement)
 
 
@@ -185,8 +187,10 @@ def _captioner(model, sidecar: dict, config: ModelConfig) -> Source:
                                           f"(agreement {share:.4f}, needs ≥ {CAPTION_AGREEMENT_MIN:g})"))
         return {"caption_agreement": share, "token_agreement": float(np.mean(ours == theirs))}, failures
 
+    choice = sidecar.get("caption_choice") or {"source": "learned", "reason": "not compared: no regressor was "
+                                                                                "trained with this captioner"}
     facts = {"tokenizer": tokenizer.to_dict(), "max_len": max_len, "units": parts.units,
-             "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID}}
+             "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID}, "caption_choice": choice}
     return Source("captioner", model, image, (Unit(enc_spec, encode, lambda f: _chunked(keras_encoder, f["image"])),
                                        Unit(stp_spec, step, keras_step)), facts, feeds, agreement)
 

@@ -17,14 +17,17 @@ batch that onnxruntime rejects becomes one ``inference`` error per row of that b
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
+from catalogs.captions import template_captions
 from catalogs.decoding import BATCH_SIZE, Batch, iter_model_inputs
 from catalogs.outputs import errors_table, ood_flags, predictions_table
 from catalogs.sources import central_source_snr
+from catalogs.tree import GZ2_TREE
 from export.serve.camstats import cam_statistics
 from export.serve.runtime import ORT_ERRORS, LoadedBundle
 
@@ -51,6 +54,7 @@ class _Collected:
     captions: list[str] = field(default_factory=list)
     cam: list[dict[str, np.ndarray]] = field(default_factory=list)
     notes: list[str | None] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
     failed: list[tuple[int, str, str, str]] = field(default_factory=list)  # row, stage, type, message
 
 
@@ -63,6 +67,7 @@ def annotate_rows(bundle: LoadedBundle, root, table: pa.Table, *, start_row: int
     got = _Collected()
     seconds = {"decode_wait": 0.0, "image_models": 0.0, "captions": 0.0, "cam_stats": 0.0}
     paths = table.column("image_path").to_pylist()
+    ids = table.column("object_id").to_pylist()
     batches = iter_model_inputs(root, paths, bundle.image, start_row=0, batch_size=batch_size,
                                 workers=decode_workers)
     t = time.perf_counter()
@@ -70,7 +75,7 @@ def annotate_rows(bundle: LoadedBundle, root, table: pa.Table, *, start_row: int
         seconds["decode_wait"] += time.perf_counter() - t
         got.failed.extend((f.row, f.stage, f.error_type, f.message) for f in batch.failures)
         if len(batch.rows):
-            _infer(bundle, batch, got, seconds)
+            _infer(bundle, batch, ids, got, seconds)
         t = time.perf_counter()
     return ShardResult(*_tables(bundle, table, got, bundle_id, run_id), seconds=seconds)
 
@@ -85,7 +90,7 @@ class PixelAnnotations:
     ood_flag: np.ndarray  # (N,) bool: ood_score > the bundle's threshold or no centred source
     source_snr: np.ndarray  # (N,) catalogs.sources.central_source_snr
     votes: np.ndarray | None  # (N, 37) cumulative GZ2 answers, when the bundle has a regressor
-    captions: list[str] | None  # when the bundle has a captioner
+    captions: list[str] | None  # when the bundle writes captions (bundle.caption_source)
 
     @property
     def finite(self) -> np.ndarray:
@@ -100,15 +105,24 @@ class PixelAnnotations:
                                 None if self.captions is None else [c for c, k in zip(self.captions, keep) if k])
 
 
-def annotate_pixels(bundle: LoadedBundle, pixels: np.ndarray,
+def annotate_pixels(bundle: LoadedBundle, pixels: np.ndarray, object_ids: Sequence[str],
                     seconds: dict[str, float] | None = None) -> PixelAnnotations:
-    """Every model of ``bundle`` on ``pixels`` (N, size, size, channels) in [0, 1]: one run of
-    the image models, then the captions. ``seconds`` (optional) accumulates per-stage time.
-    onnxruntime's errors (``ORT_ERRORS``) propagate."""
+    """Every model of ``bundle`` on ``pixels`` (N, size, size, channels) in [0, 1] of the objects
+    ``object_ids``: one run of the image models, then the captions of the bundle's caption
+    source (the learned captioner's greedy captions, or the templates from the predicted vote
+    fractions, whose phrase variants follow the object id). ``seconds`` (optional) accumulates
+    per-stage time. onnxruntime's errors (``ORT_ERRORS``) propagate."""
+    if len(object_ids) != len(pixels):
+        raise ValueError(f"{len(object_ids)} object ids for {len(pixels)} images")
     t0 = time.perf_counter()
     outputs = bundle.infer(pixels)  # one run: the image models share their backbone
     t1 = time.perf_counter()
-    captions = bundle.captions_from_state(outputs["h0"], outputs["c0"]) if "captioner" in bundle.has else None
+    captions = None
+    if bundle.caption_source == "learned":
+        captions = bundle.captions_from_state(outputs["h0"], outputs["c0"])
+    elif bundle.caption_source == "template":
+        fractions = np.nan_to_num(GZ2_TREE.per_question(outputs["votes"]), nan=0.0)
+        captions = template_captions(np.asarray(object_ids, dtype=object), fractions)
     t2 = time.perf_counter()
     if seconds is not None:
         seconds["image_models"] = seconds.get("image_models", 0.0) + t1 - t0
@@ -118,9 +132,9 @@ def annotate_pixels(bundle: LoadedBundle, pixels: np.ndarray,
                             snr, outputs.get("votes"), captions)
 
 
-def _infer(bundle: LoadedBundle, batch: Batch, got: _Collected, seconds: dict[str, float]) -> None:
+def _infer(bundle: LoadedBundle, batch: Batch, ids: list[str], got: _Collected, seconds: dict[str, float]) -> None:
     try:
-        out = annotate_pixels(bundle, batch.pixels, seconds)
+        out = annotate_pixels(bundle, batch.pixels, [ids[r] for r in batch.rows], seconds)
     except ORT_ERRORS as exc:  # the batch, not the run: its rows are reported, the rest go on
         message = f"onnxruntime refused the batch: {exc}"
         got.failed.extend((int(r), STAGE_INFERENCE, type(exc).__name__, message) for r in batch.rows)
@@ -129,12 +143,9 @@ def _infer(bundle: LoadedBundle, batch: Batch, got: _Collected, seconds: dict[st
     if bad.any():
         got.failed.extend((int(r), STAGE_INFERENCE, "non_finite_output", "the classifier returned NaN/inf")
                           for r in batch.rows[bad])
-        keep = ~bad
-        batch = Batch(batch.rows[keep], batch.pixels[keep], batch.source_sizes[keep],
-                      tuple(n for n, k in zip(batch.notes, keep) if k), ())
-        out = out.select(keep)
+        batch, out = batch.select(~bad), out.select(~bad)
     t = time.perf_counter()
-    stats = cam_statistics(out.cam, bundle.image.size, bundle.image.crop, batch.source_sizes.min(axis=1))
+    stats = cam_statistics(out.cam, bundle.image.size, batch.crops, batch.source_sizes.min(axis=1))
     seconds["cam_stats"] += time.perf_counter() - t
     got.rows.append(batch.rows)
     got.probs.append(out.probs)
@@ -147,6 +158,7 @@ def _infer(bundle: LoadedBundle, batch: Batch, got: _Collected, seconds: dict[st
         got.captions.extend(out.captions)
     got.cam.append(stats)
     got.notes.extend(batch.notes)
+    got.crops.append(batch.crops)
 
 
 def _tables(bundle: LoadedBundle, table: pa.Table, got: _Collected, bundle_id: str,
@@ -166,11 +178,12 @@ def _tables(bundle: LoadedBundle, table: pa.Table, got: _Collected, bundle_id: s
         probs=np.concatenate(got.probs) if got.probs else np.zeros((0, n_classes)),
         bundle_id=bundle_id, run_id=run_id, ra=column("ra"), dec=column("dec"),
         votes_cumulative=np.concatenate(got.votes) if got.votes else None,
-        captions=got.captions if "captioner" in bundle.has else None,
+        captions=got.captions if bundle.caption_source else None, caption_source=bundle.caption_source,
         cam=cam if cam is not None else _empty_cam(),
         ood_score=np.concatenate(got.ood_score) if got.ood_score else np.zeros(0),
         ood_flag=np.concatenate(got.ood_flag) if got.ood_flag else np.zeros(0, bool),
-        source_snr=np.concatenate(got.source_snr) if got.source_snr else np.zeros(0), input_notes=got.notes)
+        source_snr=np.concatenate(got.source_snr) if got.source_snr else np.zeros(0), input_notes=got.notes,
+        input_crops=np.concatenate(got.crops) if got.crops else np.zeros(0))
     failed = sorted(got.failed)
     paths = table.column("image_path").to_pylist()
     errors = errors_table(object_ids=[ids[r] for r, *_ in failed], image_paths=[paths[r] for r, *_ in failed],

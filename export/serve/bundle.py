@@ -15,7 +15,7 @@ from pathlib import Path
 
 from export.serve.errors import BundleError
 
-BUNDLE_FORMAT = 2  # 2: the classifier graph outputs ood_score
+BUNDLE_FORMAT = 3  # 2: the classifier graph outputs ood_score; 3: framing, calibration, caption source
 MANIFEST = "bundle.json"
 _CHUNK = 1 << 20
 _REQUIRED_KEYS = ("bundle_id", "image", "models", "files", "requires")

@@ -57,16 +57,18 @@ CENTRAL_RADIUS = 0.25
 _SAMPLES_PER_AXIS = 1024
 
 
-def cam_statistics(maps: np.ndarray, input_size: int, crop: float, cutout_sides) -> dict[str, np.ndarray]:
+def cam_statistics(maps: np.ndarray, input_size: int, crop, cutout_sides) -> dict[str, np.ndarray]:
     """Statistics of N heat maps (N, h, w) → {column name: float64 (N,)}.
 
-    ``input_size``: the model input side (px); ``crop``: the fraction of the cutout's shorter
-    side the input covers; ``cutout_sides``: each cutout's shorter side in px (scalar or (N,))."""
+    ``input_size``: the model input side (px); ``crop``: the fraction of each cutout's shorter
+    side its input covers and ``cutout_sides``: each cutout's shorter side in px (each a scalar
+    or (N,))."""
     m = np.asarray(maps, dtype=np.float64)
     if m.ndim != 3 or m.shape[1] == 0 or m.shape[2] == 0:
         raise ValueError(f"expected maps of shape (N, h, w), got {m.shape}")
     n, h, w = m.shape
     sides = np.broadcast_to(np.asarray(cutout_sides, dtype=np.float64), (n,))
+    crop = np.broadcast_to(np.asarray(crop, dtype=np.float64), (n,))
     with np.errstate(invalid="ignore"):  # NaN compares False: its rows are blanked below
         if (m < 0).any():
             raise ValueError("Grad-CAM maps must be ≥ 0 (ReLU'd)")

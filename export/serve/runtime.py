@@ -33,7 +33,7 @@ ORT_ERRORS = tuple(getattr(_ort_state, n) for n in ("Fail", "InvalidGraph", "Inv
                                                       "RuntimeException", "InvalidArgument", "NotImplemented",
                                                       "EPFail"))
 # Per-model facts each ONNX file's metadata must agree on with bundle.json.
-_CROSS_CHECKED = ("class_names", "ood", "answer_names", "tokenizer", "max_len")
+_CROSS_CHECKED = ("class_names", "ood", "calibration", "answer_names", "tokenizer", "max_len", "caption_choice")
 
 
 @functools.cache
@@ -155,7 +155,7 @@ def _cross_check(folder: Path, manifest: dict, sessions: dict[str, ort.Inference
 
 class LoadedBundle:
     """A verified bundle with open onnxruntime sessions. Images are float32 NHWC in [0, 1],
-    prepared with :attr:`image` (``catalogs.imaging.crop_resize`` then × ``image.scale``)."""
+    prepared with :attr:`image` (``catalogs.inputs.crop_resize`` then × ``image.scale``)."""
 
     def __init__(self, path: Path, manifest: dict, sessions: dict[str, ort.InferenceSession], precision: str):
         self.path = path
@@ -172,6 +172,12 @@ class LoadedBundle:
         captioner = models.get("captioner")
         self.tokenizer = Tokenizer.from_dict(captioner["tokenizer"]) if captioner else None
         self.max_len: int | None = captioner["max_len"] if captioner else None
+        # Which captions annotation writes (measured at training, recorded at export): the
+        # learned captioner's, or templates from the predicted votes; None without either model.
+        choice = (captioner or {}).get("caption_choice", {}).get("source")
+        self.caption_source: str | None = choice or ("template" if "regressor" in models else None)
+        if self.caption_source == "template" and "regressor" not in models:
+            self.caption_source = "learned"  # templates need the votes: a captioner-only bundle writes its own
         self._sessions = sessions
         first = next(iter(sessions.values()))
         self.provider: str = first.get_providers()[0]  # what runs, not what was asked for

@@ -3,7 +3,7 @@ question, the caption, the raw Grad-CAM map and the out-of-distribution verdict,
 the function catalog annotation uses (``export.serve.annotate.annotate_pixels``).
 
 Uploads are checked for type and size here, then written to a temporary file and prepared by
-``catalogs.imaging.model_input``, so an upload meets exactly the checks a catalog image does
+``catalogs.inputs.model_input``, so an upload meets exactly the checks a catalog image does
 (empty, truncated, not an image, too small, decompression bomb…) and fails with the same
 ``ImageError`` reasons. Only onnxruntime runs: nothing here imports TensorFlow.
 """
@@ -86,7 +86,7 @@ def prepare_file(path: Path, spec) -> PreparedImage:
     then decoded once more for display."""
     prepared = model_input(Path(path), spec)
     rgb = load_rgb(Path(path))
-    return PreparedImage(prepared, _fit(rgb, SHOWN_SIDE), crop_resize(rgb, VIEW_SIDE, spec.crop))
+    return PreparedImage(prepared, _fit(rgb, SHOWN_SIDE), crop_resize(rgb, VIEW_SIDE, prepared.crop))
 
 
 def prepare_upload(name: str, data: bytes, spec) -> PreparedImage:
@@ -104,13 +104,18 @@ def prepare_upload(name: str, data: bytes, spec) -> PreparedImage:
             raise ImageError(exc.reason, exc.message.replace(str(path), name)) from None
 
 
-def analyse(bundle: LoadedBundle, inputs: Sequence[ModelInput]) -> list[ImageAnalysis]:
+UPLOAD_ID = "upload"  # the object id an upload has no catalog for (template captions vary by id)
+
+
+def analyse(bundle: LoadedBundle, inputs: Sequence[ModelInput],
+            object_ids: Sequence[str] | None = None) -> list[ImageAnalysis]:
     """Run the bundle on a batch of model inputs, as catalog annotation does
     (``export.serve.annotate.annotate_pixels``: one onnxruntime run of the image models, captions,
     the out-of-distribution verdict)."""
     if not inputs:
         return []
-    out = annotate_pixels(bundle, to_model_floats(np.stack([m.pixels for m in inputs]), bundle.image))
+    ids = list(object_ids) if object_ids is not None else [UPLOAD_ID] * len(inputs)
+    out = annotate_pixels(bundle, to_model_floats(np.stack([m.pixels for m in inputs]), bundle.image), ids)
     if not out.finite.all():
         raise ValueError("the classifier returned NaN/inf for this image")
     votes = None if out.votes is None else GZ2_TREE.per_question(out.votes)

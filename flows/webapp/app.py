@@ -115,7 +115,7 @@ def single_image_view(bundle_path: str, annotations: str | None, catalog_path: s
             with st.container(key="upload_error"):
                 st.error(f"Cannot use {upload.name}: {exc.reason} — {exc.message}")
             return
-        title = upload.name
+        title, ids = upload.name, None
     else:
         catalog = _catalog(annotations, catalog_path)
         ids = catalog.table.column("object_id").to_pylist()
@@ -129,8 +129,9 @@ def single_image_view(bundle_path: str, annotations: str | None, catalog_path: s
             st.error(f"Cannot use object {object_id}: {exc}")
             return
         title = f"object {object_id}"
+        ids = [object_id]
     try:
-        result = analysis.analyse(bundle, [image.model])[0]
+        result = analysis.analyse(bundle, [image.model], ids)[0]
     except ValueError as exc:
         st.error(str(exc))
         return

@@ -3,7 +3,7 @@
 * :mod:`~models.metrics.scores` — the maths: classification, regression RMSE and caption
   BLEU/agreement, as pure functions returning plain dicts.
 * :mod:`~models.metrics.reports` — those dicts combined and written as ``metrics.json`` or markdown.
-* :mod:`~models.metrics.plots` — confusion-matrix and training-curve figures (matplotlib, Agg).
+* :mod:`~models.metrics.plots` — confusion-matrix, reliability and training-curve figures (matplotlib, Agg).
 
 Every name is re-exported here. The plotting names load :mod:`~models.metrics.plots` on first
 use, so that scoring alone never pays for importing matplotlib.
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import importlib
 
-from models.metrics.reports import HEADLINE_KEYS, SECTIONS, combine_metrics, metrics_markdown, write_metrics_json
+from models.metrics.reports import (HEADLINE_KEYS, SECTIONS, combine_metrics, cv_markdown, metrics_markdown,
+                                    write_metrics_json)
 from models.metrics.scores import (
     BLEU_ORDERS,
     BLEU_SMOOTH_METHOD,
@@ -24,7 +25,8 @@ from models.metrics.scores import (
     regression_metrics,
 )
 
-_PLOTS = ("confusion_matrix_figure", "plot_confusion_matrix", "plot_training_curves", "training_curves_figure")
+_PLOTS = ("confusion_matrix_figure", "plot_confusion_matrix", "plot_reliability", "plot_training_curves",
+          "reliability_figure", "training_curves_figure")
 
 __all__ = [
     "BLEU_ORDERS",
@@ -35,6 +37,7 @@ __all__ = [
     "caption_metrics",
     "classification_metrics",
     "combine_metrics",
+    "cv_markdown",
     "metrics_markdown",
     "normalise_caption",
     "regression_metrics",

@@ -1,4 +1,5 @@
-"""Plots of the metrics: the confusion matrix and Keras training curves, as PNG files.
+"""Plots of the metrics: the confusion matrix, the reliability diagram and Keras training curves,
+as PNG files.
 
 Figures are :class:`matplotlib.figure.Figure` objects with the Agg canvas attached explicitly, so
 nothing here touches ``pyplot``'s global state or needs a display. :func:`confusion_matrix_figure`
@@ -19,7 +20,9 @@ from matplotlib.ticker import MaxNLocator
 __all__ = [
     "confusion_matrix_figure",
     "plot_confusion_matrix",
+    "plot_reliability",
     "plot_training_curves",
+    "reliability_figure",
     "training_curves_figure",
 ]
 
@@ -127,3 +130,40 @@ def training_curves_figure(history: Mapping[str, Sequence[float]], title: str = 
 def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Path, title: str = "") -> Path:
     """Save :func:`training_curves_figure` as a PNG at ``path`` and return the path."""
     return _save(training_curves_figure(history, title), path)
+
+
+# ============================================================================================
+# Reliability diagram
+# ============================================================================================
+
+
+def reliability_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str = "") -> Figure:
+    """Accuracy against mean confidence per confidence bin, one line per curve (e.g. ``before``
+    and ``after`` temperature scaling: ``models.calibration.reliability`` dicts), beside the
+    diagonal of perfect calibration, with the rows per bin below."""
+    fig = _new_figure(figsize=(5.5, 6.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    top.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="perfectly calibrated")
+    width = None
+    for name, curve in curves.items():
+        conf = np.asarray(curve["confidence"], dtype=np.float64)
+        acc = np.asarray(curve["accuracy"], dtype=np.float64)
+        used = np.asarray(curve["count"]) > 0
+        top.plot(conf[used], acc[used], marker="o", label=name)
+        edges = np.asarray(curve["edges"], dtype=np.float64)
+        width = np.diff(edges)
+        centres = edges[:-1] + width / 2
+        bottom.bar(centres, curve["count"], width=width, alpha=0.5, label=name)
+    top.set_ylabel("accuracy")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left")
+    bottom.set_xlabel("confidence (top probability)")
+    bottom.set_ylabel("rows")
+    if title:
+        top.set_title(title)
+    return fig
+
+
+def plot_reliability(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str = "") -> Path:
+    return _save(reliability_figure(curves, title), path)

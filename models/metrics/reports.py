@@ -164,3 +164,36 @@ def metrics_markdown(metrics: Mapping) -> str:
             for label, counts in zip(labels, cls["confusion_matrix"]):
                 lines.append(f"| {_cell(label)} | " + " | ".join(str(int(c)) for c in counts) + " |")
     return "\n".join(lines) + "\n"
+
+
+# The cross-validated scores of ``models.crossval.cv_report``, in the order a reader wants them.
+CV_ROWS = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro F1"),
+           ("artifacts_flagged", "artifacts flagged (class or ood_flag)"),
+           ("rmse_per_question", "RMSE, per-question vote fractions"),
+           ("rmse_kaggle", "RMSE, Kaggle definition (cumulative, 37 answers)"),
+           ("bleu4", "BLEU-4 of the shipped captions"), ("caption_agreement", "caption agreement"),
+           ("ece_before", "ECE (15 bins) before temperature scaling"), ("ece_after", "ECE after temperature scaling"))
+
+
+def _pm(entry: Mapping) -> str:
+    return f"{entry['mean']:.3f} ± {entry['sd']:.3f}"
+
+
+def cv_markdown(report: Mapping, k: int) -> str:
+    """One table per catalog: every cross-validated score as mean ± sd over the ``k`` folds, the
+    per-class recalls, the shipped caption source per fold, then the pooled confusion matrix."""
+    lines: list[str] = []
+    for name, entry in report.items():
+        lines += [f"### {name}: {entry['rows']} galaxies, {k}-fold cross-validation (every galaxy tested once)", "",
+                  "| metric | mean ± sd over folds |", "|---|---:|"]
+        lines += [f"| {label} | {_pm(entry[key])} |" for key, label in CV_ROWS if key in entry]
+        lines += [f"| recall, {c} | {_pm(v)} |" for c, v in entry.get("recall", {}).items()]
+        if "caption_source" in entry:
+            lines.append("| caption source chosen (folds) | "
+                         + ", ".join(f"{s} {n}" for s, n in entry["caption_source"].items()) + " |")
+        if "confusion_matrix" in entry:
+            labels, matrix = entry["confusion_matrix"]["labels"], entry["confusion_matrix"]["matrix"]
+            lines += ["", "| true \\ predicted (pooled) | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+            lines += [f"| {label} | " + " | ".join(str(int(c)) for c in row) + " |" for label, row in zip(labels, matrix)]
+        lines.append("")
+    return "\n".join(lines)

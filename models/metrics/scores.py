@@ -2,8 +2,10 @@
 
 * :func:`classification_metrics` — scikit-learn accuracy, balanced accuracy, macro/weighted F1,
   per-class precision/recall/F1/support and the confusion matrix, all in the order of ``labels``.
-* :func:`regression_metrics` — the Kaggle Galaxy Challenge RMSE over the 37 GZ2 answers (NaN
-  targets masked) and the RMSE of each answer, keyed by ``GZ2_TREE.output_names``.
+* :func:`regression_metrics` — the RMSE over the 37 GZ2 answers both ways: ``rmse_kaggle`` (also
+  ``rmse``) on the cumulative, tree-multiplied fractions of the Kaggle Galaxy Challenge, and
+  ``rmse_per_question`` on the per-question fractions the output table holds; NaN targets
+  masked; and the RMSE of each answer, keyed by ``GZ2_TREE.output_names``.
 * :func:`caption_metrics` — sacreBLEU corpus BLEU-1..4 (0–1 scale) on captions normalised by one
   function (:func:`normalise_caption`), and *caption agreement*: how many of the reference
   caption's facts (:func:`catalogs.captions.facts_from_caption`) the generated caption repeats.
@@ -143,13 +145,29 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
         name: (float(math.sqrt(col_sum[j] / n_col[j])) if n_col[j] else None)
         for j, name in enumerate(GZ2_TREE.output_names)
     }
+    rmse = float(math.sqrt(col_sum.sum() / n_used)) if n_used else None
     return {
-        "rmse": float(math.sqrt(col_sum.sum() / n_used)) if n_used else None,
+        "rmse": rmse,
+        "rmse_kaggle": rmse,
+        "rmse_per_question": per_question_rmse(t, p),
         "n_used": n_used,
         "n_total": int(t.size),
         "n_samples": int(t.shape[0]),
         "per_answer_rmse": per_answer,
     }
+
+
+def per_question_rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
+    """RMSE of the per-question vote fractions (each question's answers summing to 1, what the
+    ``…_pred`` columns of the predictions table hold), from (N, 37) Kaggle cumulative targets
+    and predictions: both are turned back with ``GZ2_TREE.per_question``; a question whose
+    parent answer is 0 in the target (nobody was asked) is left out."""
+    t = GZ2_TREE.per_question(np.asarray(y_true, dtype=np.float64))
+    p = np.nan_to_num(GZ2_TREE.per_question(np.asarray(y_pred, dtype=np.float64)), nan=0.0)
+    used = ~np.isnan(t)
+    if not used.any():
+        return None
+    return float(np.sqrt(np.mean((p[used] - t[used]) ** 2)))
 
 
 # ============================================================================================

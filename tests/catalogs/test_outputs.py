@@ -37,10 +37,10 @@ def test_the_column_contract_is_stable():
     schema = predictions_schema(CLASSES)
     assert schema.names == [
         "object_id", "ra", "dec", "label_pred", "confidence", "entropy", "margin",
-        "p_spiral", "p_elliptical", "p_edge-on", *VOTE_COLUMNS, "caption",
+        "p_spiral", "p_elliptical", "p_edge-on", *VOTE_COLUMNS, "caption", "caption_source",
         "cam_peak_x", "cam_peak_y", "cam_peak_x_frac", "cam_peak_y_frac", "cam_centroid_dx", "cam_centroid_dy",
         "cam_offset_px", "cam_offset_frac", "cam_central_share", "cam_entropy", "cam_gini",
-        "ood_score", "ood_flag", "source_snr", "input_note", "bundle_id", "run_id",
+        "ood_score", "ood_flag", "source_snr", "input_note", "input_crop", "bundle_id", "run_id",
     ]
     assert schema.field("object_id").type == pa.string() and not schema.field("object_id").nullable
     assert schema.field("ra").type == schema.field("dec").type == pa.float64()
@@ -161,7 +161,7 @@ def test_file_metadata_round_trip_is_deterministic():
     b = with_output_metadata(t, "predictions", "b1", "r1", {"stop": 40, "start": 30, "index": 3})
     assert a.schema.metadata == b.schema.metadata
     meta = output_metadata(a.schema)
-    assert meta == {"output_version": 1, "table": "predictions", "bundle_id": "b1", "run_id": "r1",
+    assert meta == {"output_version": 2, "table": "predictions", "bundle_id": "b1", "run_id": "r1",
                     "shard": {"index": 3, "start": 30, "stop": 40}}
     with pytest.raises(ValueError, match="not a morphcat output"):
         output_metadata(t.schema)

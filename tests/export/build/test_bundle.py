@@ -118,7 +118,7 @@ def test_an_edited_manifest_cannot_relabel_a_model(bundle_copy):
 
 
 @pytest.mark.parametrize("change, needle", [
-    (lambda m: m.update(format=1), "bundle format 1; this morphcat reads format 2"),
+    (lambda m: m.update(format=1), f"bundle format 1; this morphcat reads format {BUNDLE_FORMAT}"),
     (lambda m: m["requires"].update(onnxruntime="99.0"), "validated on onnxruntime 99.0"),
     (lambda m: m["requires"].update(opset=999), "needs opset 999"),
     (lambda m: m.pop("files"), "lacks files"),

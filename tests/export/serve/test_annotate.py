@@ -101,9 +101,10 @@ def test_rows_whose_outputs_are_not_finite_become_inference_errors_and_the_rest_
     s = bundle.image.size
     pixels = np.random.default_rng(0).random((4, s, s, 3)).astype(np.float32)
     pixels[2, 0, 0, 0] = np.nan
-    batch = Batch(np.array([10, 11, 12, 13]), pixels, np.full((4, 2), 64), (None, "a", "b", None), ())
+    batch = Batch(np.array([10, 11, 12, 13]), pixels, np.full((4, 2), 64), (None, "a", "b", None), (), np.full(4, 0.5))
     got = _Collected()
-    _infer(bundle, batch, got, {"image_models": 0.0, "captions": 0.0, "cam_stats": 0.0})
+    ids = [f"g{r}" for r in range(14)]
+    _infer(bundle, batch, ids, got, {"image_models": 0.0, "captions": 0.0, "cam_stats": 0.0})
     assert [(r, stage, kind) for r, stage, kind, _ in got.failed] == [(12, "inference", "non_finite_output")]
     assert got.rows[0].tolist() == [10, 11, 13] and got.notes == [None, "a", None]
     kept = pixels[[0, 1, 3]]

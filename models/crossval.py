@@ -1,0 +1,204 @@
+"""K-fold cross-validation over one or more catalogs: every galaxy tested exactly once.
+
+The folds are stratified by (catalog, label) and follow a hash of ``object_id``
+(``models.data.assign_folds``). For each fold the models are trained from scratch on the other
+folds exactly as ``morphcat train`` trains them (validation split, early stopping, temperature,
+OOD reference, caption-source choice all taken from the training folds only), then predict the
+held-out fold. :func:`cv_report` scores the pooled predictions per catalog and fold: mean ± sd
+over the folds, and the pooled confusion matrix and reliability curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from catalogs.captions import template_captions
+from catalogs.contract import Catalog
+from catalogs.labels import ARTIFACT
+from catalogs.outputs import ood_flags
+from catalogs.sources import central_source_snr
+from catalogs.targets import kaggle_targets
+from catalogs.tokenizer import Tokenizer
+from catalogs.tree import GZ2_TREE
+from models.calibration import expected_calibration_error, reliability, softmax
+from models.captioner import captioner_from_train, greedy_decode
+from models.classifier import logits, pooled_features
+from models.config import ModelConfig, TrainSettings
+from models.data import assign_folds, decode_images
+from models.evaluate import choose_caption_source
+from models.metrics import caption_metrics, classification_metrics, regression_metrics
+from models.ood import OodReference
+
+
+@dataclass
+class HeldOut:
+    """The predictions for one catalog's rows of one held-out fold."""
+
+    catalog: str
+    fold: int
+    object_ids: list[str]
+    labels: list[str | None]
+    class_names: list[str]
+    probs: np.ndarray | None = None  # (n, C) calibrated
+    probs_uncalibrated: np.ndarray | None = None
+    ood_flag: np.ndarray | None = None
+    votes_true: np.ndarray | None = None  # (n, 37) cumulative, NaN where none
+    votes_pred: np.ndarray | None = None
+    captions: list[str | None] = field(default_factory=list)
+    shipped_captions: list[str] | None = None  # what annotate would write (the chosen source)
+    caption_source: str | None = None
+    failures: int = 0
+
+
+def folds_of(catalogs: Sequence[Catalog], names: Sequence[str], k: int) -> list[np.ndarray]:
+    """Fold number per row of each catalog, stratified by its label (rows without one form
+    their own stratum)."""
+    out = []
+    for name, catalog in zip(names, catalogs):
+        table = catalog.table
+        labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * table.num_rows
+        out.append(assign_folds(table.column("object_id").to_pylist(), [f"{name}:{x}" for x in labels], k))
+    return out
+
+
+def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelConfig, settings: TrainSettings,
+             folds: Sequence[np.ndarray], fold: int, kinds: Sequence[str],
+             callbacks: Callable[[str], list] = lambda stage: []) -> list[HeldOut]:
+    """Train ``kinds`` on every fold but ``fold`` and predict the rows of ``fold``."""
+    from models.train import train_captioner, train_morphology
+
+    masks = [f == fold for f in folds]
+    heads = [h for h in ("classifier", "regressor") if h in kinds]
+    trained = {t.kind: t for t in train_morphology(catalogs, names, config, settings, heads=heads,
+                                                   callbacks=callbacks("+".join(heads)), test_masks=masks)}
+    if "captioner" in kinds:
+        backbone = trained["classifier"].model.get_layer("backbone") if "classifier" in trained else None
+        trained["captioner"] = train_captioner(catalogs, names, config, settings, backbone=backbone,
+                                               callbacks=callbacks("captioner"), test_masks=masks)
+        if "regressor" in trained:
+            trained["captioner"].sidecar["caption_choice"] = choose_caption_source(
+                catalogs, names, trained["regressor"].model, trained["captioner"].model,
+                trained["captioner"].sidecar, test_masks=masks)
+    return [_predict(trained, config, name, catalog, np.flatnonzero(mask), fold)
+            for name, catalog, mask in zip(names, catalogs, masks)]
+
+
+def _predict(trained: dict, config: ModelConfig, name: str, catalog: Catalog, rows: np.ndarray,
+             fold: int) -> HeldOut:
+    spec = config.image
+    decoded = decode_images(catalog, rows, spec)
+    good = decoded.good_rows
+    x = decoded.pixels.astype(np.float32) * np.float32(spec.scale)
+    table = catalog.table
+    ids = [table.column("object_id")[int(r)].as_py() for r in good]
+
+    def column(c: str) -> list:
+        return [table.column(c)[int(r)].as_py() for r in good]
+
+    labels = column("label") if "label" in table.column_names else [None] * len(good)
+    out = HeldOut(name, fold, ids, labels, [], failures=len(decoded.failures),
+                  captions=column("caption") if "caption" in table.column_names else [None] * len(good))
+    if "classifier" in trained:
+        clf = trained["classifier"]
+        out.class_names = list(clf.sidecar["class_names"])
+        z = logits(clf.model, x)
+        out.probs = softmax(z)
+        out.probs_uncalibrated = softmax(z * clf.sidecar["calibration"]["temperature"])
+        ood = OodReference.from_dict(clf.sidecar["ood"])
+        out.ood_flag = ood_flags(ood.scores(pooled_features(clf.model, x)), central_source_snr(x), 1.0)
+    if "regressor" in trained:
+        out.votes_true = kaggle_targets(table.take(good)) if catalog.has_votes else np.full((len(good), 37), np.nan)
+        out.votes_pred = np.concatenate([np.asarray(trained["regressor"].model(x[i:i + 256], training=False))
+                                         for i in range(0, max(len(x), 1), 256)])[:len(x)]
+    if "captioner" in trained and any(out.captions):
+        cap = trained["captioner"]
+        parts, tokenizer = captioner_from_train(cap.model), Tokenizer.from_dict(cap.sidecar["tokenizer"])
+        learned = [c for i in range(0, len(x), 256) for c in greedy_decode(parts, x[i:i + 256], tokenizer,
+                                                                          cap.sidecar["max_len"])]
+        choice = cap.sidecar.get("caption_choice", {"source": "learned"})
+        out.caption_source = choice["source"]
+        if out.caption_source == "template":
+            fractions = np.nan_to_num(GZ2_TREE.per_question(out.votes_pred), nan=0.0)
+            out.shipped_captions = template_captions(np.asarray(ids, dtype=object), fractions)
+        else:
+            out.shipped_captions = learned
+    return out
+
+
+def _fold_scores(h: HeldOut) -> dict:
+    """One catalog × fold: the classification scores over its galaxy classes, artifacts flagged,
+    calibration, RMSE both ways, captions."""
+    s: dict = {"rows": len(h.object_ids)}
+    if h.probs is not None:
+        pred = np.array(h.class_names, dtype=object)[h.probs.argmax(axis=1)]
+        lab = np.array(h.labels, dtype=object)
+        galaxy = np.array([x is not None and x != ARTIFACT for x in lab])
+        if galaxy.any():
+            classes = [c for c in h.class_names if c in set(lab[galaxy])]
+            m = classification_metrics(list(lab[galaxy]), list(pred[galaxy]), h.class_names)
+            s.update(accuracy=m["accuracy"], balanced_accuracy=m["balanced_accuracy"],
+                     macro_f1=float(np.mean([m["per_class"][c]["f1"] for c in classes])),
+                     recall={c: m["per_class"][c]["recall"] for c in classes})
+            y = np.array([h.class_names.index(x) for x in lab[galaxy]])
+            s["ece_before"] = expected_calibration_error(h.probs_uncalibrated[galaxy], y)
+            s["ece_after"] = expected_calibration_error(h.probs[galaxy], y)
+        artifact = lab == ARTIFACT
+        if artifact.any():
+            s["artifacts_flagged"] = float(np.mean((pred[artifact] == ARTIFACT) | h.ood_flag[artifact]))
+            s["artifacts"] = int(artifact.sum())
+    if h.votes_pred is not None and not np.isnan(h.votes_true).all():
+        has = ~np.isnan(h.votes_true).all(axis=1)
+        r = regression_metrics(h.votes_true[has], h.votes_pred[has])
+        s.update(rmse_per_question=r["rmse_per_question"], rmse_kaggle=r["rmse_kaggle"])
+    if h.shipped_captions is not None:
+        keep = [i for i, c in enumerate(h.captions) if c]
+        c = caption_metrics([h.captions[i] for i in keep], [h.shipped_captions[i] for i in keep])
+        s.update(bleu4=c["bleu4"], caption_agreement=c["caption_agreement"], caption_source=h.caption_source)
+    return s
+
+
+def _mean_sd(values: list[float]) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "folds": v.round(4).tolist()}
+
+
+def cv_report(held_out: Sequence[HeldOut]) -> dict:
+    """Per catalog: every score as mean ± sd over the folds, the pooled confusion matrix (over all
+    its labelled rows, artifacts included) and the pooled reliability curve before/after
+    temperature scaling."""
+    report: dict = {}
+    for name in dict.fromkeys(h.catalog for h in held_out):
+        parts = sorted((h for h in held_out if h.catalog == name), key=lambda h: h.fold)
+        scores = [_fold_scores(h) for h in parts]
+        entry: dict = {"folds": len(parts), "rows": sum(s["rows"] for s in scores),
+                       "undecodable": sum(h.failures for h in parts)}
+        for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece_before", "ece_after", "artifacts_flagged",
+                    "rmse_per_question", "rmse_kaggle", "bleu4", "caption_agreement"):
+            got = [s[key] for s in scores if s.get(key) is not None]
+            if got:
+                entry[key] = _mean_sd(got)
+        recalls = [s["recall"] for s in scores if "recall" in s]
+        if recalls:
+            entry["recall"] = {c: _mean_sd([r[c] for r in recalls if c in r]) for c in recalls[0]}
+        sources = [s["caption_source"] for s in scores if "caption_source" in s]
+        if sources:
+            entry["caption_source"] = {src: sources.count(src) for src in sorted(set(sources))}
+        if parts[0].probs is not None:
+            names = parts[0].class_names
+            labels = [x for h in parts for x in h.labels]
+            pred = [names[i] for h in parts for i in h.probs.argmax(axis=1)]
+            keep = [i for i, x in enumerate(labels) if x is not None]
+            present = names + sorted({labels[i] for i in keep} - set(names))
+            pooled = classification_metrics([labels[i] for i in keep], [pred[i] for i in keep], present)
+            entry["confusion_matrix"] = {"labels": present, "matrix": pooled["confusion_matrix"]}
+            galaxy = [i for i in keep if labels[i] != ARTIFACT and labels[i] in names]
+            y = np.array([names.index(labels[i]) for i in galaxy])
+            probs = np.concatenate([h.probs for h in parts])[galaxy]
+            raw = np.concatenate([h.probs_uncalibrated for h in parts])[galaxy]
+            entry["reliability"] = {"before": {k: v.tolist() for k, v in reliability(raw, y).items()},
+                                    "after": {k: v.tolist() for k, v in reliability(probs, y).items()}}
+        report[name] = entry
+    return report
