@@ -82,8 +82,26 @@ def machine() -> dict:
     import tensorflow as tf
 
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": None if memory is None else round(memory, 1),
-            "platform": platform.platform(), "python": platform.python_version(),
+            "cpu_flags": cpu_flags(), "platform": platform.platform(), "python": platform.python_version(),
             "onnxruntime": ort.__version__, "tensorflow": tf.__version__}
+
+
+# The instruction sets the speed of convolutions depends on: every figure is quoted with them.
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """Which of ``SPEED_FLAGS`` this CPU reports (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    have = set(line.split(":", 1)[1].split())
+    return [f for f in SPEED_FLAGS if f in have]
+
+
+def machine_line(m: dict) -> str:
+    return f"{m['cpu']}, {m['cores']} cores, flags {' '.join(m['cpu_flags']) or 'unknown'}"
 
 
 def build_inputs(out: Path, settings: BenchSettings) -> tuple[Path, Path, Path, Path]:

@@ -66,8 +66,10 @@ class ImageSpec:
     crop: float = 0.5
     channels: int = 3
     scale: float = 1.0 / 255.0
-    framing: str = "fixed"
-    galaxy_scale: float = 2.75
+    framing: str = "galaxy"
+    # 2.5 × the extent frames the shared GZ2 thumbnails as the fixed half crop did (median 0.51)
+    # and shows GZ1's smaller galaxies at the same scale (median crop 0.42).
+    galaxy_scale: float = 2.5
     min_crop: float = 0.2
 
     def __post_init__(self) -> None:

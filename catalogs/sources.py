@@ -33,6 +33,7 @@ MAD_TO_SIGMA = 1.4826
 EXTENT_WORK_SIDE = 128
 EXTENT_SIGMAS = 3.0
 EXTENT_PERCENTILE = 90.0
+EXTENT_MIN_PIXELS = 9  # fewer connected pixels above the sky are noise or a speck, not a galaxy
 
 
 def central_source_snr(pixels: np.ndarray) -> np.ndarray:
@@ -58,8 +59,9 @@ def galaxy_extent(rgb: np.ndarray) -> float | None:
     """The extent of the source at the centre of ``rgb`` (H, W, 3) uint8 as a fraction of the
     shorter side: the ``EXTENT_PERCENTILE``-th percentile of the distances from the centre of
     the pixels of the connected region, ``EXTENT_SIGMAS`` sky σ above the sky, that covers the
-    centre (sky and σ from the ring beyond ``SKY_RADIUS``, robustly). None when nothing at the
-    centre stands above the sky: the caller falls back to a fixed crop."""
+    centre (on a 3×3-smoothed grey copy; sky and σ from the ring beyond ``SKY_RADIUS``,
+    robustly). None when nothing at the centre stands above the sky: the caller falls back to
+    a fixed crop."""
     from PIL import Image
     from scipy import ndimage
 
@@ -71,12 +73,13 @@ def galaxy_extent(rgb: np.ndarray) -> float | None:
     grey = Image.fromarray(np.ascontiguousarray(square)).convert("L")
     if work != side:
         grey = grey.resize((work, work), Image.Resampling.BOX)
-    g = np.asarray(grey, np.float32)
+    # Smoothed 3×3 first: a lone noise pixel at the centre is no source.
+    g = ndimage.uniform_filter(np.asarray(grey, np.float32), 3, mode="nearest")
     y, x = np.mgrid[:work, :work]
     r = np.hypot((y + 0.5) / work - 0.5, (x + 0.5) / work - 0.5)
     sky = g[r > SKY_RADIUS]
     level = np.median(sky)
-    sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(sky - level))), 0.5)  # at least half an 8-bit step
+    sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(sky - level))), 0.2)  # 8-bit steps, smoothed
     regions, _ = ndimage.label(g > level + EXTENT_SIGMAS * sigma)
     c = work // 2
     centre = regions[max(0, c - 2):c + 3, max(0, c - 2):c + 3]
@@ -84,4 +87,6 @@ def galaxy_extent(rgb: np.ndarray) -> float | None:
     if found.size == 0:
         return None
     source = regions == np.bincount(found).argmax()
+    if source.sum() < EXTENT_MIN_PIXELS:
+        return None
     return float(np.percentile(r[source], EXTENT_PERCENTILE))

@@ -130,6 +130,15 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _cmd_bench_ablation(args: argparse.Namespace) -> None:
+    from benchmarks.ablation import VARIANTS, run_ablation
+
+    variants = _kinds(args.variants) if args.variants else list(VARIANTS)
+    run_ablation(args.catalogs, args.out, variants, k=args.folds, epochs=args.epochs,
+                           kinds=tuple(_kinds(args.models)), throughput_images=args.throughput_images)
+    print((args.out / "ablation.md").read_text())
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from benchmarks.report import write_results
     from benchmarks.run import BenchSettings, run_benchmark
@@ -349,6 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_bench_ood)
 
+    p = sub.add_parser("bench-ablation", help="cross-validate modelling variants and time them (hours on 2 cores)")
+    p.add_argument("catalogs", type=Path, nargs="+", metavar="CATALOG", help="catalogs to cross-validate on")
+    p.add_argument("--out", type=Path, required=True, help="folder for each variant's results and ablation.json/md")
+    p.add_argument("--variants", default=None, help="comma-separated subset (default: all; see benchmarks/ablation.py)")
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=30, help="maximum epochs per fold")
+    p.add_argument("--models", default="classifier,regressor", help="models each fold trains")
+    p.add_argument("--throughput-images", type=int, default=300,
+                   help="synthetic 424 px cutouts each variant's bundle annotates to time it (0: skip)")
+    p.set_defaults(func=_cmd_bench_ablation)
+
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded synthetic survey")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--n", type=int, default=200)
@@ -374,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands that run TensorFlow: imported once, quietly, before their flow starts.
-TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ablation")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -231,8 +231,9 @@ def cross_validate_fold(catalog_paths: list[Path], config: dict, settings: dict,
     def bars(stage: str) -> list:
         return [epoch_bar(f"fold {fold + 1}/{k}: training {stage}", settings["epochs"], progress, _headline)]
 
-    return run_fold(catalogs, names, ModelConfig.from_dict(config), TrainSettings(**settings),
-                    folds_of(catalogs, names, k), fold, models, bars)
+    held_out, _ = run_fold(catalogs, names, ModelConfig.from_dict(config), TrainSettings(**settings),
+                           folds_of(catalogs, names, k), fold, models, bars)
+    return held_out
 
 
 @flow(name="cross-validate")

@@ -25,6 +25,8 @@ def quiet_tensorflow() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # the device probe logs too
+        # Retracing notes (models called on batches of new sizes) are advice for developers.
+        tf.get_logger().setLevel("ERROR")
     finally:
         os.dup2(saved, 2)
         os.close(saved)

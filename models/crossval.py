@@ -66,8 +66,10 @@ def folds_of(catalogs: Sequence[Catalog], names: Sequence[str], k: int) -> list[
 
 def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelConfig, settings: TrainSettings,
              folds: Sequence[np.ndarray], fold: int, kinds: Sequence[str],
-             callbacks: Callable[[str], list] = lambda stage: []) -> list[HeldOut]:
-    """Train ``kinds`` on every fold but ``fold`` and predict the rows of ``fold``."""
+             callbacks: Callable[[str], list] = lambda stage: [], views: int = 1) -> tuple[list[HeldOut], dict]:
+    """Train ``kinds`` on every fold but ``fold`` and predict the rows of ``fold``; ``views`` = 8
+    averages the classifier's and regressor's outputs over the 8 rotations/flips (test-time
+    augmentation). Returns the predictions and the trained models (by kind)."""
     from models.train import train_captioner, train_morphology
 
     masks = [f == fold for f in folds]
@@ -82,12 +84,21 @@ def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelCon
             trained["captioner"].sidecar["caption_choice"] = choose_caption_source(
                 catalogs, names, trained["regressor"].model, trained["captioner"].model,
                 trained["captioner"].sidecar, test_masks=masks)
-    return [_predict(trained, config, name, catalog, np.flatnonzero(mask), fold)
-            for name, catalog, mask in zip(names, catalogs, masks)]
+    return [_predict(trained, config, name, catalog, np.flatnonzero(mask), fold, views)
+            for name, catalog, mask in zip(names, catalogs, masks)], trained
+
+
+def _views(x: np.ndarray, views: int) -> list[np.ndarray]:
+    if views == 1:
+        return [x]
+    if views != 8:
+        raise ValueError(f"views must be 1 or 8 (the dihedral group), got {views}")
+    turned = [np.rot90(x, k, axes=(1, 2)) for k in range(4)]
+    return [np.ascontiguousarray(v) for v in turned + [t[:, :, ::-1] for t in turned]]
 
 
 def _predict(trained: dict, config: ModelConfig, name: str, catalog: Catalog, rows: np.ndarray,
-             fold: int) -> HeldOut:
+             fold: int, views: int = 1) -> HeldOut:
     spec = config.image
     decoded = decode_images(catalog, rows, spec)
     good = decoded.good_rows
@@ -104,15 +115,17 @@ def _predict(trained: dict, config: ModelConfig, name: str, catalog: Catalog, ro
     if "classifier" in trained:
         clf = trained["classifier"]
         out.class_names = list(clf.sidecar["class_names"])
-        z = logits(clf.model, x)
-        out.probs = softmax(z)
-        out.probs_uncalibrated = softmax(z * clf.sidecar["calibration"]["temperature"])
+        zs = [logits(clf.model, v) for v in _views(x, views)]
+        out.probs = np.mean([softmax(z) for z in zs], axis=0)
+        t = clf.sidecar["calibration"]["temperature"]
+        out.probs_uncalibrated = np.mean([softmax(z * t) for z in zs], axis=0)
         ood = OodReference.from_dict(clf.sidecar["ood"])
         out.ood_flag = ood_flags(ood.scores(pooled_features(clf.model, x)), central_source_snr(x), 1.0)
     if "regressor" in trained:
         out.votes_true = kaggle_targets(table.take(good)) if catalog.has_votes else np.full((len(good), 37), np.nan)
-        out.votes_pred = np.concatenate([np.asarray(trained["regressor"].model(x[i:i + 256], training=False))
-                                         for i in range(0, max(len(x), 1), 256)])[:len(x)]
+        out.votes_pred = np.mean([np.concatenate([np.asarray(trained["regressor"].model(v[i:i + 256], training=False))
+                                                  for i in range(0, max(len(v), 1), 256)])[:len(v)]
+                                  for v in _views(x, views)], axis=0)
     if "captioner" in trained and any(out.captions):
         cap = trained["captioner"]
         parts, tokenizer = captioner_from_train(cap.model), Tokenizer.from_dict(cap.sidecar["tokenizer"])

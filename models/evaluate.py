@@ -90,6 +90,13 @@ def template_baseline(catalog: Catalog, rows: np.ndarray, predicted_cumulative: 
     return caption_metrics([refs[rows[i]] for i in keep], [hyps[i] for i in keep])
 
 
+def pick_caption_source(scores: dict) -> str:
+    """The caption source with the higher BLEU-4; caption agreement breaks a tie, then the
+    learned captioner (it was trained to describe these pixels)."""
+    order = ("learned", "template")
+    return max(order, key=lambda k: (scores[k]["bleu4"], scores[k]["caption_agreement"], -order.index(k)))
+
+
 def choose_caption_source(catalogs, names, regressor, captioner, captioner_sidecar: dict,
                           test_masks=None) -> dict:
     """Which captions annotation should write, measured on the validation galaxies the captioner
@@ -123,7 +130,7 @@ def choose_caption_source(catalogs, names, regressor, captioner, captioner_sidec
     if not refs:
         return {"source": "learned", "reason": "no validation galaxies with captions to compare on", "rows": 0}
     scores = {name: caption_metrics(refs, hyps) for name, hyps in (("learned", learned), ("template", template))}
-    source = max(scores, key=lambda k: (scores[k]["bleu4"], scores[k]["caption_agreement"]))
+    source = pick_caption_source(scores)
     return {"source": source, "rows": len(refs), "split": "validation",
             "scores": {k: {"bleu4": round(v["bleu4"], 4), "caption_agreement": round(v["caption_agreement"], 4)}
                        for k, v in scores.items()}}

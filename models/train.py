@@ -89,7 +89,7 @@ def _optimizer(settings: TrainSettings, n_train: int, batch_size: int | None = N
 def _fit(model, train_ds, val_ds, settings, callbacks: Sequence = ()) -> tuple[dict, float]:
     """Fit with early stopping; progress is the caller's (``callbacks``), never Keras' own lines."""
     t0 = time.perf_counter()
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs,
+    hist = model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, shuffle=False,  # tf.data shuffles
                      callbacks=_callbacks(settings) + [c for c in callbacks if c is not None], verbose=0)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return history, time.perf_counter() - t0
@@ -172,6 +172,30 @@ def _ood_reference(classifier: keras.Model, tset: TrainingSet, train: np.ndarray
     return fit_reference(fit, calibration).to_dict()
 
 
+def targets_and_weights(tset: TrainingSet, idx: np.ndarray, heads: Sequence[str], class_names: Sequence[str],
+                        settings: TrainSettings, balanced: bool) -> tuple:
+    """Targets and per-row loss weights of rows ``idx`` for the model outputs of ``heads``: a row
+    without a label weighs 0 in the class loss, one without votes 0 in the vote loss, so each
+    row trains only what it has targets for. ``balanced``: class weights (training rows) instead
+    of 1. One output gives arrays, two give dicts keyed by output name."""
+    index = {c: i for i, c in enumerate(class_names)}
+    y, w = {}, {}
+    if "classifier" in heads:
+        labelled = tset.has_label[idx]
+        y["probs"] = np.array([index.get(tset.labels[r], 0) for r in idx], np.int32)
+        w["probs"] = labelled.astype(np.float32)
+        if balanced and labelled.any():  # balanced over the labelled rows only
+            w["probs"][labelled] = class_weights(tset.labels[idx][labelled], class_names, settings.class_balance)
+    if "regressor" in heads:
+        voted = tset.has_votes[idx]
+        y["votes"] = np.nan_to_num(tset.votes[idx])
+        # Keras averages over the batch: scaled so the vote loss is the mean over rows with votes.
+        w["votes"] = voted.astype(np.float32) / max(float(voted.mean()), 1e-6)
+    if len(y) == 1:
+        return next(iter(y.values())), next(iter(w.values()))
+    return y, w
+
+
 def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelConfig,
                      settings: TrainSettings, heads: Sequence[str] = ("classifier", "regressor"),
                      init: keras.Model | None = None, callbacks: Sequence = (),
@@ -202,23 +226,6 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
              ("regressor",): models.regressor}[tuple(h for h in ("classifier", "regressor") if h in heads)]
     init_backbone(model, init)
 
-    def targets(idx: np.ndarray, weighted: bool) -> tuple[dict, dict]:
-        y, w = {}, {}
-        if "classifier" in heads:
-            lab = has_label[idx]
-            y["probs"] = np.array([index.get(tset.labels[r], 0) for r in idx], np.int32)
-            w["probs"] = lab.astype(np.float32)
-            if weighted and lab.any():  # balanced over the labelled rows only
-                w["probs"][lab] = class_weights(tset.labels[idx][lab], class_names, settings.class_balance)
-        if "regressor" in heads:
-            v = has_votes[idx]
-            y["votes"] = np.nan_to_num(tset.votes[idx])
-            # Keras averages over the batch: scaled so the vote loss is the mean over rows with votes.
-            w["votes"] = v.astype(np.float32) / max(float(v.mean()), 1e-6)
-        if len(heads) == 1:
-            return y[next(iter(y))], w[next(iter(w))]
-        return y, w
-
     losses = {"probs": keras.losses.SparseCategoricalCrossentropy(), "votes": keras.losses.MeanSquaredError()}
     metrics = {"probs": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                "votes": [keras.metrics.RootMeanSquaredError(name="rmse")]}
@@ -229,8 +236,10 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
     else:
         model.compile(optimizer=_optimizer(settings, len(train)), loss=losses[outputs[0]],
                       metrics=metrics[outputs[0]])
-    train_ds = _batches(tset, train, *targets(train, True), spec, settings, train=True)
-    val_ds = _batches(tset, val, *targets(val, False), spec, settings, train=False)
+    train_ds = _batches(tset, train, *targets_and_weights(tset, train, heads, class_names, settings, True),
+                        spec, settings, train=True)
+    val_ds = _batches(tset, val, *targets_and_weights(tset, val, heads, class_names, settings, False),
+                      spec, settings, train=False)
     history, seconds = _fit(model, train_ds, val_ds, settings, callbacks)
     common = dict(train_seconds=round(seconds, 1), epochs_run=len(history.get("loss", [])),
                   trained_jointly=len(heads) == 2)

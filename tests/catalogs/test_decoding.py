@@ -13,7 +13,7 @@ from catalogs.decoding import STAGE_INPUT, decode_row, iter_model_inputs, to_mod
 from catalogs.imaging import EMPTY_FILE, MISSING, NOT_AN_IMAGE, PATH_ESCAPE, TOO_SMALL, UNREADABLE, ImageError
 from catalogs.inputs import ImageSpec, model_input
 
-SPEC = ImageSpec(size=16, crop=0.5)
+SPEC = ImageSpec(size=16, crop=0.5, framing="fixed")
 
 
 def _write_image(path, value: int, size=48):
@@ -166,7 +166,7 @@ def test_training_sees_the_same_bytes_as_annotation(mixed):
     # A JPEG large enough to be decoded in draft mode, where a second decode path would differ.
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (424, 424, 3), np.uint8)).save(root / "big.jpg")
     paths = [*paths, "big.jpg"]
-    spec = ImageSpec(size=64, crop=0.5)
+    spec = ImageSpec(size=64, crop=0.5, framing="fixed")
     table = pa.table({"object_id": [f"o{i}" for i in range(len(paths))], "image_path": paths})
     trained = decode_images(Catalog(table, root, "folder"), np.arange(len(paths)), spec)
     rows, pixels, failures, _ = _collect(iter_model_inputs(root, paths, spec, batch_size=4))

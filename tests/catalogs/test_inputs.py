@@ -22,7 +22,7 @@ from catalogs.inputs import ImageSpec, crop_box, crop_resize, draft_scale, model
 
 from tests.catalogs.test_imaging import _galaxy
 
-SPEC = ImageSpec(size=32, crop=0.5)
+SPEC = ImageSpec(size=32, crop=0.5, framing="fixed")
 
 
 def _blob(h=64, w=64, seed=0) -> np.ndarray:
@@ -203,7 +203,7 @@ def test_model_input_notes_nonfinite_fits_pixels(tmp_path):
 @pytest.mark.parametrize("name, kw", [("a.png", {}), ("a.tif", {}), ("small.jpg", {"quality": 90})])
 def test_model_input_without_draft_equals_load_rgb_then_crop_resize(tmp_path, name, kw):
     Image.fromarray(_blob(120, 100)).save(tmp_path / name, **kw)
-    got = model_input(tmp_path / name, ImageSpec(size=48, crop=0.6))
+    got = model_input(tmp_path / name, ImageSpec(size=48, crop=0.6, framing="fixed"))
     assert got.draft_scale == 1 and got.note is None and got.source_size == (100, 120)
     np.testing.assert_array_equal(got.pixels, crop_resize(load_rgb(tmp_path / name), 48, 0.6))
 
@@ -225,7 +225,7 @@ def test_draft_scale_keeps_the_documented_margin(w, h, size, crop, scale):
 
 def test_large_jpeg_is_decoded_at_reduced_scale_close_to_a_full_decode(tmp_path):
     Image.fromarray(_blob(424, 424)).save(tmp_path / "big.jpg", quality=90)
-    spec = ImageSpec(size=64, crop=0.5)
+    spec = ImageSpec(size=64, crop=0.5, framing="fixed")
     got = model_input(tmp_path / "big.jpg", spec)
     assert got.draft_scale == 2 and got.source_size == (424, 424)
     full = crop_resize(load_rgb(tmp_path / "big.jpg"), 64, 0.5)
@@ -281,3 +281,35 @@ def test_crop_resize_keeps_the_centre_and_size():
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
     assert out[15:17, 15:17].min() > 200
     assert out[0].max() == 0 and out[:, 0].max() == 0
+
+
+def test_galaxy_framing_shows_a_galaxy_at_the_same_scale_however_the_cutout_frames_it(tmp_path):
+    from tests.catalogs.test_sources import _galaxy_image
+
+    fixed, galaxy = ImageSpec(size=32, crop=0.5, framing="fixed"), ImageSpec(size=32, crop=0.5, framing="galaxy")
+    # The same galaxy in two surveys' cutouts: filling a fifth of the side, or a tenth.
+    near, far = _galaxy_image(radius=0.2, seed=1), _galaxy_image(radius=0.1, seed=2)
+    for name, rgb in (("near.png", near), ("far.png", far)):
+        Image.fromarray(rgb).save(tmp_path / name)
+    a, b = (model_input(tmp_path / n, galaxy) for n in ("near.png", "far.png"))
+    assert b.crop == pytest.approx(a.crop / 2, rel=0.1)  # the crop follows the galaxy
+    same = np.abs(a.pixels.astype(int) - b.pixels.astype(int)).mean()
+    f_a, f_b = (model_input(tmp_path / n, fixed) for n in ("near.png", "far.png"))
+    differ = np.abs(f_a.pixels.astype(int) - f_b.pixels.astype(int)).mean()
+    assert f_a.crop == f_b.crop == 0.5 and same < differ / 3, (same, differ)
+    # The decode path and an array already decoded give the same input (training = annotation).
+    pixels, crop = inputs.frame(near, galaxy)
+    assert crop == a.crop and np.array_equal(pixels, a.pixels)
+
+
+def test_galaxy_framing_falls_back_to_the_fixed_crop_without_a_source_and_stays_in_bounds():
+    from tests.catalogs.test_sources import _galaxy_image
+
+    spec = ImageSpec(size=32, crop=0.45, framing="galaxy", galaxy_scale=2.75, min_crop=0.2)
+    sky = np.random.default_rng(0).normal(12.0, 3.0, (100, 100, 3)).clip(0, 255).astype(np.uint8)
+    assert spec.crop_of(sky) == 0.45
+    assert spec.crop_of(_galaxy_image(radius=0.02)) == 0.2  # a speck: at least min_crop
+    assert spec.crop_of(_galaxy_image(radius=0.45)) == 1.0  # fills the cutout: the whole of it
+    assert spec.smallest_crop == 0.2 and ImageSpec(crop=0.5, framing="fixed").smallest_crop == 0.5
+    with pytest.raises(ValueError, match="framing"):
+        ImageSpec(framing="zoom")

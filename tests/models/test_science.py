@@ -1,0 +1,139 @@
+"""The pieces issue 16's science rests on, each on hand-made numbers: stratified folds, both
+RMSE definitions, temperature scaling, the caption-source choice, and multi-catalog loss masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from catalogs.tree import GZ2_TREE
+from models.calibration import expected_calibration_error, fit_temperature, reliability, softmax
+from models.data import assign_folds
+from models.evaluate import pick_caption_source
+from models.metrics import regression_metrics
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_folds_test_every_object_once_and_are_stratified(k):
+    rng = np.random.default_rng(0)
+    ids = [f"{587722981741363000 + i}" for i in range(503)]
+    strata = rng.choice(["a:spiral", "a:merger", "b:elliptical"], size=len(ids), p=[0.6, 0.1, 0.3])
+    folds = assign_folds(ids, strata, k)
+    assert folds.shape == (len(ids),) and set(folds) == set(range(k))  # one fold each, every fold used
+    for s in set(strata):
+        counts = np.bincount(folds[strata == s], minlength=k)
+        assert counts.max() - counts.min() <= 1, (s, counts)  # each stratum dealt out evenly
+    order = rng.permutation(len(ids))  # the fold follows the id, not the row order
+    again = assign_folds([ids[i] for i in order], strata[order], k)
+    assert np.array_equal(again, folds[order])
+    with pytest.raises(ValueError, match="k ≥ 2"):
+        assign_folds(ids, strata, 1)
+
+
+def test_both_rmse_definitions_on_a_three_galaxy_frame():
+    # Three round smooth galaxies: Q1 "smooth", Q6 "nothing odd", Q7 "completely round". The
+    # prediction for the third says 0.8 smooth / 0.2 features; the rest is right.
+    fractions = np.zeros((3, 37))
+    fractions[:, [0, 14, 15]] = 1.0
+    predicted = fractions.copy()
+    predicted[2, 0], predicted[2, 1] = 0.8, 0.2
+    r = regression_metrics(GZ2_TREE.cumulative(fractions), GZ2_TREE.cumulative(predicted))
+    # Kaggle: cumulative values, all 3 × 37. Galaxy 3 errs by 0.2 on Q1 a01 and a02 and, as Q7 is
+    # multiplied by "smooth" (0.8 instead of 1), by 0.2 on Q7 a01: 3 × 0.04 over 111 values.
+    assert r["rmse_kaggle"] == r["rmse"] == pytest.approx(np.sqrt(3 * 0.04 / 111))
+    # Per question: only the reached questions (Q1, Q6, Q7: 8 values a galaxy, 24 in all); Q7 is
+    # normalised back to (1, 0, 0), so only the two Q1 errors remain: 2 × 0.04 over 24 values.
+    assert r["rmse_per_question"] == pytest.approx(np.sqrt(2 * 0.04 / 24))
+
+
+def test_temperature_scaling_fixes_an_over_confident_classifier_and_keeps_its_answers():
+    rng = np.random.default_rng(1)
+    n, k = 4000, 4
+    labels = rng.integers(0, k, n)
+    # A classifier right 70 % of the time that says ~99 %: logits far too large.
+    correct = rng.random(n) < 0.7
+    predicted = np.where(correct, labels, (labels + rng.integers(1, k, n)) % k)
+    logits = rng.normal(0, 0.3, (n, k))
+    logits[np.arange(n), predicted] += 6.0
+    before = expected_calibration_error(softmax(logits), labels)
+    t = fit_temperature(logits, labels)
+    after = expected_calibration_error(softmax(logits / t), labels)
+    assert t > 1.5 and before > 0.2 and after < 0.03
+    assert np.array_equal(softmax(logits / t).argmax(1), logits.argmax(1))
+    r = reliability(softmax(logits), labels)
+    assert r["count"].sum() == n and r["count"][-1] > 0.9 * n  # nearly everything in the top bin
+
+
+def test_fold_temperature_scales_the_logits_inside_the_model():
+    pytest.importorskip("keras")
+    from models.classifier import build_classifier, fold_temperature, logits as logits_of
+    from models.config import ModelConfig
+
+    model = build_classifier(ModelConfig.from_dict({"image": {"size": 16}, "backbone": {"widths": [4, 8]}}), ["a", "b"])
+    x = np.random.default_rng(0).random((5, 16, 16, 3)).astype("float32")
+    z = logits_of(model, x)
+    fold_temperature(model, 2.5)
+    np.testing.assert_allclose(logits_of(model, x), z / 2.5, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), softmax(z / 2.5), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="> 0"):
+        fold_temperature(model, 0.0)
+
+
+@pytest.mark.parametrize("learned, template, source", [
+    ((0.40, 0.80), (0.50, 0.70), "template"),  # BLEU-4 decides
+    ((0.55, 0.70), (0.50, 0.90), "learned"),  # …whichever way it points
+    ((0.50, 0.85), (0.50, 0.80), "learned"),  # a tie on BLEU-4: agreement decides
+    ((0.50, 0.80), (0.50, 0.85), "template"),
+    ((0.50, 0.80), (0.50, 0.80), "learned"),  # a full tie: the captioner trained on the pixels
+])
+def test_the_caption_source_follows_the_scores(learned, template, source):
+    scores = {"learned": {"bleu4": learned[0], "caption_agreement": learned[1]},
+              "template": {"bleu4": template[0], "caption_agreement": template[1]}}
+    assert pick_caption_source(scores) == source
+
+
+def test_rows_train_only_the_losses_they_have_targets_for():
+    from models.config import TrainSettings
+    from models.data import TrainingSet
+    from models.train import targets_and_weights
+
+    # Catalog 0 has labels and votes, catalog 1 labels only (like GZ1), one row of 1 has neither.
+    votes = np.full((6, 37), np.nan, np.float32)
+    votes[:3] = 0.5
+    labels = np.array(["spiral", "elliptical", "spiral", "elliptical", "elliptical", None], dtype=object)
+    tset = TrainingSet(("gz2", "gz1"), (None, None), np.array([0, 0, 0, 1, 1, 1]), np.arange(6),
+                       np.array([f"o{i}" for i in range(6)], dtype=object), np.array(["train"] * 6), labels, votes,
+                       np.array([None] * 6, dtype=object), np.zeros((6, 4, 4, 3), np.uint8), {})
+    idx = np.arange(6)
+    y, w = targets_and_weights(tset, idx, ("classifier", "regressor"), ["spiral", "elliptical"],
+                               TrainSettings(class_balance=1.0), balanced=True)
+    assert w["votes"].tolist() == [2.0, 2.0, 2.0, 0.0, 0.0, 0.0]  # the mean over the rows with votes
+    assert np.all(y["votes"][3:] == 0) and np.all(np.isfinite(y["votes"]))
+    assert w["probs"][5] == 0.0 and np.all(w["probs"][:5] > 0)
+    # balanced: both classes weigh the same in the class loss (2 spirals, 3 ellipticals)
+    assert w["probs"][[0, 2]].sum() == pytest.approx(w["probs"][[1, 3, 4]].sum())
+    y1, w1 = targets_and_weights(tset, idx, ("regressor",), [], TrainSettings(), balanced=True)
+    assert y1.shape == (6, 37) and w1.tolist() == w["votes"].tolist()
+
+
+def test_a_catalog_without_votes_trains_beside_one_with_them(tmp_path):
+    pytest.importorskip("tensorflow")
+    from catalogs.contract import Catalog
+    from catalogs.synthetic import render_survey
+    from models.config import ModelConfig, TrainSettings
+    from models.train import train_morphology
+
+    a = render_survey(tmp_path / "a", n=24, seed=1, size=48, mix="balanced", workers=1)
+    b = render_survey(tmp_path / "b", n=24, seed=2, size=48, mix="balanced", workers=1)
+    keep = [c for c in b.column_names if not c.startswith("t0") and not c.startswith("t1")]
+    b = b.select(keep)  # labels only, no vote fractions
+    assert "t01_smooth_or_features_a01_smooth_debiased" not in b.column_names
+    config = ModelConfig.from_dict({"image": {"size": 24}, "backbone": {"widths": [4, 8]}})
+    trained = train_morphology([Catalog(a, tmp_path / "a", "synthetic"), Catalog(b, tmp_path / "b", "synthetic")],
+                               ["a", "b"], config, TrainSettings(epochs=1, batch_size=8, val_fraction=0.3,
+                                                                 test_fraction=0.0))
+    clf, reg = trained
+    assert [c["name"] for c in clf.sidecar["catalogs"]] == ["a", "b"]
+    assert clf.sidecar["split"]["rows"]["b"]["train"] > 0 and reg.sidecar["trained_jointly"]
+    assert clf.sidecar["calibration"]["temperature"] > 0
+    assert set(clf.sidecar["class_names"]) == set(a.column("label").to_pylist()) | set(b.column("label").to_pylist())
