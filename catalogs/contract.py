@@ -47,6 +47,7 @@ from catalogs.tree import GZ2_TREE
 
 CONTRACT_VERSION = 1
 METADATA_KEY = b"morphcat.catalog"
+ROW_GROUP_ROWS = 1000  # the default shard size (catalogs.shards.SHARD_SIZE): one group per shard
 
 REQUIRED_COLUMNS = ("object_id", "image_path")
 _STRING_OPTIONAL = ("label", "caption", "truth_class", "mask_path")
@@ -247,9 +248,37 @@ def write_catalog(catalog: Catalog, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
+    # Row groups of ROW_GROUP_ROWS: a shard reads only the groups its rows are in.
+    pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
     tmp.replace(path)  # a reader never sees half a catalog
     return path
+
+
+def read_rows(path: Path, start: int, stop: int, columns: tuple[str, ...] = ("object_id", "image_path", "ra", "dec"),
+              root: Path | None = None) -> Catalog:
+    """Rows ``[start, stop)`` of a catalog written by :func:`write_catalog`, reading only the row
+    groups that hold them and only ``columns`` (those present): what one shard of an annotation
+    run needs, in memory and time that do not grow with the catalog. The whole catalog was
+    validated by whoever planned the shards; these rows are conformed again."""
+    meta = catalog_metadata(path)
+    file = pq.ParquetFile(path)
+    n = file.metadata.num_rows
+    if not 0 <= start <= stop <= n:
+        raise CatalogError(f"rows {start}…{stop} are not in {path}, which has {n}")
+    wanted = [c for c in columns if c in file.schema_arrow.names]
+    groups, first, offset = [], None, 0
+    for g in range(file.num_row_groups):
+        size = file.metadata.row_group(g).num_rows
+        if offset + size > start and offset < stop:
+            groups.append(g)
+            first = offset if first is None else first
+        offset += size
+    if groups:
+        table = file.read_row_groups(groups, columns=wanted).slice(start - first, stop - start)
+    else:
+        table = file.schema_arrow.empty_table().select(wanted)
+    return Catalog(conform(table.replace_schema_metadata(None), f"{path} rows {start}…{stop}"),
+                   Path(root) if root is not None else Path(meta["root"]), meta["format"])
 
 
 def catalog_metadata(path: Path) -> dict:

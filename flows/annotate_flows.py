@@ -22,6 +22,7 @@ from prefect.futures import as_completed
 from catalogs.decoding import BATCH_SIZE
 from catalogs.shards import SHARD_SIZE, account_rows, discard_incomplete, finished_shards, prepare_run
 from export.serve.shard import opened_bundle, opened_catalog, peak_rss_mb, run_shard, threads_per_worker
+from flows.common import UsageError
 from flows.progress import StageBar
 
 RUNNERS = ("thread", "process", "dask")
@@ -92,10 +93,13 @@ def annotate_shards(catalog: str, bundle: str, out: str, run_id: str, shard_size
 def catalog_annotate(catalog: Path, bundle: Path, out: Path, shard_size: int = SHARD_SIZE,
                      batch_size: int = BATCH_SIZE,
                      runner: str = "thread", workers: int = 1, dask_address: str | None = None,
-                     device: str = "auto", progress: bool = False, expect_image_size: int | None = None) -> dict:
+                     device: str = "auto", progress: bool = False, expect_image_size: int | None = None,
+                     shards: list[int] | None = None) -> dict:
     """Annotate every row of ``catalog`` (a Parquet from ``morphcat ingest``/``synth``) with the
     models of ``bundle`` into ``out``; returns the run summary (rows, errors, throughput...).
-    ``expect_image_size``: refuse a bundle whose models take another input size."""
+    ``expect_image_size``: refuse a bundle whose models take another input size. ``shards``: run
+    only these shard numbers (for a quick look, or to redo a range); the run then accounts for
+    the rows of every finished shard and lists the shards still to do."""
     if shard_size < 1 or batch_size < 1 or workers < 1:
         raise ValueError(f"shard_size, batch_size and workers must be ≥ 1, got {shard_size}, {batch_size}, {workers}")
     runner_obj = task_runner(runner, workers, dask_address)  # a bad choice fails before any work
@@ -105,19 +109,50 @@ def catalog_annotate(catalog: Path, bundle: Path, out: Path, shard_size: int = S
     loaded = opened_bundle(str(bundle), device, threads, expect_image_size)  # a refused bundle costs no work
     plan = prepare_run(out, cat.table, loaded.bundle_id, shard_size, {"batch_size": batch_size}, source=str(catalog))
     discard_incomplete(out, plan.run_id)
-    todo = sorted({s.index for s in plan.shards} - finished_shards(out, plan.run_id))
+    planned = {s.index for s in plan.shards}
+    if shards is not None and not set(shards) <= planned:
+        raise UsageError(f"--shards {_ranges(sorted(set(shards) - planned))}: the run has shards 0–{len(planned) - 1}")
+    wanted = planned if shards is None else set(shards)
+    todo = sorted(wanted - finished_shards(out, plan.run_id))
     t0 = time.perf_counter()
     results = annotate_shards.with_options(task_runner=runner_obj)(
         str(catalog), str(bundle), str(out), plan.run_id, shard_size, todo, batch_size, device, threads,
         len(plan.shards), progress, expect_image_size)
     seconds = time.perf_counter() - t0
     account = account_rows(out, plan.run_id)
-    if not account.complete:
+    # Every shard asked for is written and holds exactly its rows (all of them, without --shards).
+    accounted = (account.complete if shards is None else not (account.miscounted_shards or account.unexpected_files
+                                                              or wanted & set(account.missing_shards)))
+    if not accounted:
         raise RuntimeError(f"run {plan.run_id} in {out} does not account for every row: {account}")
-    summary = _summary(plan, account, results, seconds, loaded, runner, workers, len(plan.shards) - len(todo))
+    summary = _summary(plan, account, results, seconds, loaded, runner, workers, len(wanted) - len(todo))
+    summary["shards_to_do"] = _ranges(sorted(account.missing_shards))
     create_markdown_artifact(_markdown(summary), key="annotate-summary",
                              description=f"catalog-annotate {catalog.name} × bundle {loaded.bundle_id}")
     return summary
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` → ``"0-2,5,7-8"`` (the ``--shards`` syntax), ``""`` for none."""
+    parts, i = [], 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}-{numbers[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def parse_shards(text: str) -> list[int]:
+    """``"0-9,42"`` → ``[0, 1, …, 9, 42]``: shard numbers and inclusive ranges, comma-separated."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
+            raise UsageError(f"--shards takes shard numbers and ranges like 0-9,42, not {text!r}")
+        out.update(range(int(lo), int(hi if dash else lo) + 1))
+    return sorted(out)
 
 
 def _summary(plan, account, results, seconds, loaded, runner, workers, skipped) -> dict:

@@ -83,18 +83,20 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_annotate(args: argparse.Namespace) -> None:
-    from flows.annotate_flows import catalog_annotate
+    from flows.annotate_flows import catalog_annotate, parse_shards
 
     summary = catalog_annotate(catalog=args.catalog, bundle=args.bundle, out=args.out, shard_size=args.shard_size,
                                batch_size=args.batch_size, runner=args.runner, workers=args.workers,
                                dask_address=args.dask_address, device=args.device, progress=True,
-                               expect_image_size=args.image_size)
+                               expect_image_size=args.image_size,
+                               shards=None if args.shards is None else parse_shards(args.shards))
     print(f"run {summary['run_id']}: {summary['catalog_rows']} rows → {summary['predictions']} predictions + "
           f"{summary['errors']} errors in {summary['out']} ({summary['rows_this_run']} rows annotated now, "
           f"{summary['ood_flagged_this_run']} flagged out of distribution, in "
           f"{summary['seconds']} s, {summary['images_per_second']} images/s on {summary['provider']}, "
           f"peak RSS {summary['peak_rss_mb']:.0f} MiB; "
-          f"{summary['shards_skipped']} of {summary['shards']} shards were already done)")
+          f"{summary['shards_skipped']} of {summary['shards']} shards were already done)"
+          + (f"; shards still to do: {summary['shards_to_do']}" if summary["shards_to_do"] else ""))
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
@@ -314,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime device: auto = CUDA when it can run here, else CPU")
     p.add_argument("--image-size", type=int, default=None, metavar="PX",
                    help="refuse a bundle whose models take another input size (what this survey's models use)")
+    p.add_argument("--shards", default=None, metavar="LIST",
+                   help="run only these shards, e.g. 0-9,42 (a quick look, or redoing a range); the rest stay to do")
     p.set_defaults(func=_cmd_annotate)
 
     p = sub.add_parser("serve", help="serve the flows' deployments to a Prefect server (runs until Ctrl-C)",

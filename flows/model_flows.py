@@ -174,7 +174,7 @@ def train_models(catalogs: list[Path], out: Path, models: list[str], epochs: int
 def score_models(models_dir: Path, catalog_path: Path, out: Path) -> dict:
     from models.artifacts import load_trained
     from models.evaluate import evaluate_captioner, evaluate_classifier, evaluate_regressor, template_baseline
-    from models.metrics import combine_metrics, plot_confusion_matrix, write_metrics_json
+    from models.metrics import combine_metrics, plot_confusion_matrix, plot_reliability, write_metrics_json
 
     catalog = read_catalog(catalog_path)
     present = [k for k in MODEL_KINDS if (Path(models_dir) / f"{k}.keras").is_file()]
@@ -188,6 +188,9 @@ def score_models(models_dir: Path, catalog_path: Path, out: Path) -> dict:
         c = parts["classification"]
         plot_confusion_matrix(c["confusion_matrix"], c["labels"], out / "confusion_matrix.png",
                               f"classifier on {Path(catalog_path).name} ({c['scope']})")
+        if "reliability" in c:
+            plot_reliability(c.pop("reliability"), out / "reliability.png",
+                             f"calibration of the classifier on {Path(catalog_path).name}")
     if "regressor" in present and catalog.has_votes:
         parts["regression"], rows, pred = evaluate_regressor(*load_trained(models_dir, "regressor"), catalog)
         predicted_votes = (rows, pred)
@@ -211,6 +214,13 @@ def evaluate_models(models_dir: Path, catalog: Path, out: Path) -> dict:
 
     metrics = score_models(Path(models_dir), Path(catalog), Path(out))
     markdown = metrics_markdown(metrics)
+    cls, reg = metrics.get("classification", {}), metrics.get("regression", {})
+    if "ece" in cls:
+        markdown += (f"\nExpected calibration error (15 bins): {cls['ece']:.3f} "
+                     f"({cls['ece_before_temperature']:.3f} before the temperature)\n")
+    if reg.get("rmse_per_question") is not None:
+        markdown += (f"\nRMSE of the per-question vote fractions: {reg['rmse_per_question']:.4f}; Kaggle definition "
+                     f"(cumulative, 37 answers): {reg['rmse_kaggle']:.4f}\n")
     baseline = metrics.get("template_baseline")
     if baseline:
         markdown += (f"\n\nTemplate captions from the regressor's predicted votes (baseline): "

@@ -14,6 +14,7 @@ from catalogs.targets import kaggle_targets
 from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
 from models.captioner import captioner_from_train, greedy_decode
+from models.calibration import expected_calibration_error, reliability, softmax
 from models.config import ModelConfig
 from models.data import assign_splits, decode_images
 from models.metrics import caption_metrics, classification_metrics, regression_metrics
@@ -49,6 +50,14 @@ def evaluate_classifier(model, sidecar: dict, catalog: Catalog) -> dict:
     all_labels = names + sorted(set(y_true) - set(names))
     out = classification_metrics(y_true, y_pred, all_labels)
     out.update(scope=scope, undecodable=len(dec.failures))
+    known = np.array([t in names for t in y_true])
+    if known.any():  # calibration: the probabilities as shipped, and before the temperature
+        y = np.array([names.index(t) for t in np.asarray(y_true, dtype=object)[known]])
+        temperature = (sidecar.get("calibration") or {}).get("temperature", 1.0)
+        raw = softmax(np.log(np.clip(probs[known], 1e-30, None)) * temperature)
+        out.update(ece=expected_calibration_error(probs[known], y), ece_before_temperature=expected_calibration_error(raw, y),
+                   reliability={"before": {k: v.tolist() for k, v in reliability(raw, y).items()},
+                                "after": {k: v.tolist() for k, v in reliability(probs[known], y).items()}})
     return out
 
 

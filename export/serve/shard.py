@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from catalogs.contract import Catalog, read_catalog
+import pyarrow.parquet as pq
+
+from catalogs.contract import Catalog, read_catalog, read_rows
 from catalogs.shards import RunPlan, plan_shards, write_shard
 from export.serve.annotate import annotate_rows
 from export.serve.runtime import LoadedBundle, open_bundle
@@ -24,7 +26,13 @@ from export.serve.runtime import LoadedBundle, open_bundle
 
 @functools.cache
 def opened_catalog(path: str) -> Catalog:
+    """The whole catalog, validated: for the process that plans a run, not for its workers."""
     return read_catalog(Path(path))
+
+
+def catalog_rows(path: str) -> int:
+    """How many rows a catalog file has, from its Parquet footer (no row is read)."""
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 @functools.cache
@@ -55,18 +63,22 @@ def threads_per_worker(workers: int) -> int:
 
 def run_shard(catalog: str, bundle: str, out: str, run_id: str, shard_size: int, shard_index: int,
               batch_size: int, device: str, threads: int, expect_image_size: int | None = None) -> dict:
-    """Annotate and write shard ``shard_index`` of the run; returns what the run summary needs."""
-    cat = opened_catalog(catalog)
-    loaded = opened_bundle(bundle, device, threads, expect_image_size)
-    shards = tuple(plan_shards(cat.table.num_rows, shard_size))
-    shard = shards[shard_index]
+    """Annotate and write shard ``shard_index`` of the run; returns what the run summary needs.
+    Only the shard's rows are read from the catalog (its row groups, the columns annotation
+    needs): a worker's memory and start-up do not grow with the catalog."""
     t0 = time.perf_counter()
-    result = annotate_rows(loaded, cat.root, cat.table.slice(shard.start, len(shard)), start_row=shard.start,
+    loaded = opened_bundle(bundle, device, threads, expect_image_size)
+    shards = tuple(plan_shards(catalog_rows(catalog), shard_size))
+    shard = shards[shard_index]
+    rows = read_rows(Path(catalog), shard.start, shard.stop)
+    started = time.perf_counter() - t0
+    result = annotate_rows(loaded, rows.root, rows.table, start_row=shard.start,
                            bundle_id=loaded.bundle_id, run_id=run_id, batch_size=batch_size,
                            decode_workers=threads)
     write_shard(RunPlan(Path(out), run_id, loaded.bundle_id, shards), shard, result.predictions, result.errors)
     labels = result.predictions.column("label_pred").to_pylist()
     return {"shard": shard.index, "rows": len(shard), "predictions": result.predictions.num_rows,
+            "startup_seconds": round(started, 4),
             "errors": result.errors.num_rows, "seconds": round(time.perf_counter() - t0, 3),
             "stages": {k: round(v, 3) for k, v in result.seconds.items()},
             "class_counts": {c: labels.count(c) for c in sorted(set(labels))},

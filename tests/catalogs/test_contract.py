@@ -1,6 +1,7 @@
 import json
 import os
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -151,3 +152,32 @@ def test_resolve_image_path_refuses_symlinks_out_of_the_root(tmp_path):
         resolve_image_path(root, "link.jpg")
     with pytest.raises(PathEscapeError, match="leaves the catalog root"):
         resolve_image_path(root, "../secret.jpg")
+
+
+def test_a_shard_reads_only_the_row_groups_that_hold_its_rows(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from catalogs import contract
+    from catalogs.contract import ROW_GROUP_ROWS, read_rows
+
+    n = 2 * ROW_GROUP_ROWS + 500
+    table = pa.table({"object_id": [f"{587722981741363000 + i}" for i in range(n)],
+                      "image_path": [f"images/{i}.jpg" for i in range(n)], "ra": np.linspace(0, 10, n),
+                      "label": ["spiral"] * n})
+    path = write_catalog(Catalog(table, tmp_path, "folder"), tmp_path / "c.parquet")
+    assert pq.ParquetFile(path).num_row_groups == 3
+    read = []
+    real = pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups",
+                        lambda self, groups, **kw: (read.append(list(groups)), real(self, groups, **kw))[1])
+    start, stop = ROW_GROUP_ROWS + 200, ROW_GROUP_ROWS + 700  # inside the second group
+    rows = read_rows(path, start, stop)
+    assert read == [[1]]
+    assert rows.table.column_names == ["object_id", "image_path", "ra"]  # what annotation needs, no more
+    assert rows.table.column("object_id").to_pylist() == table.column("object_id").to_pylist()[start:stop]
+    assert rows.root == tmp_path.resolve()
+    across = read_rows(path, ROW_GROUP_ROWS - 10, 2 * ROW_GROUP_ROWS + 10)  # spans three groups
+    assert read[-1] == [0, 1, 2] and across.table.num_rows == ROW_GROUP_ROWS + 20
+    assert across.table.column("image_path")[0].as_py() == f"images/{ROW_GROUP_ROWS - 10}.jpg"
+    with pytest.raises(contract.CatalogError, match="not in"):
+        read_rows(path, n - 5, n + 5)

@@ -68,6 +68,31 @@ def test_every_catalog_row_is_a_prediction_or_an_error(survey, thread_run):
     assert joined.height == N - 2
 
 
+def test_a_subset_of_shards_runs_alone_and_the_rest_completes_the_run(survey, tiny_bundle, thread_run, morphcat,
+                                                                     tmp_path):
+    reference, _ = thread_run
+    out = tmp_path / "subset"
+    args = ("annotate", survey, "--bundle", tiny_bundle, "--out", out, "--shard-size", SHARD, "--batch-size", 4)
+    proc = morphcat(*args, "--shards", "1,3")
+    assert proc.returncode == 0, proc.stderr
+    assert "shards still to do: 0,2" in proc.stdout
+    assert sorted(n.split("/")[-1] for n in _files(out)) == ["shard-00001.parquet"] * 2 + ["shard-00003.parquet"] * 2
+    proc = morphcat(*args, "--shards", "0-3")  # the rest; 1 and 3 are skipped as finished
+    assert proc.returncode == 0, proc.stderr
+    assert "2 of 4 shards were already done" in proc.stdout and "still to do" not in proc.stdout
+    assert _files(out) == _files(reference)
+    for bad, needle in (("7", "the run has shards 0–3"), ("2-x", "ranges like 0-9,42")):
+        proc = morphcat(*args, "--shards", bad)
+        assert proc.returncode == EXIT_BAD_INPUT and needle in proc.stderr, proc.stderr
+
+
+def test_shard_lists_parse_as_numbers_and_ranges():
+    from flows.annotate_flows import _ranges, parse_shards
+
+    assert parse_shards("0-3,7, 9-10") == [0, 1, 2, 3, 7, 9, 10]
+    assert _ranges([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10" and _ranges([]) == ""
+
+
 def test_rerun_skips_finished_shards_and_changes_no_byte(survey, tiny_bundle, thread_run, morphcat):
     out, _ = thread_run
     before = _files(out)

@@ -4,13 +4,9 @@ server's scheduler fires the cron deployment on its own."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,70 +15,14 @@ import pytest
 
 from catalogs.contract import Catalog, write_catalog
 from catalogs.synthetic import render_survey
+from tests.flows.prefect_server import BIN, _stop, _wait
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
 
 N = 12
-BIN = Path(sys.executable).parent
 DEPLOYMENTS = {"catalog-annotate/on-demand", "catalog-annotate/scheduled", "train-models/on-demand",
                "export-onnx/on-demand"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: the process exited with {proc.returncode}")
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
-def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A real Prefect server on a free loopback port with its own SQLite database; yields the
-    environment that points clients at it."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-    log = (home / "server.log").open("w")
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    def healthy():
-        try:
-            return httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        _wait(healthy, 120, "prefect server start", proc)
-        yield env
-    finally:
-        _stop(proc)
-        log.close()
-        errors = [line for line in (home / "server.log").read_text().splitlines() if "| ERROR" in line]
-        assert not errors, f"the Prefect server logged errors: {errors[:3]}"
 
 
 @pytest.fixture(scope="module")
