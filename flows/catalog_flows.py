@@ -1,4 +1,5 @@
-"""Prefect flows that bring catalogs in: ``synthesize-survey`` and ``ingest-catalog``.
+"""Prefect flows that bring catalogs in and send them out: ``synthesize-survey``,
+``ingest-catalog`` and ``catalog-to-hats`` (an annotation run as a HATS catalog).
 
 Thin orchestration: the numerics and parsing live in ``catalogs``; these flows order the steps,
 report what happened (rows, skipped rows, missing images) and publish a Prefect artifact.
@@ -6,7 +7,7 @@ report what happened (rows, skipped rows, missing images) and publish a Prefect 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ from rich.progress import Progress
 from catalogs import synthetic
 from catalogs.contract import Catalog, conform, resolve_image_path, write_catalog
 from catalogs.errors import PathEscapeError
+from catalogs.hats import MARGIN_ARCSEC, write_hats
 from catalogs.readers import ReadResult, read_source
 from catalogs.targets import with_derived_targets
 
@@ -149,3 +151,55 @@ def synthesize_survey(out: Path, n: int, seed: int, size: int = 424, mix: str = 
     create_markdown_artifact(report.markdown(), key="synthesize-survey", description="morphcat synth")
     return report
 
+
+
+@dataclass(frozen=True)
+class HatsReport:
+    catalog: str
+    margin: str
+    run_id: str
+    rows: int
+    without_position: int
+    unplaced: str | None
+    partitions: int
+    pixel_threshold: int
+    margin_arcsec: float
+
+
+@task(cache_policy=NO_CACHE)
+def run_predictions(annotations: Path, run_id: str | None) -> tuple[str, pa.Table]:
+    """One run's predictions (``run_id``, or the folder's latest run with predictions)."""
+    from catalogs.annotations import open_annotations
+
+    folder = open_annotations(annotations)
+    run = run_id or folder.runs[-1]
+    return run, folder.scan(run).collect().to_arrow()
+
+
+@flow(name="catalog-to-hats")
+def annotations_to_hats(annotations: Path, out: Path, run_id: str | None = None, name: str = "morphcat",
+                        margin_arcsec: float = MARGIN_ARCSEC, workers: int = 1,
+                        dask_address: str | None = None) -> HatsReport:
+    """An annotation run's predictions as the HATS catalog ``out/name`` (hats-import on Dask: a
+    local cluster of ``workers`` processes, or the one at ``dask_address``) with a margin cache of
+    ``margin_arcsec``; rows without ra/dec are counted and listed beside it."""
+    from distributed import Client, LocalCluster
+
+    run, table = run_predictions(Path(annotations), run_id)
+    if dask_address:
+        client, cluster = Client(dask_address), None
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        result = write_hats(table, Path(out), name, client, margin_arcsec)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    report = HatsReport(str(result.catalog), str(result.margin), run, result.rows, result.without_position,
+                        None if result.unplaced is None else str(result.unplaced), result.partitions,
+                        result.pixel_threshold, result.margin_arcsec)
+    create_markdown_artifact("\n".join(f"- {k}: {v}" for k, v in asdict(report).items()), key="hats",
+                             description=f"HATS catalog of run {run}")
+    return report

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from catalogs.decoding import BATCH_SIZE
 from catalogs.errors import CatalogError, MorphcatError
+from catalogs.hats import MARGIN_ARCSEC
 from catalogs.inputs import ImageSpec
 from catalogs.shards import SHARD_SIZE
 from flows.common import UsageError, quiet_bad_input_tracebacks
@@ -38,8 +39,10 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
     from flows.catalog_flows import ingest_catalog
 
     options = {}
-    if args.format == "folder":
+    if args.format in ("folder", "hats"):
         options = {"id_column": args.id_column, "path_column": args.path_column}
+    if args.format == "hats":
+        options["images"] = args.images
     report = ingest_catalog(src=args.src, fmt=args.format, out=args.out, options=options)
     _print_report(report)
 
@@ -114,6 +117,17 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         raise UsageError("--catalog, --bundle and --out set the scheduled run: give --cron too "
                            "(on-demand runs take them as -p parameters)")
     serve_deployments(schedule, limit=args.limit)
+
+
+def _cmd_hats(args: argparse.Namespace) -> None:
+    from flows.catalog_flows import annotations_to_hats
+
+    r = annotations_to_hats(annotations=args.annotations, out=args.out, run_id=args.run, name=args.name,
+                            margin_arcsec=args.margin_arcsec, workers=args.workers, dask_address=args.dask_address)
+    print(f"run {r.run_id}: {r.rows} rows with a position → HATS catalog {r.catalog} ({r.partitions} partitions, "
+          f"≤ {r.pixel_threshold} rows each) + margin cache {r.margin} ({r.margin_arcsec:g}″)")
+    if r.without_position:
+        print(f"{r.without_position} rows without ra/dec cannot be placed on the sky: listed in {r.unplaced}")
 
 
 def _cron(text: str) -> str:
@@ -252,10 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="turn a GZ2 / Kaggle / folder / FITS source into a catalog")
     p.add_argument("src", type=Path, help="source file or folder")
-    p.add_argument("--format", required=True, choices=["gz2", "kaggle", "folder", "fits"])
+    p.add_argument("--format", required=True, choices=["gz2", "kaggle", "folder", "fits", "hats"])
     p.add_argument("--out", type=Path, required=True, help="catalog Parquet to write")
-    p.add_argument("--id-column", default="object_id", help="manifest id column (folder format)")
-    p.add_argument("--path-column", default="image_path", help="manifest image-path column (folder format)")
+    p.add_argument("--id-column", default="object_id", help="manifest id column (folder, hats formats)")
+    p.add_argument("--path-column", default="image_path", help="manifest image-path column (folder, hats formats)")
+    p.add_argument("--images", type=Path, default=None,
+                   help="hats format: the folder the image paths are relative to (default: the HATS catalog's folder)")
     p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("train", help="train the classifier, vote regressor and captioner on one or more catalogs")
@@ -319,6 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", default=None, metavar="LIST",
                    help="run only these shards, e.g. 0-9,42 (a quick look, or redoing a range); the rest stay to do")
     p.set_defaults(func=_cmd_annotate)
+
+    p = sub.add_parser("hats", help="write an annotation run's predictions as a HATS catalog (LSDB), with a margin cache")
+    p.add_argument("annotations", type=Path, help="annotations folder (morphcat annotate --out)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the HATS catalog and its margin cache")
+    p.add_argument("--run", default=None, help="run id (default: the folder's latest run)")
+    p.add_argument("--name", default="morphcat", help="catalog name (default morphcat; the margin is NAME_margin)")
+    p.add_argument("--margin-arcsec", type=float, default=MARGIN_ARCSEC,
+                   help="margin cache radius: crossmatches up to this radius are complete at partition edges")
+    p.add_argument("--workers", type=int, default=1, help="local Dask worker processes")
+    p.add_argument("--dask-address", default=None, help="scheduler address of a running Dask cluster")
+    p.set_defaults(func=_cmd_hats)
 
     p = sub.add_parser("serve", help="serve the flows' deployments to a Prefect server (runs until Ctrl-C)",
                        description="Registers catalog-annotate/on-demand, train-models/on-demand and "

@@ -13,6 +13,7 @@ kaggle    Kaggle Galaxy Challenge: ``training_solutions_rev1.csv`` + ``images_tr
 folder    a folder of JPEG/PNG/TIFF images, or a CSV/Parquet manifest with id and path columns
           (options ``id_column``, ``path_column``; see :mod:`catalogs.readers.folder`)
 fits      a folder of FITS cutouts (see :mod:`catalogs.readers.fits`)
+hats      a HATS catalog (LSDB), its image paths relative to ``images`` (see :mod:`catalogs.readers.hats`)
 ========  ===================================================================================
 
 Every reader returns a :class:`ReadResult`. Every source row ends up either in the catalog or
@@ -263,7 +264,7 @@ def scan_folder(folder: Path, accept: Callable[[str], bool], id_of: Callable[[st
 
 # --------------------------------------------------------------------------- dispatch
 
-from catalogs.readers import fits, folder, gz2, kaggle  # noqa: E402  (they use the helpers above)
+from catalogs.readers import fits, folder, gz2, hats, kaggle  # noqa: E402  (they use the helpers above)
 
 Reader = Callable[..., ReadResult]
 FORMATS: dict[str, Reader] = {
@@ -271,6 +272,7 @@ FORMATS: dict[str, Reader] = {
     "kaggle": kaggle.read_kaggle,
     "folder": folder.read_folder,
     "fits": fits.read_fits,
+    "hats": hats.read_hats,
 }
 
 

@@ -82,6 +82,12 @@ def _read_manifest(path: Path, id_column: str, path_column: str) -> ReadResult:
     else:
         raise SourceError(f"{path.name}: a manifest must be a CSV ({', '.join(CSV_SUFFIXES)}) or Parquet "
                           f"({', '.join(PARQUET_SUFFIXES)}) file, or pass a folder of images")
+    return table_catalog(table, path, id_column, path_column, path.parent.resolve(), FORMAT)
+
+
+def table_catalog(table: pa.Table, path: Path, id_column: str, path_column: str, root: Path, fmt: str) -> ReadResult:
+    """A manifest-like table (an id and an image-path column, optional catalog columns) as a
+    catalog of images under ``root``; rows without an id or a path are skipped with the reason."""
     have = table.column_names
     require_columns(path, have, [id_column, path_column],
                     "name the manifest's columns with --id-column / --path-column")
@@ -121,7 +127,7 @@ def _read_manifest(path: Path, id_column: str, path_column: str) -> ReadResult:
         notes.append(f"ignored manifest columns: {list_columns(ignored)}")
     if skipped.num_rows:
         notes.append(f"{skipped.num_rows} manifest row(s) skipped (no id or no path)")
-    return finish(columns, path.parent.resolve(), FORMAT, path, skipped, notes)
+    return finish(columns, root, fmt, path, skipped, notes)
 
 
-__all__ = ["read_folder"]
+__all__ = ["read_folder", "table_catalog"]
