@@ -176,6 +176,14 @@ def _cmd_bench_load(args: argparse.Namespace) -> None:
     print(f"results: {paths['json']}, {paths['md']}, {paths['png']}")
 
 
+def _cmd_bench_shard(args: argparse.Namespace) -> None:
+    from benchmarks.shards import run_shard_bench
+
+    run_shard_bench(args.out, args.bundle, [int(x) for x in _kinds(args.rows)], images=args.images,
+                    shard_size=args.shard_size)
+    print((args.out / "shards.md").read_text())
+
+
 def _cmd_bench_ood(args: argparse.Namespace) -> None:
     from benchmarks.ood import ood_markdown, run_ood_bench
 
@@ -380,6 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=SHARD_SIZE)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.set_defaults(func=_cmd_bench_load)
+
+    p = sub.add_parser("bench-shard", help="a shard worker's memory and start-up on small and huge catalogs")
+    p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the catalogs, the runs and shards.json/md")
+    p.add_argument("--rows", default="10000,1000000", help="catalog sizes, comma-separated (default 10000,1000000)")
+    p.add_argument("--images", type=int, default=1000, help="distinct synthetic images the rows point at")
+    p.add_argument("--shard-size", type=int, default=SHARD_SIZE)
+    p.set_defaults(func=_cmd_bench_shard)
 
     p = sub.add_parser("bench-ood", help="measure how ood_flag separates galaxies from photos, empty sky and patterns")
     p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")

@@ -1,0 +1,78 @@
+"""``morphcat bench-shard``: does one shard's worker cost depend on the size of the catalog?
+
+For catalogs of each size in ``rows`` (the same synthetic images reused through their paths, as
+:func:`benchmarks.load.load_catalog` builds them; written in row groups like every catalog), the
+run is planned once here (the planner reads the whole catalog), then shards are annotated one at a
+time each in a fresh worker process, as a cluster worker would start: the worker's peak resident
+memory (``VmHWM``) and its shard start-up time (opening the bundle, reading the shard's rows from
+the catalog) are measured. A shard at the start, the middle and the end of each catalog is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.load import load_catalog
+from catalogs.decoding import BATCH_SIZE
+from catalogs.shards import SHARD_SIZE
+
+
+def _worker(catalog: Path, bundle: Path, out: Path, run_id: str, shard_size: int, index: int, batch: int) -> dict:
+    code = ("import json, sys; from export.serve.shard import peak_rss_mb, run_shard; "
+            "r = run_shard(*sys.argv[1:5], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), 'cpu', 2); "
+            "r['peak_rss_mb'] = peak_rss_mb(); print(json.dumps(r))")
+    proc = subprocess.run([sys.executable, "-c", code, str(catalog), str(bundle), str(out), run_id, str(shard_size),
+                           str(index), str(batch)], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the shard worker failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_shard_bench(out: Path, bundle: Path, rows: list[int], images: int = 1000, size: int = 424,
+                    shard_size: int = SHARD_SIZE, batch_size: int = BATCH_SIZE) -> dict:
+    from catalogs.contract import read_catalog
+    from catalogs.shards import plan_shards, prepare_run
+    from export.serve.runtime import open_bundle
+
+    out = Path(out).resolve()
+    bundle_id = open_bundle(bundle, device="cpu").bundle_id
+    results = []
+    for n in rows:
+        catalog = load_catalog(out, n, images, size, 0)
+        plan = prepare_run(out / f"annotations-{n}", read_catalog(catalog).table, bundle_id, shard_size,
+                           {"batch_size": batch_size}, source=str(catalog))
+        count = len(plan_shards(n, shard_size))
+        shards = sorted({0, count // 2, count - 1})
+        measured = [_worker(catalog, Path(bundle).resolve(), plan.out, plan.run_id, shard_size, i, batch_size)
+                    for i in shards]
+        results.append({"rows": n, "catalog_bytes": catalog.stat().st_size, "shards_timed": shards,
+                        "peak_rss_mb": [m["peak_rss_mb"] for m in measured],
+                        "startup_seconds": [m["startup_seconds"] for m in measured],
+                        "shard_seconds": [m["seconds"] for m in measured]})
+    small, large = results[0], results[-1]
+    summary = {"images": images, "size": size, "shard_size": shard_size, "results": results,
+               "rss_ratio": round(float(np.median(large["peak_rss_mb"]) / np.median(small["peak_rss_mb"])), 3),
+               "startup_ratio": round(float(np.median(large["startup_seconds"]) / np.median(small["startup_seconds"])),
+                                      3)}
+    (out / "shards.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "shards.md").write_text(shard_markdown(summary))
+    return summary
+
+
+def shard_markdown(s: dict) -> str:
+    lines = [f"One shard of {s['shard_size']} rows per fresh worker process ({s['size']} px synthetic JPEGs, "
+             f"{s['images']} images reused), shards at the start, middle and end of each catalog:", "",
+             "| catalog rows | catalog file | worker peak RSS (MiB) | shard start-up (s) | shard (s) |",
+             "|---:|---:|---|---|---|"]
+    for r in s["results"]:
+        lines.append(f"| {r['rows']:,} | {r['catalog_bytes'] / 2**20:.1f} MiB | "
+                     + " / ".join(f"{x:.0f}" for x in r["peak_rss_mb"]) + " | "
+                     + " / ".join(f"{x:.3f}" for x in r["startup_seconds"]) + " | "
+                     + " / ".join(f"{x:.2f}" for x in r["shard_seconds"]) + " |")
+    lines += ["", f"largest ÷ smallest catalog, medians: peak RSS {s['rss_ratio']:.3f}, start-up {s['startup_ratio']:.3f}"]
+    return "\n".join(lines) + "\n"
