@@ -22,12 +22,14 @@ from catalogs.decoding import BATCH_SIZE
 from catalogs.shards import SHARD_SIZE
 
 
-def _worker(catalog: Path, bundle: Path, out: Path, run_id: str, shard_size: int, index: int, batch: int) -> dict:
+def _worker(catalog: Path, bundle: Path, out: Path, run_id: str, shard_size: int, index: int, batch: int,
+            rows: int) -> dict:
     code = ("import json, sys; from export.serve.shard import peak_rss_mb, run_shard; "
-            "r = run_shard(*sys.argv[1:5], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), 'cpu', 2); "
+            "r = run_shard(*sys.argv[1:5], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), 'cpu', 2, None, "
+            "int(sys.argv[8])); "
             "r['peak_rss_mb'] = peak_rss_mb(); print(json.dumps(r))")
     proc = subprocess.run([sys.executable, "-c", code, str(catalog), str(bundle), str(out), run_id, str(shard_size),
-                           str(index), str(batch)], capture_output=True, text=True, timeout=900)
+                           str(index), str(batch), str(rows)], capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"the shard worker failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -48,11 +50,12 @@ def run_shard_bench(out: Path, bundle: Path, rows: list[int], images: int = 1000
                            {"batch_size": batch_size}, source=str(catalog))
         count = len(plan_shards(n, shard_size))
         shards = sorted({0, count // 2, count - 1})
-        measured = [_worker(catalog, Path(bundle).resolve(), plan.out, plan.run_id, shard_size, i, batch_size)
+        measured = [_worker(catalog, Path(bundle).resolve(), plan.out, plan.run_id, shard_size, i, batch_size, n)
                     for i in shards]
         results.append({"rows": n, "catalog_bytes": catalog.stat().st_size, "shards_timed": shards,
                         "peak_rss_mb": [m["peak_rss_mb"] for m in measured],
                         "startup_seconds": [m["startup_seconds"] for m in measured],
+                        "rows_read_seconds": [m["rows_read_seconds"] for m in measured],
                         "shard_seconds": [m["seconds"] for m in measured]})
     small, large = results[0], results[-1]
     summary = {"images": images, "size": size, "shard_size": shard_size, "results": results,
@@ -67,12 +70,13 @@ def run_shard_bench(out: Path, bundle: Path, rows: list[int], images: int = 1000
 def shard_markdown(s: dict) -> str:
     lines = [f"One shard of {s['shard_size']} rows per fresh worker process ({s['size']} px synthetic JPEGs, "
              f"{s['images']} images reused), shards at the start, middle and end of each catalog:", "",
-             "| catalog rows | catalog file | worker peak RSS (MiB) | shard start-up (s) | shard (s) |",
-             "|---:|---:|---|---|---|"]
+             "| catalog rows | catalog file | worker peak RSS (MiB) | shard start-up (s) | of which reading its rows (s) "
+             "| shard (s) |", "|---:|---:|---|---|---|---|"]
     for r in s["results"]:
         lines.append(f"| {r['rows']:,} | {r['catalog_bytes'] / 2**20:.1f} MiB | "
                      + " / ".join(f"{x:.0f}" for x in r["peak_rss_mb"]) + " | "
                      + " / ".join(f"{x:.3f}" for x in r["startup_seconds"]) + " | "
+                     + " / ".join(f"{x:.3f}" for x in r["rows_read_seconds"]) + " | "
                      + " / ".join(f"{x:.2f}" for x in r["shard_seconds"]) + " |")
     lines += ["", f"largest ÷ smallest catalog, medians: peak RSS {s['rss_ratio']:.3f}, start-up {s['startup_ratio']:.3f}"]
     return "\n".join(lines) + "\n"

@@ -260,8 +260,8 @@ def read_rows(path: Path, start: int, stop: int, columns: tuple[str, ...] = ("ob
     groups that hold them and only ``columns`` (those present): what one shard of an annotation
     run needs, in memory and time that do not grow with the catalog. The whole catalog was
     validated by whoever planned the shards; these rows are conformed again."""
-    meta = catalog_metadata(path)
-    file = pq.ParquetFile(path)
+    file = _parquet_file(path)  # the footer, parsed once: metadata, row groups, schema
+    meta = _catalog_metadata(path, file.schema_arrow)
     n = file.metadata.num_rows
     if not 0 <= start <= stop <= n:
         raise CatalogError(f"rows {start}…{stop} are not in {path}, which has {n}")
@@ -283,13 +283,20 @@ def read_rows(path: Path, start: int, stop: int, columns: tuple[str, ...] = ("ob
 
 def catalog_metadata(path: Path) -> dict:
     """The morphcat metadata of a catalog Parquet file, refusing files that are not catalogs."""
+    return _catalog_metadata(path, _parquet_file(path).schema_arrow)
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"catalog file {path} does not exist")
     try:
-        schema = pq.read_schema(path)
+        return pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceError(f"{path} is not a readable Parquet file: {exc}") from None
+
+
+def _catalog_metadata(path: Path, schema: pa.Schema) -> dict:
     raw = (schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise CatalogError(f"{path} is not a morphcat catalog (no '{METADATA_KEY.decode()}' metadata); "

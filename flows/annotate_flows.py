@@ -38,9 +38,10 @@ def _transient_io(task, task_run, state) -> bool:
 @task(name="annotate-shard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
       retry_condition_fn=_transient_io)
 def annotate_shard(catalog: str, bundle: str, out: str, run_id: str, shard_size: int, shard_index: int,
-                   batch_size: int, device: str, threads: int, expect_image_size: int | None) -> dict:
+                   batch_size: int, device: str, threads: int, expect_image_size: int | None,
+                   catalog_rows: int) -> dict:
     return run_shard(catalog, bundle, out, run_id, shard_size, shard_index, batch_size, device, threads,
-                     expect_image_size)
+                     expect_image_size, catalog_rows)
 
 
 def task_runner(runner: str, workers: int, dask_address: str | None = None):
@@ -70,13 +71,13 @@ def task_runner(runner: str, workers: int, dask_address: str | None = None):
 @flow(name="annotate-shards")
 def annotate_shards(catalog: str, bundle: str, out: str, run_id: str, shard_size: int, shards: list[int],
                     batch_size: int, device: str, threads: int, total_shards: int, progress: bool = False,
-                    expect_image_size: int | None = None) -> list[dict]:
+                    expect_image_size: int | None = None, catalog_rows: int | None = None) -> list[dict]:
     """One task per shard in ``shards``, on the task runner chosen by ``catalog-annotate``."""
     done = total_shards - len(shards)
     artifact = create_progress_artifact(100.0 * done / max(1, total_shards), key="annotate-progress",
                                         description=f"shards of run {run_id} written")
     futures = [annotate_shard.submit(catalog, bundle, out, run_id, shard_size, i, batch_size, device, threads,
-                                     expect_image_size) for i in shards]
+                                     expect_image_size, catalog_rows) for i in shards]
     results = []
     started = time.perf_counter()
     with StageBar("annotating", total_shards, "shards", enabled=progress, done=done) as bar:
@@ -117,7 +118,7 @@ def catalog_annotate(catalog: Path, bundle: Path, out: Path, shard_size: int = S
     t0 = time.perf_counter()
     results = annotate_shards.with_options(task_runner=runner_obj)(
         str(catalog), str(bundle), str(out), plan.run_id, shard_size, todo, batch_size, device, threads,
-        len(plan.shards), progress, expect_image_size)
+        len(plan.shards), progress, expect_image_size, cat.table.num_rows)
     seconds = time.perf_counter() - t0
     account = account_rows(out, plan.run_id)
     # Every shard asked for is written and holds exactly its rows (all of them, without --shards).

@@ -30,7 +30,7 @@ def opened_catalog(path: str) -> Catalog:
     return read_catalog(Path(path))
 
 
-def catalog_rows(path: str) -> int:
+def count_rows(path: str) -> int:
     """How many rows a catalog file has, from its Parquet footer (no row is read)."""
     return pq.ParquetFile(path).metadata.num_rows
 
@@ -62,23 +62,27 @@ def threads_per_worker(workers: int) -> int:
 
 
 def run_shard(catalog: str, bundle: str, out: str, run_id: str, shard_size: int, shard_index: int,
-              batch_size: int, device: str, threads: int, expect_image_size: int | None = None) -> dict:
+              batch_size: int, device: str, threads: int, expect_image_size: int | None = None,
+              catalog_rows: int | None = None) -> dict:
     """Annotate and write shard ``shard_index`` of the run; returns what the run summary needs.
     Only the shard's rows are read from the catalog (its row groups, the columns annotation
-    needs): a worker's memory and start-up do not grow with the catalog."""
+    needs; ``catalog_rows``, the planner's count, spares the footer's): a worker's memory and
+    start-up do not grow with the catalog."""
     t0 = time.perf_counter()
     loaded = opened_bundle(bundle, device, threads, expect_image_size)
-    shards = tuple(plan_shards(catalog_rows(catalog), shard_size))
+    shards = tuple(plan_shards(count_rows(catalog) if catalog_rows is None else catalog_rows, shard_size))
     shard = shards[shard_index]
+    t_rows = time.perf_counter()
     rows = read_rows(Path(catalog), shard.start, shard.stop)
     started = time.perf_counter() - t0
+    read_seconds = time.perf_counter() - t_rows
     result = annotate_rows(loaded, rows.root, rows.table, start_row=shard.start,
                            bundle_id=loaded.bundle_id, run_id=run_id, batch_size=batch_size,
                            decode_workers=threads)
     write_shard(RunPlan(Path(out), run_id, loaded.bundle_id, shards), shard, result.predictions, result.errors)
     labels = result.predictions.column("label_pred").to_pylist()
     return {"shard": shard.index, "rows": len(shard), "predictions": result.predictions.num_rows,
-            "startup_seconds": round(started, 4),
+            "startup_seconds": round(started, 4), "rows_read_seconds": round(read_seconds, 4),
             "errors": result.errors.num_rows, "seconds": round(time.perf_counter() - t0, 3),
             "stages": {k: round(v, 3) for k, v in result.seconds.items()},
             "class_counts": {c: labels.count(c) for c in sorted(set(labels))},
