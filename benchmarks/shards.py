@@ -38,7 +38,7 @@ def _worker(catalog: Path, bundle: Path, out: Path, run_id: str, shard_size: int
 def run_shard_bench(out: Path, bundle: Path, rows: list[int], images: int = 1000, size: int = 424,
                     shard_size: int = SHARD_SIZE, batch_size: int = BATCH_SIZE) -> dict:
     from catalogs.contract import read_catalog
-    from catalogs.shards import plan_shards, prepare_run
+    from catalogs.shards import plan_shards, prepare_run, shard_files
     from export.serve.runtime import open_bundle
 
     out = Path(out).resolve()
@@ -46,17 +46,24 @@ def run_shard_bench(out: Path, bundle: Path, rows: list[int], images: int = 1000
     results = []
     for n in rows:
         catalog = load_catalog(out, n, images, size, 0)
-        plan = prepare_run(out / f"annotations-{n}", read_catalog(catalog).table, bundle_id, shard_size,
+        whole = read_catalog(catalog)  # the planner's read: validation, fingerprint
+        plan = prepare_run(out / f"annotations-{n}", whole.table, bundle_id, shard_size,
                            {"batch_size": batch_size}, source=str(catalog))
         count = len(plan_shards(n, shard_size))
         shards = sorted({0, count // 2, count - 1})
         measured = [_worker(catalog, Path(bundle).resolve(), plan.out, plan.run_id, shard_size, i, batch_size, n)
                     for i in shards]
+        paths = whole.table.column("image_path").to_pylist()
+        image_bytes = [sum((whole.root / paths[r]).stat().st_size for r in range(s.start, s.stop))
+                       for s in plan.shards if s.index in shards]
+        files = [shard_files(plan.out, plan.run_id, plan.shards[i]) for i in shards]
+        written = [f.predictions.stat().st_size + f.errors.stat().st_size for f in files]
         results.append({"rows": n, "catalog_bytes": catalog.stat().st_size, "shards_timed": shards,
                         "peak_rss_mb": [m["peak_rss_mb"] for m in measured],
                         "startup_seconds": [m["startup_seconds"] for m in measured],
                         "rows_read_seconds": [m["rows_read_seconds"] for m in measured],
-                        "shard_seconds": [m["seconds"] for m in measured]})
+                        "shard_seconds": [m["seconds"] for m in measured],
+                        "image_bytes_read": image_bytes, "bytes_written": written})
     small, large = results[0], results[-1]
     summary = {"images": images, "size": size, "shard_size": shard_size, "results": results,
                "rss_ratio": round(float(np.median(large["peak_rss_mb"]) / np.median(small["peak_rss_mb"])), 3),
@@ -71,12 +78,14 @@ def shard_markdown(s: dict) -> str:
     lines = [f"One shard of {s['shard_size']} rows per fresh worker process ({s['size']} px synthetic JPEGs, "
              f"{s['images']} images reused), shards at the start, middle and end of each catalog:", "",
              "| catalog rows | catalog file | worker peak RSS (MiB) | shard start-up (s) | of which reading its rows (s) "
-             "| shard (s) |", "|---:|---:|---|---|---|---|"]
+             "| shard (s) | images read (MB) | written (kB) |", "|---:|---:|---|---|---|---|---|---|"]
     for r in s["results"]:
         lines.append(f"| {r['rows']:,} | {r['catalog_bytes'] / 2**20:.1f} MiB | "
                      + " / ".join(f"{x:.0f}" for x in r["peak_rss_mb"]) + " | "
                      + " / ".join(f"{x:.3f}" for x in r["startup_seconds"]) + " | "
                      + " / ".join(f"{x:.3f}" for x in r["rows_read_seconds"]) + " | "
-                     + " / ".join(f"{x:.2f}" for x in r["shard_seconds"]) + " |")
+                     + " / ".join(f"{x:.2f}" for x in r["shard_seconds"]) + " | "
+                     + " / ".join(f"{x / 1e6:.1f}" for x in r["image_bytes_read"]) + " | "
+                     + " / ".join(f"{x / 1e3:.0f}" for x in r["bytes_written"]) + " |")
     lines += ["", f"largest ÷ smallest catalog, medians: peak RSS {s['rss_ratio']:.3f}, start-up {s['startup_ratio']:.3f}"]
     return "\n".join(lines) + "\n"
