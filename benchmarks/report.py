@@ -33,6 +33,16 @@ def results_markdown(r: dict) -> str:
               f"| annotating N = {r['n']} rows | {r['rss_n_mb']:.0f} |",
               f"| annotating 10·N = {10 * r['n']} rows | {r['rss_10n_mb']:.0f} |",
               "", "| target | measured | target | met |", "|---|---:|---:|---|"]
+    if "peak_gflops" in r:
+        roof = ["", f"Roofline: the image graph and captions are {r['model_gflop_per_image']:.3f} GFLOP per image; this "
+                f"machine's measured fp32 peak is {r['peak_gflops']:.0f} GFLOP/s (GEMM {r['gemm_gflops']:.0f}, one large "
+                f"convolution {r['conv_gflops']:.0f}; CPU flags {' '.join(m.get('cpu_flags', [])) or 'unknown'}).", "",
+                "| | GFLOP/s | fraction |", "|---|---:|---:|",
+                f"| onnxruntime only | {r['ort_gflops']:.0f} | {r['ort_fraction_of_peak']:.0%} of peak |",
+                f"| morphcat end to end | {r['pipeline_gflops']:.0f} | {r['pipeline_fraction_of_peak']:.0%} of peak, "
+                f"{r['pipeline_fraction_of_limit']:.0%} of the decode + onnxruntime limit |",
+                f"| fixed cost of a run (1 image, warm process) | {r['fixed_seconds']:.2f} s | |"]
+        lines[-3:-3] = roof
     for t in r["targets"].values():
         sign = "≥" if t["higher_is_better"] else "≤"
         lines.append(f"| {t['what']} | {t['value']:.2f} | {sign} {t['target']:g} | {'yes' if t['met'] else '**no**'} |")

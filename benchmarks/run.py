@@ -24,6 +24,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -208,6 +209,10 @@ def run_benchmark(out: Path, settings: BenchSettings, log: Callable[[str], None]
 
     result["morphcat_ips"], rates["morphcat"] = median_rate(morphcat, reps)
 
+    log("the fixed cost of a run and the machine's peak…")
+    result["fixed_seconds"] = fixed_seconds(catalog, bundle_path, out / "runs" / "fixed", batch, reps)
+    result.update(roofline(bundle, bundle_path, pixels[:batch], threads))
+
     log("Keras path…")
     keras_path = KerasPath(models_dir)
     result["keras_ips"], rates["keras"] = median_rate(lambda: keras_path.annotate(files, batch), reps)
@@ -228,6 +233,38 @@ def run_benchmark(out: Path, settings: BenchSettings, log: Callable[[str], None]
     return result
 
 
+def fixed_seconds(catalog: Catalog, bundle: Path, out: Path, batch: int, repeats: int) -> float:
+    """Seconds of a ``catalog-annotate`` run of one image in a warm process: what every run pays
+    whatever its size (the flow and its task runs, the catalog check, opening the bundle, the
+    summary), the median of ``repeats`` runs into fresh folders after a warm-up."""
+    from flows.annotate_flows import catalog_annotate
+
+    one = out / "catalog.parquet"
+    write_catalog(Catalog(catalog.table.slice(0, 1), catalog.root, catalog.source_format), one)
+    times = []
+    for i in range(repeats + 1):
+        t = time.perf_counter()
+        catalog_annotate(catalog=one, bundle=bundle, out=out / f"run{i}", batch_size=batch)
+        times.append(time.perf_counter() - t)
+    return round(float(np.median(times[1:])), 3)
+
+
+def roofline(bundle, bundle_path: Path, pixels: np.ndarray, threads: int) -> dict:
+    """FLOPs per image of what annotation runs (the merged image graph as onnxruntime optimises
+    it, and the captioner's decoding steps × the mean caption length), and the machine's peak."""
+    from benchmarks.flops import graph_flops
+    from benchmarks.roofline import peak_gflops
+    from catalogs.tokenizer import tokenize
+
+    files = bundle.manifest["files"]
+    image_graph = "image_models.onnx" if "image_models.onnx" in files else "classifier.onnx"
+    flops = graph_flops(bundle_path / image_graph)["total"]
+    if bundle.caption_source == "learned":
+        steps = np.mean([len(tokenize(c)) + 1 for c in bundle.captions(pixels)])
+        flops += graph_flops(bundle_path / "captioner_step.onnx")["total"] * steps
+    return {"model_gflop_per_image": round(flops / 1e9, 4), **peak_gflops(threads)}
+
+
 def derived(r: dict) -> dict:
     """The ratios the targets are about, and whether each is met."""
     # Decoding and inference share the same cores: at best they take turns without overhead.
@@ -241,5 +278,12 @@ def derived(r: dict) -> dict:
     targets = {name: {"what": what, "value": round(ratios[name], 3), "target": target, "higher_is_better": higher,
                       "met": bool(ratios[name] >= target if higher else ratios[name] <= target)}
                for name, (what, target, higher) in TARGETS.items()}
-    return {**{k: round(v, 3) for k, v in ratios.items()}, "serial_limit_ips": round(serial, 1),
-            "efficiency_vs_serial_limit": round(r["morphcat_ips"] / serial, 3), "targets": targets}
+    out = {**{k: round(v, 3) for k, v in ratios.items()}, "serial_limit_ips": round(serial, 1),
+           "efficiency_vs_serial_limit": round(r["morphcat_ips"] / serial, 3), "targets": targets}
+    if "peak_gflops" in r:  # the roofline: achieved GFLOP/s against the machine's measured peak
+        out.update(ort_gflops=round(r["ort_ips"] * r["model_gflop_per_image"], 1),
+                   ort_fraction_of_peak=round(r["ort_ips"] * r["model_gflop_per_image"] / r["peak_gflops"], 3),
+                   pipeline_gflops=round(r["morphcat_ips"] * r["model_gflop_per_image"], 1),
+                   pipeline_fraction_of_peak=round(r["morphcat_ips"] * r["model_gflop_per_image"] / r["peak_gflops"], 3),
+                   pipeline_fraction_of_limit=round(r["morphcat_ips"] / serial, 3))
+    return out

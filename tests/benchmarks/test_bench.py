@@ -97,6 +97,12 @@ def test_bench_measures_every_path_and_writes_its_results(tmp_path, tiny_models,
     for key, rates in (("decode_ips", "decode"), ("ort_ips", "ort"), ("morphcat_ips", "morphcat"), ("keras_ips", "keras")):
         assert r[key] == float(np.median(r["rates"][rates])), key
     assert r["morphcat_caption_s_per_image"] == pytest.approx(1.0 / float(np.median(r["rates"]["captions"])))
+    # The roofline: the counted FLOPs at the measured rate against the measured peak.
+    assert r["peak_gflops"] == max(r["gemm_gflops"], r["conv_gflops"])
+    assert r["ort_fraction_of_peak"] == pytest.approx(r["ort_ips"] * r["model_gflop_per_image"] / r["peak_gflops"],
+                                                      abs=1e-3)
+    assert r["pipeline_fraction_of_limit"] == r["efficiency_vs_serial_limit"]
+    assert (out / "runs" / "fixed" / "catalog.parquet").is_file()
     assert set(r["targets"]) == set(TARGETS) and all(isinstance(t["met"], bool) for t in r["targets"].values())
     assert len(r["rates"]["morphcat"]) == 1
     # Every timed morphcat run and both memory runs annotated every row of their catalog.
