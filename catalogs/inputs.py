@@ -89,10 +89,10 @@ class ImageSpec:
         return self.crop if self.framing == "fixed" else min(self.crop, self.min_crop)
 
     def crop_of(self, rgb) -> float:
-        """The crop fraction for a decoded cutout (H, W, 3) uint8."""
+        """The crop fraction for a decoded cutout ((H, W, 3) uint8 or an RGB ``PIL.Image``)."""
         if self.framing == "fixed":
             return self.crop
-        extent = galaxy_extent(np.asarray(rgb))
+        extent = galaxy_extent(rgb)
         if extent is None:
             return self.crop
         return float(min(1.0, max(self.min_crop, self.galaxy_scale * extent)))

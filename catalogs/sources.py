@@ -18,6 +18,8 @@ score at least 17 (median 373, 1 % below 91), synthetic empty sky 1–3, flat im
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 MIN_SOURCE_SNR = 5.0  # no centred source below this central_source_snr
@@ -55,29 +57,28 @@ def central_source_snr(pixels: np.ndarray) -> np.ndarray:
     return (grey[:, disc].mean(axis=1) - background) / (sigma / np.sqrt(disc.sum()))
 
 
-def galaxy_extent(rgb: np.ndarray) -> float | None:
-    """The extent of the source at the centre of ``rgb`` (H, W, 3) uint8 as a fraction of the
-    shorter side: the ``EXTENT_PERCENTILE``-th percentile of the distances from the centre of
-    the pixels of the connected region, ``EXTENT_SIGMAS`` sky σ above the sky, that covers the
-    centre (on a 3×3-smoothed grey copy; sky and σ from the ring beyond ``SKY_RADIUS``,
-    robustly). None when nothing at the centre stands above the sky: the caller falls back to
-    a fixed crop."""
+def galaxy_extent(rgb) -> float | None:
+    """The extent of the source at the centre of ``rgb`` ((H, W, 3) uint8, or an RGB
+    ``PIL.Image``) as a fraction of the shorter side: the ``EXTENT_PERCENTILE``-th percentile of
+    the distances from the centre of the pixels of the connected region, ``EXTENT_SIGMAS`` sky σ
+    above the sky, that covers the centre (on a 3×3-smoothed grey copy; sky and σ from the ring
+    beyond ``SKY_RADIUS``, robustly). None when nothing at the centre stands above the sky: the
+    caller falls back to a fixed crop."""
     from PIL import Image
     from scipy import ndimage
 
-    h, w = rgb.shape[:2]
+    image = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.ascontiguousarray(rgb))
+    w, h = image.size
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    square = rgb[top:top + side, left:left + side]
+    grey = image.crop((left, top, left + side, top + side)).convert("L")
     work = min(side, EXTENT_WORK_SIDE)
-    grey = Image.fromarray(np.ascontiguousarray(square)).convert("L")
     if work != side:
         grey = grey.resize((work, work), Image.Resampling.BOX)
     # Smoothed 3×3 first: a lone noise pixel at the centre is no source.
     g = ndimage.uniform_filter(np.asarray(grey, np.float32), 3, mode="nearest")
-    y, x = np.mgrid[:work, :work]
-    r = np.hypot((y + 0.5) / work - 0.5, (x + 0.5) / work - 0.5)
-    sky = g[r > SKY_RADIUS]
+    r, ring = _radii(work)
+    sky = g[ring]
     level = np.median(sky)
     sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(sky - level))), 0.2)  # 8-bit steps, smoothed
     regions, _ = ndimage.label(g > level + EXTENT_SIGMAS * sigma)
@@ -90,3 +91,15 @@ def galaxy_extent(rgb: np.ndarray) -> float | None:
     if source.sum() < EXTENT_MIN_PIXELS:
         return None
     return float(np.percentile(r[source], EXTENT_PERCENTILE))
+
+
+@functools.lru_cache(maxsize=8)
+def _radii(work: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's distance from the centre of a ``work``-pixel square (as a fraction of its
+    side), and the sky ring beyond ``SKY_RADIUS``: the same for every cutout, computed once."""
+    y, x = np.mgrid[:work, :work]
+    r = np.hypot((y + 0.5) / work - 0.5, (x + 0.5) / work - 0.5)
+    r.flags.writeable = False
+    ring = r > SKY_RADIUS
+    ring.flags.writeable = False
+    return r, ring
