@@ -126,6 +126,8 @@ def catalog_annotate(catalog: Path, bundle: Path, out: Path, shard_size: int = S
                                                               or wanted & set(account.missing_shards)))
     if not accounted:
         raise RuntimeError(f"run {plan.run_id} in {out} does not account for every row: {account}")
+    # What a worker lost mid-shard left in .staging (its shard was written again elsewhere).
+    discard_incomplete(out, plan.run_id)
     summary = _summary(plan, account, results, seconds, loaded, runner, workers, len(wanted) - len(todo))
     summary["shards_to_do"] = _ranges(sorted(account.missing_shards))
     create_markdown_artifact(_markdown(summary), key="annotate-summary",

@@ -98,13 +98,15 @@ def _fit(model, train_ds, val_ds, settings, callbacks: Sequence = ()) -> tuple[d
 def _batches(tset: TrainingSet, idx: np.ndarray, targets, weights, spec, settings: TrainSettings,
              train: bool) -> tf.data.Dataset:
     """Images of rows ``idx`` zipped with their targets and sample weights (arrays, or dicts of
-    arrays for several outputs); shuffled and augmented for training."""
-    ds = tf.data.Dataset.zip((tset.images(idx, spec), tf.data.Dataset.from_tensor_slices(targets),
-                              tf.data.Dataset.from_tensor_slices(weights)))
+    arrays for several outputs; ``weights`` None for none); shuffled and augmented for training."""
+    parts = [tset.images(idx, spec), tf.data.Dataset.from_tensor_slices(targets)]
+    if weights is not None:
+        parts.append(tf.data.Dataset.from_tensor_slices(weights))
+    ds = tf.data.Dataset.zip(tuple(parts))
     if train:
         augment = augmenter(settings.augment, settings.seed)
         ds = ds.shuffle(len(idx), seed=settings.seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda x, y, w: (augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, *rest: (augment(x), *rest), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -213,10 +215,14 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
     wanted = tuple(t for h, t in (("classifier", "label"), ("regressor", "votes")) if h in heads)
     tset = training_set(catalogs, names, spec, settings.val_fraction, settings.test_fraction, test_masks, wanted)
     has_label, has_votes = tset.has_label, tset.has_votes
-    if "classifier" in heads and not has_label.any():
-        raise CatalogError("the classifier needs a 'label' column with values (ingest derives it from GZ2 votes)")
-    if "regressor" in heads and not has_votes.any():
-        raise CatalogError("the regressor needs the 37 GZ2 vote-fraction columns in at least one catalog")
+    lacking = [need for head, need, have in (("classifier", "a 'label' column with values", has_label),
+                                             ("regressor", "the 37 GZ2 vote fractions", has_votes))
+               if head in heads and not have.any()]
+    if lacking:
+        what = " and ".join(heads)
+        raise CatalogError(f"training the {what} needs {'both ' if len(lacking) > 1 else ''}{' and '.join(lacking)} "
+                           "in at least one catalog (ingest derives labels from GZ2 votes); train the models one at a "
+                           "time with --models to use what the catalogs have")
     usable = (has_label if "classifier" in heads else False) | (has_votes if "regressor" in heads else False)
     train, val = _check_rows(tset, usable, "the targets of the " + " and ".join(heads))
     class_names = class_names_of(tset.labels[has_label]) if "classifier" in heads else []
@@ -317,13 +323,12 @@ def train_captioner(catalogs: Sequence[Catalog], names: Sequence[str], config: M
         trainable = models.train
 
         def as_inputs(ds):
-            return ds.map(lambda x, t, w: ((x, t[0]), t[1], w))
+            return ds.map(lambda x, t: ((x, t[0]), t[1]))
 
-        ones = {s: np.ones(len(r), np.float32) for s, r in rows.items()}
         train = as_inputs(_batches(tset, rows["train"], (tokens["train"][:, :-1], tokens["train"][:, 1:]),
-                                   ones["train"], spec, settings, train=True))
+                                   None, spec, settings, train=True))
         val = as_inputs(_batches(tset, rows["val"], (tokens["val"][:, :-1], tokens["val"][:, 1:]),
-                                 ones["val"], spec, settings, train=False))
+                                 None, spec, settings, train=False))
         mode = "end to end on augmented images"
         optimizer = _optimizer(settings, len(rows["train"]))
     trainable.compile(optimizer=optimizer, loss=masked_loss, metrics=[MaskedAccuracy()])

@@ -485,7 +485,7 @@ BAD_SOURCES = {
     "fits: empty folder": (
         lambda p: (p, "fits", {}), SourceError, ["no FITS files"]),
     "unknown format": (
-        lambda p: (p, "votable", {}), UnknownFormatError, ["'votable'", "fits, folder, gz2, kaggle"]),
+        lambda p: (p, "votable", {}), UnknownFormatError, ["'votable'", "fits, folder, gz2, hats, kaggle"]),
     "option the format does not take": (
         lambda p: (p, "gz2", {"id_column": "x"}), CatalogError, ["id_column", "gz2"]),
 }
@@ -522,7 +522,7 @@ def test_contract_violation_codes(tmp_path):
 def test_none_options_are_ignored_and_format_is_case_insensitive(gz2_release):
     r = read_source(gz2_release, " GZ2 ", id_column=None, path_column=None)
     assert len(r.catalog) == 3
-    assert set(FORMATS) == {"gz2", "kaggle", "folder", "fits"}
+    assert set(FORMATS) == {"gz2", "kaggle", "folder", "fits", "hats"}
 
 
 # --------------------------------------------------------------------------- the real shared sample
