@@ -48,7 +48,8 @@ VARIANTS: dict[str, Variant] = {
     "tta-8": Variant("test-time average over the 8 rotations/flips (×8 inference)", views=8),
     "wide": Variant("wider backbone: 48-96-192-192 channels", backbone={"widths": (48, 96, 192, 192)}),
     "weight-decay": Variant("AdamW weight decay 1e-4", settings={"weight_decay": 1e-4}),
-    "balance-0.5": Variant("class weights: √ of the balanced weights", settings={"class_balance": 0.5}),
+    "balance-1.0": Variant("fully balanced class weights (the default is their square root)",
+                           settings={"class_balance": 1.0}),
     "no-votes": Variant("classifier alone: no soft vote-fraction targets", votes=False),
 }
 
