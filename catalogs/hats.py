@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from catalogs.errors import CatalogError
+
 MARGIN_ARCSEC = 5.0  # crossmatches up to 5″ (seeing-limited surveys match at ≤ 1–2″) are complete
 MAX_PARTITION_ROWS = 1_000_000  # hats-import's default: a partition a worker reads in one go
 MIN_PARTITION_ROWS = 1_000
@@ -59,10 +61,12 @@ def write_hats(predictions: pa.Table, out: Path, name: str, client, margin_arcse
     from hats_import.pipeline import pipeline_with_client
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     placed, unplaced = split_by_position(predictions)
-    if placed.num_rows == 0:
-        raise ValueError(f"none of the {predictions.num_rows} rows has ra and dec: nothing to place on the sky")
+    if placed.num_rows == 0:  # refused before anything is written
+        raise CatalogError(f"none of the {predictions.num_rows} annotated rows has ra and dec (the annotated catalog "
+                           "has no positions), so there is nothing to place on the sky: annotate a catalog with "
+                           "'ra' and 'dec' columns to make a HATS catalog of it")
+    out.mkdir(parents=True, exist_ok=True)
     work = Path(tmp) if tmp is not None else out / f".{name}.tmp"
     work.mkdir(parents=True, exist_ok=True)
     source = work / "input.parquet"

@@ -33,8 +33,16 @@ def quiet_tensorflow() -> None:
         os.close(devnull)
 
 
+def _figure(value: float) -> str:
+    """Counts and figures of 1000 or more as integers (``rows 2000``, not ``2e+03``), the rest to 3
+    significant digits."""
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{round(value)}"
+    return f"{value:.3g}"
+
+
 def _figures(metrics: Mapping[str, float]) -> str:
-    return "  ".join(f"{k} {v:.3g}" for k, v in metrics.items())
+    return "  ".join(f"{k} {_figure(v)}" for k, v in metrics.items())
 
 
 class StageBar:

@@ -124,3 +124,13 @@ def test_a_hats_catalog_is_ingested_back_as_the_same_catalog(survey, morphcat, t
 @pytest.mark.parametrize("rows, threshold", [(40, 1_000), (50_000, 5_000), (10**9, 1_000_000)])
 def test_the_partition_size_follows_the_row_count(rows, threshold):
     assert pixel_threshold(rows) == threshold
+
+
+def test_predictions_without_any_position_are_refused_before_anything_is_written(tmp_path):
+    from catalogs.errors import CatalogError
+
+    unplaced = pa.table({"object_id": ["a", "b"], "ra": pa.array([None, None], pa.float64()),
+                         "dec": pa.array([None, 1.0], pa.float64())})
+    with pytest.raises(CatalogError, match="none of the 2 annotated rows has ra and dec"):
+        write_hats(unplaced, tmp_path / "hats", "morphcat", client=None)
+    assert not (tmp_path / "hats").exists()
