@@ -25,6 +25,10 @@ def results_markdown(r: dict) -> str:
               "fresh process: its fixed cost (flow runs, catalog check, opening the bundle) spread over more rows |",
               f"| decode + onnxruntime taking turns | {r['serial_limit_ips']:.1f} | 1 / (1/decode + 1/onnxruntime): the "
               f"limit when both stages share the same cores (morphcat reaches {r['efficiency_vs_serial_limit']:.0%}) |"]
+    if "embedding_cost_fraction" in r:
+        lines.append(f"| image graph without / with the embedding output | {r['image_graph_without_embedding_ips']:.1f} / "
+                     f"{r['image_graph_ips']:.1f} | the embedding costs {r['embedding_cost_fraction']:.1%} of the image "
+                     "graph's throughput (timed in alternation) |")
     lines += ["", "| captions | seconds per image |", "|---|---:|",
               f"| morphcat (encoder + batched greedy steps, onnxruntime) | {r['morphcat_caption_s_per_image']:.5f} |",
               f"| seed project (model reloaded per image, full sequence per token; {r['seed_images']} images) | "

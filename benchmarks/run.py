@@ -194,6 +194,7 @@ def run_benchmark(out: Path, settings: BenchSettings, log: Callable[[str], None]
         return n
 
     result["ort_ips"], rates["ort"] = median_rate(ort_only, reps)
+    result.update(embedding_cost(bundle_path, pixels, threads, reps, batch))
     # Captioning on its own (encoder + batched greedy steps), comparable with the seed's per image.
     captions_ips, rates["captions"] = median_rate(
         lambda: sum(len(bundle.captions(pixels[i:i + batch])) for i in range(0, n, batch)), reps)
@@ -231,6 +232,43 @@ def run_benchmark(out: Path, settings: BenchSettings, log: Callable[[str], None]
     result.update(derived(result))
     result["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
     return result
+
+
+def embedding_cost(bundle_path: Path, pixels: np.ndarray, threads: int, repeats: int, batch: int) -> dict:
+    """What the ``embedding`` output costs: the bundle's image graph with every output, against
+    the same graph without that output (onnxruntime then drops the nodes only it needs), timed
+    in alternation on the same pre-decoded images."""
+    import onnx
+
+    from catalogs.decoding import to_model_floats
+    from catalogs.inputs import ImageSpec
+    from catalogs.outputs import EMBEDDING
+    from export.serve.bundle import IMAGE_INPUT, read_manifest
+    from export.serve.providers import CPU
+    from export.serve.runtime import create_session
+
+    manifest = read_manifest(bundle_path)
+    name = manifest["merged"]["file"] if "merged" in manifest else manifest["models"]["classifier"]["files"]["classifier"]
+    full = onnx.load(str(bundle_path / name))
+    without = onnx.ModelProto()
+    without.CopyFrom(full)
+    kept = [o for o in without.graph.output if o.name != EMBEDDING]
+    del without.graph.output[:]
+    without.graph.output.extend(kept)
+    sessions = {"with": create_session(full.SerializeToString(), [CPU], threads),
+                "without": create_session(without.SerializeToString(), [CPU], threads)}
+    x = to_model_floats(pixels, ImageSpec(**manifest["image"]))
+    rates: dict[str, list[float]] = {"with": [], "without": []}
+    for rep in range(repeats + 1):  # the first round warms both up
+        for key, session in sessions.items():
+            t = time.perf_counter()
+            for i in range(0, len(x), batch):
+                session.run(None, {IMAGE_INPUT: x[i:i + batch]})
+            if rep:
+                rates[key].append(len(x) / (time.perf_counter() - t))
+    with_ips, without_ips = float(np.median(rates["with"])), float(np.median(rates["without"]))
+    return {"image_graph_ips": round(with_ips, 1), "image_graph_without_embedding_ips": round(without_ips, 1),
+            "embedding_cost_fraction": round(1.0 - with_ips / without_ips, 4)}
 
 
 def fixed_seconds(catalog: Catalog, bundle: Path, out: Path, batch: int, repeats: int) -> float:

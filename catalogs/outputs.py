@@ -52,6 +52,12 @@ input_note                 string   conversions applied to the image (``converte
                                     ``nonfinite_pixels=12``), null when none
 input_crop                 float32  the fraction of the cutout's shorter side the model saw (fixed,
                                     or sized from the galaxy: ``ImageSpec.framing``)
+embedding                  float32  32 of them (``EMBEDDING_DIM``, a ``fixed_size_list``): the
+                                    galaxy's L2-normalised embedding (``models.embedding``: PCA of
+                                    the classifier's pooled features, fitted on its training
+                                    galaxies); the dot product of two rows is their cosine
+                                    similarity (``morphcat similar``). Comparable within one
+                                    bundle only; null where the features were not finite
 bundle_id, run_id          string   the model bundle and the run that wrote the row
 =========================  =======  ===============================================================
 
@@ -78,7 +84,9 @@ import pyarrow as pa
 from catalogs.sources import MIN_SOURCE_SNR
 from catalogs.tree import GZ2_TREE
 
-OUTPUT_VERSION = 2  # 2: caption_source, input_crop
+OUTPUT_VERSION = 3  # 2: caption_source, input_crop; 3: embedding
+EMBEDDING_DIM = 32  # every bundle's embedding width: runs stay comparable column for column
+EMBEDDING = "embedding"
 METADATA_KEY = b"morphcat.output"
 PREDICTIONS = "predictions"
 ERRORS = "errors"
@@ -107,6 +115,7 @@ _TAIL = [pa.field("caption", pa.string()), pa.field("caption_source", pa.string(
          *(pa.field(c, pa.float32()) for c in CAM_COLUMNS),
          pa.field("ood_score", pa.float32()), pa.field("ood_flag", pa.bool_()), pa.field("source_snr", pa.float32()),
          pa.field("input_note", pa.string()), pa.field("input_crop", pa.float32()),
+         pa.field(EMBEDDING, pa.list_(pa.float32(), EMBEDDING_DIM)),
          pa.field("bundle_id", pa.string(), nullable=False), pa.field("run_id", pa.string(), nullable=False)]
 
 ERRORS_SCHEMA = pa.schema([
@@ -163,11 +172,13 @@ def predictions_table(
     source_snr: np.ndarray | None = None,
     input_notes: Sequence[str | None] | None = None,
     input_crops: np.ndarray | None = None,
+    embedding: np.ndarray | None = None,
 ) -> pa.Table:
     """Assemble ``predictions`` rows from model outputs, deriving label (ties: the first class),
     confidence and uncertainty from ``probs`` (N, K) and the per-question vote fractions from the
     regressor's Kaggle-style cumulative outputs (N, 37) with ``GZ2_TREE.per_question``. ``cam``
-    maps every ``CAM_COLUMNS`` name to (N,). An omitted output is null; NaN becomes null."""
+    maps every ``CAM_COLUMNS`` name to (N,); ``embedding`` is (N, ``EMBEDDING_DIM``). An omitted
+    output is null; NaN becomes null (an embedding with any NaN is a null row)."""
     schema = predictions_schema(class_names)
     n = len(object_ids)
     p = np.asarray(probs, dtype=np.float64)
@@ -202,6 +213,7 @@ def predictions_table(
     columns["source_snr"] = _floats(source_snr, n)
     columns["input_note"] = _strings(input_notes, n)
     columns["input_crop"] = _floats(input_crops, n)
+    columns[EMBEDDING] = _embeddings(embedding, n)
     columns["bundle_id"] = pa.array([bundle_id] * n, pa.string())
     columns["run_id"] = pa.array([run_id] * n, pa.string())
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
@@ -262,6 +274,17 @@ def _floats(values, n: int, kind: pa.DataType = pa.float32()) -> pa.Array:
         return pa.nulls(n, kind)
     a = _vector(values, n).astype(kind.to_pandas_dtype())
     return pa.array(a, kind, mask=~np.isfinite(a))
+
+
+def _embeddings(values, n: int) -> pa.Array:
+    kind = pa.list_(pa.float32(), EMBEDDING_DIM)
+    if values is None:
+        return pa.nulls(n, kind)
+    a = np.asarray(values, dtype=np.float32)
+    if a.shape != (n, EMBEDDING_DIM):
+        raise ValueError(f"embedding has shape {a.shape}, expected {(n, EMBEDDING_DIM)}")
+    flat = pa.array(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0).ravel(), pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, EMBEDDING_DIM, mask=pa.array(~np.isfinite(a).all(axis=1)))
 
 
 def _strings(values, n: int) -> pa.Array:

@@ -16,6 +16,8 @@ from catalogs.errors import CatalogError, MorphcatError
 from catalogs.hats import MARGIN_ARCSEC
 from catalogs.inputs import ImageSpec
 from catalogs.shards import SHARD_SIZE
+from export.serve.similar import DEFAULT_K
+from export.serve.unusual import DEFAULT_N
 from flows.common import UsageError, quiet_bad_input_tracebacks
 from flows.progress import quiet_tensorflow
 from models.config import TrainSettings
@@ -130,6 +132,52 @@ def _cmd_hats(args: argparse.Namespace) -> None:
         print(f"{r.without_position} rows without ra/dec cannot be placed on the sky: listed in {r.unplaced}")
 
 
+def _cmd_similar(args: argparse.Namespace) -> None:
+    # A query, not a batch stage: no flow (a Prefect run would cost seconds around milliseconds).
+    from rich.console import Console
+    from rich.table import Table
+
+    from export.serve.similar import similar
+
+    run, table = similar(args.annotations, object_id=args.object_id, image=args.image, bundle=args.bundle,
+                         k=args.k, run_id=args.run)
+    info = run.info
+    how = "built" if run.built else "read"
+    console = Console()
+    console.print(f"run {run.run_id}: {info['rows']} embeddings, {info['kind']} index {how} "
+                  f"({run.folder}); most like {args.object_id or args.image}:")
+    shown = Table(*table.columns)
+    for row in table.iter_rows():
+        shown.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(shown)
+    if args.output is not None:
+        (table.write_csv if args.output.suffix == ".csv" else table.write_parquet)(args.output)
+        console.print(f"written to {args.output}")
+
+
+def _cmd_unusual(args: argparse.Namespace) -> None:
+    # Like similar: one computation over a finished run, no flow around it.
+    from export.serve.unusual import write_unusual
+
+    r = write_unusual(args.annotations, n=args.n, run_id=args.run, catalog=args.catalog)
+    print(f"run {r.run_id}: {r.table.height} galaxies ranked → {r.parquet}")
+    print(r.table.head(10).select("rank", "object_id", "score", "label_pred", "reason"))
+    if r.sheet is not None:
+        print(f"contact sheet of the top {min(args.n, r.table.height)}: {r.sheet}")
+    else:
+        print(f"no contact sheet: {r.no_sheet_reason}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
 def _cron(text: str) -> str:
     from prefect.schedules import Cron
 
@@ -182,6 +230,20 @@ def _cmd_bench_shard(args: argparse.Namespace) -> None:
     run_shard_bench(args.out, args.bundle, [int(x) for x in _kinds(args.rows)], images=args.images,
                     shard_size=args.shard_size)
     print((args.out / "shards.md").read_text())
+
+
+def _cmd_bench_similar(args: argparse.Namespace) -> None:
+    from benchmarks.similar import run_similar_bench
+
+    run_similar_bench(args.out, [int(x) for x in _kinds(args.rows)], queries=args.queries)
+    print((args.out / "similar.md").read_text())
+
+
+def _cmd_bench_unusual(args: argparse.Namespace) -> None:
+    from benchmarks.unusual import run_unusual_bench
+
+    run_unusual_bench(args.out, n=args.n, train_n=args.train_n, epochs=args.epochs, seed=args.seed)
+    print((args.out / "unusual.md").read_text())
 
 
 def _cmd_bench_ood(args: argparse.Namespace) -> None:
@@ -355,6 +417,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask-address", default=None, help="scheduler address of a running Dask cluster")
     p.set_defaults(func=_cmd_hats)
 
+    p = sub.add_parser("similar", help="the galaxies of an annotation run most like one of them, or like an image")
+    p.add_argument("annotations", type=Path, help="annotations folder (morphcat annotate --out)")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--object-id", default=None, help="a galaxy of the run")
+    query.add_argument("--image", type=Path, default=None, help="an image file (needs --bundle)")
+    p.add_argument("--bundle", type=Path, default=None, help="the bundle that annotated the run (for --image)")
+    p.add_argument("-k", type=_positive_int, default=DEFAULT_K, help=f"neighbours to list (default {DEFAULT_K})")
+    p.add_argument("--run", default=None, help="run id (default: the folder's latest run)")
+    p.add_argument("--output", type=Path, default=None, help="also write the list (.csv, else Parquet)")
+    p.set_defaults(func=_cmd_similar)
+
+    p = sub.add_parser("unusual", help="rank an annotation run's galaxies by how unusual they are, with a contact sheet")
+    p.add_argument("annotations", type=Path, help="annotations folder (morphcat annotate --out)")
+    p.add_argument("-n", type=_positive_int, default=DEFAULT_N, help=f"galaxies on the contact sheet (default {DEFAULT_N})")
+    p.add_argument("--run", default=None, help="run id (default: the folder's latest run)")
+    p.add_argument("--catalog", type=Path, default=None,
+                   help="the annotated catalog, if it moved since (its images make the contact sheet)")
+    p.set_defaults(func=_cmd_unusual)
+
     p = sub.add_parser("serve", help="serve the flows' deployments to a Prefect server (runs until Ctrl-C)",
                        description="Registers catalog-annotate/on-demand, train-models/on-demand and "
                                    "export-onnx/on-demand (and catalog-annotate/scheduled with --cron) with the "
@@ -396,6 +477,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=1000, help="distinct synthetic images the rows point at")
     p.add_argument("--shard-size", type=int, default=SHARD_SIZE)
     p.set_defaults(func=_cmd_bench_shard)
+
+    p = sub.add_parser("bench-similar", help="index build time, query latency and HNSW recall of morphcat similar")
+    p.add_argument("--out", type=Path, required=True, help="folder for similar.json/md")
+    p.add_argument("--rows", default="100000,1000000", help="index sizes, comma-separated (default 100000,1000000)")
+    p.add_argument("--queries", type=_positive_int, default=200, help="single-vector queries timed per index")
+    p.set_defaults(func=_cmd_bench_similar)
+
+    p = sub.add_parser("bench-unusual", help="do rare galaxies the models never saw top morphcat unusual's ranking?")
+    p.add_argument("--out", type=Path, required=True, help="folder for the surveys, the models, the run and unusual.json/md")
+    p.add_argument("--n", type=_positive_int, default=2000, help="galaxies in the ranked survey (GZ2 mix)")
+    p.add_argument("--train-n", type=_positive_int, default=1500, help="galaxies in the training survey, before "
+                   "its rare ones are removed")
+    p.add_argument("--epochs", type=_positive_int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_bench_unusual)
 
     p = sub.add_parser("bench-ood", help="measure how ood_flag separates galaxies from photos, empty sky and patterns")
     p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
@@ -441,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands that run TensorFlow: imported once, quietly, before their flow starts.
-TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ablation")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ablation", "bench-similar", "bench-unusual")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,9 +28,12 @@ from models.captioner import captioner_from_train, greedy_decode
 from models.classifier import logits, pooled_features
 from models.config import ModelConfig, TrainSettings
 from models.data import assign_folds, decode_images
+from models.embedding import EmbeddingProjection
 from models.evaluate import choose_caption_source
 from models.metrics import caption_metrics, classification_metrics, regression_metrics
 from models.ood import OodReference
+
+KNN_K = 10  # neighbours the embedding's quality is measured with
 
 
 @dataclass
@@ -51,6 +54,8 @@ class HeldOut:
     shipped_captions: list[str] | None = None  # what annotate would write (the chosen source)
     caption_source: str | None = None
     failures: int = 0
+    # models.embedding: the labels of each row's KNN_K nearest training galaxies of its catalog
+    knn_labels: list[list[str]] | None = None
 
 
 def folds_of(catalogs: Sequence[Catalog], names: Sequence[str], k: int) -> list[np.ndarray]:
@@ -84,8 +89,44 @@ def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelCon
             trained["captioner"].sidecar["caption_choice"] = choose_caption_source(
                 catalogs, names, trained["regressor"].model, trained["captioner"].model,
                 trained["captioner"].sidecar, test_masks=masks)
-    return [_predict(trained, config, name, catalog, np.flatnonzero(mask), fold, views)
-            for name, catalog, mask in zip(names, catalogs, masks)], trained
+    held_out = [_predict(trained, config, name, catalog, np.flatnonzero(mask), fold, views)
+                for name, catalog, mask in zip(names, catalogs, masks)]
+    if "classifier" in trained and "embedding" in trained["classifier"].sidecar:
+        for h, catalog, mask in zip(held_out, catalogs, masks):
+            _embedding_neighbours(h, trained["classifier"], config, catalog, np.flatnonzero(mask),
+                                  np.flatnonzero(~mask))
+    return held_out, trained
+
+
+def _embed(classifier, config: ModelConfig, catalog: Catalog, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings (``models.embedding``) of ``rows`` that decode, and which rows those are."""
+    decoded = decode_images(catalog, rows, config.image)
+    x = decoded.pixels.astype(np.float32) * np.float32(config.image.scale)
+    projection = EmbeddingProjection.from_dict(classifier.sidecar["embedding"])
+    return projection.project(pooled_features(classifier.model, x)), decoded.good_rows
+
+
+def _embedding_neighbours(h: HeldOut, classifier, config: ModelConfig, catalog: Catalog, test: np.ndarray,
+                          train: np.ndarray) -> None:
+    """``h.knn_labels``: for each held-out row, the labels of its ``KNN_K`` nearest labelled
+    training galaxies of the same catalog (its labels follow that catalog's rule) by cosine
+    similarity of the embeddings: the embedding alone, no classifier head."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if "label" not in catalog.table.column_names:
+        return
+    labels = np.array(catalog.table.column("label").to_pylist(), dtype=object)
+    train = train[labels[train] != None]  # noqa: E711 (an object array)
+    if len(train) < KNN_K:
+        return
+    reference, kept = _embed(classifier, config, catalog, train)
+    queries, _ = _embed(classifier, config, catalog, test)
+    if len(queries) != len(h.object_ids):  # the same rows decode as in _predict
+        raise RuntimeError(f"{len(queries)} embeddings for {len(h.object_ids)} held-out rows of {h.catalog}")
+    # Unit vectors: Euclidean order is cosine order.
+    index = NearestNeighbors(n_neighbors=KNN_K).fit(reference)
+    _, near = index.kneighbors(queries)
+    h.knn_labels = [list(labels[kept][row]) for row in near]
 
 
 def _views(x: np.ndarray, views: int) -> list[np.ndarray]:
@@ -158,6 +199,14 @@ def _fold_scores(h: HeldOut) -> dict:
             y = np.array([h.class_names.index(x) for x in lab[galaxy]])
             s["ece_before"] = expected_calibration_error(h.probs_uncalibrated[galaxy], y)
             s["ece_after"] = expected_calibration_error(h.probs[galaxy], y)
+        if h.knn_labels is not None and galaxy.any():
+            near = [h.knn_labels[i] for i in np.flatnonzero(galaxy)]
+            # majority of the neighbours (ties: the nearest of the tied labels), as a kNN classifier
+            voted = [max(dict.fromkeys(n), key=n.count) for n in near]
+            truth = list(lab[galaxy])
+            knn = classification_metrics(truth, voted, sorted(set(truth) | set(voted)))
+            s.update(knn_label_agreement=float(np.mean([n.count(t) / len(n) for n, t in zip(near, truth)])),
+                     knn_accuracy=knn["accuracy"], knn_balanced_accuracy=knn["balanced_accuracy"])
         artifact = lab == ARTIFACT
         if artifact.any():
             s["artifacts_flagged"] = float(np.mean((pred[artifact] == ARTIFACT) | h.ood_flag[artifact]))
@@ -189,7 +238,8 @@ def cv_report(held_out: Sequence[HeldOut]) -> dict:
         entry: dict = {"folds": len(parts), "rows": sum(s["rows"] for s in scores),
                        "undecodable": sum(h.failures for h in parts)}
         for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece_before", "ece_after", "artifacts_flagged",
-                    "rmse_per_question", "rmse_kaggle", "bleu4", "caption_agreement"):
+                    "rmse_per_question", "rmse_kaggle", "bleu4", "caption_agreement", "knn_label_agreement",
+                    "knn_accuracy", "knn_balanced_accuracy"):
             got = [s[key] for s in scores if s.get(key) is not None]
             if got:
                 entry[key] = _mean_sd(got)

@@ -23,6 +23,7 @@ import tensorflow as tf
 from catalogs.contract import Catalog
 from catalogs.errors import CatalogError
 from catalogs.labels import CLASSES
+from catalogs.outputs import EMBEDDING_DIM
 from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
 from models.calibration import expected_calibration_error, fit_temperature, softmax
@@ -30,6 +31,7 @@ from models.captioner import EMBEDDING, LSTM, VOCAB_LOGITS, MaskedAccuracy, buil
 from models.classifier import BACKBONE_LAYER, fold_temperature, logits
 from models.config import ModelConfig, TrainSettings
 from models.data import SPLIT_SALT, TrainingSet, augmenter, class_weights, training_set
+from models.embedding import fit_projection
 from models.errors import TrainingError
 from models.morphology import build_morphology
 from models.ood import fit_reference
@@ -165,13 +167,17 @@ def _calibrate(classifier: keras.Model, tset: TrainingSet, val: np.ndarray, inde
             "val_rows": int(len(val)), "val_ece_before": round(before, 4), "val_ece_after": round(after, 4)}
 
 
-def _ood_reference(classifier: keras.Model, tset: TrainingSet, train: np.ndarray, val: np.ndarray, spec) -> dict:
-    """The out-of-distribution reference (``models.ood``): fitted on the training split's
-    features, scaled on the validation split's; saved in the classifier's sidecar."""
+def _feature_references(classifier: keras.Model, tset: TrainingSet, train: np.ndarray, val: np.ndarray,
+                        spec) -> dict:
+    """What the exporter bakes into the classifier's graph from its pooled features, saved in
+    the classifier's sidecar: the out-of-distribution reference (``models.ood``: fitted on the
+    training split's features, scaled on the validation split's) and the embedding projection
+    (``models.embedding``: PCA of the training split's features)."""
     backbone = classifier.get_layer(BACKBONE_LAYER)  # GAP of its output is the classifier's gap layer
     fit = _pooled_features(backbone, tset.images(train, spec), views=False)
     calibration = _pooled_features(backbone, tset.images(val, spec), views=False)
-    return fit_reference(fit, calibration).to_dict()
+    return {"ood": fit_reference(fit, calibration).to_dict(),
+            "embedding": fit_projection(fit, EMBEDDING_DIM).to_dict()}
 
 
 def targets_and_weights(tset: TrainingSet, idx: np.ndarray, heads: Sequence[str], class_names: Sequence[str],
@@ -255,7 +261,7 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
         labelled_train, labelled_val = tset.rows_of("train", has_label), tset.rows_of("val", has_label)
         clf.update(class_names=class_names, label_column="label",
                    calibration=_calibrate(models.classifier, tset, labelled_val, index, spec),
-                   ood=_ood_reference(models.classifier, tset, labelled_train, labelled_val, spec), **common)
+                   **_feature_references(models.classifier, tset, labelled_train, labelled_val, spec), **common)
         trained.append(TrainedModel("classifier", models.classifier, clf, history))
     if "regressor" in heads:
         reg = _base_sidecar("regressor", tset, config, settings)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from catalogs.outputs import EMBEDDING
 from export.build.errors import ExportError
 from models.classifier import BACKBONE_LAYER
+from models.embedding import EMBEDDING_EPS, EmbeddingProjection
 from models.ood import OodReference
 
 
@@ -39,18 +41,23 @@ def _head_layers(classifier: keras.Model):
     return layers
 
 
-def classifier_with_cam(classifier: keras.Model, signature: list[tf.TensorSpec], ood: OodReference):
-    """A ``tf.function`` image → ``{"probs": (N, C), "cam": (N, h, w), "ood_score": (N,)}``
-    sharing the classifier's layers (no weights copied; Dropout is skipped, the identity at
-    inference). ``ood_score`` is :meth:`models.ood.OodReference.scores` of the pooled features."""
+def classifier_with_cam(classifier: keras.Model, signature: list[tf.TensorSpec], ood: OodReference,
+                        embedding: EmbeddingProjection):
+    """A ``tf.function`` image → ``{"probs": (N, C), "cam": (N, h, w), "ood_score": (N,),
+    "embedding": (N, d)}`` sharing the classifier's layers (no weights copied; Dropout is skipped,
+    the identity at inference). ``ood_score`` is :meth:`models.ood.OodReference.scores` and
+    ``embedding`` :meth:`models.embedding.EmbeddingProjection.project` of the pooled features."""
     backbone, gap, hidden, to_logits, softmax = _head_layers(classifier)
-    if ood.mean.shape[0] != gap.output.shape[-1]:
-        raise ExportError(f"the OOD reference has {ood.mean.shape[0]} features, the classifier's gap layer "
-                          f"{gap.output.shape[-1]}: the sidecar belongs to another model")
+    width = gap.output.shape[-1]
+    for what, k in (("OOD reference", ood.mean.shape[0]), ("embedding projection", embedding.mean.shape[0])):
+        if k != width:
+            raise ExportError(f"the {what} has {k} features, the classifier's gap layer {width}: the sidecar "
+                              "belongs to another model")
     # numpy here, tf.constant inside the function: a tensor made outside would be captured as a
     # graph input, which tf2onnx exports as a required feed instead of an initializer.
     mean, whitening = ood.mean.astype("float32"), ood.whitening.astype("float32")
     scale = float(ood.scale)
+    e_mean, e_components = embedding.mean.astype("float32"), embedding.components.astype("float32")
 
     @tf.function(input_signature=signature)
     def forward(image):
@@ -66,6 +73,8 @@ def classifier_with_cam(classifier: keras.Model, signature: list[tf.TensorSpec],
         cam = tf.nn.relu(tf.einsum("nhwk,nk->nhw", features, alpha))
         centred = pooled - tf.constant(mean)
         ood_score = tf.norm(tf.matmul(centred, tf.constant(whitening)), axis=-1) / tf.constant(scale, tf.float32)
-        return {"probs": softmax(logits), "cam": cam, "ood_score": ood_score}
+        projected = tf.matmul(pooled - tf.constant(e_mean), tf.constant(e_components))
+        norm = tf.maximum(tf.norm(projected, axis=-1, keepdims=True), tf.constant(EMBEDDING_EPS, tf.float32))
+        return {"probs": softmax(logits), "cam": cam, "ood_score": ood_score, EMBEDDING: projected / norm}
 
     return forward

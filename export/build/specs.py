@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from catalogs.outputs import EMBEDDING
 from export.serve.bundle import ENCODER_OUTPUTS, IMAGE_INPUT, STEP_INPUTS, STEP_OUTPUTS
 
 OPSET = 17  # tf2onnx 1.17 converts every op we use at 17 (the Keras LSTM → ONNX LSTM included)
@@ -71,6 +72,7 @@ CAM_ATOL = 1e-4
 VOTES_ATOL = 1e-3
 CAPTIONER_ATOL = 1e-4
 OOD_ATOL = 1e-4  # relative: scores are ~1 for galaxies, tens for a photo
+EMBEDDING_ATOL = 1e-4  # unit vectors: 1e-4 moves a cosine similarity by < 1e-4
 # Model-level agreement: predicted classes must all match; captions on at least 99 %.
 CLASS_AGREEMENT_MIN = 1.0
 CAPTION_AGREEMENT_MIN = 0.99
@@ -80,11 +82,13 @@ def image_input(size: int, channels: int) -> TensorSpec:
     return TensorSpec(IMAGE_INPUT, (BATCH, size, size, channels))
 
 
-def classifier_spec(size: int, channels: int, n_classes: int, cam_hw: tuple[int, int]) -> ExportSpec:
+def classifier_spec(size: int, channels: int, n_classes: int, cam_hw: tuple[int, int],
+                    embedding_dim: int) -> ExportSpec:
     return ExportSpec("classifier", "classifier", (image_input(size, channels),), (
         TensorSpec("probs", (BATCH, n_classes), atol=PROBS_ATOL),
         TensorSpec("cam", (BATCH, *cam_hw), atol=CAM_ATOL, relative=True),
         TensorSpec("ood_score", (BATCH,), atol=OOD_ATOL, relative=True),
+        TensorSpec(EMBEDDING, (BATCH, embedding_dim), atol=EMBEDDING_ATOL),
     ))
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from catalogs.inputs import ImageSpec
+from catalogs.outputs import EMBEDDING, EMBEDDING_DIM
 from catalogs.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from catalogs.tree import GZ2_TREE
 from export.build.convert import tf_signature
@@ -38,6 +39,7 @@ from models.artifacts import load_trained
 from models.captioner import captioner_from_train, greedy_decode_ids
 from models.classifier import BACKBONE_LAYER, grad_cam, pooled_features
 from models.config import ModelConfig
+from models.embedding import EmbeddingProjection
 from models.ood import OodReference
 
 REFERENCE_BATCH = 64  # Keras reference in chunks: bounded memory on large parity batches
@@ -93,13 +95,24 @@ def _classifier(model, sidecar: dict, config: ModelConfig) -> Source:
         ood = OodReference.from_dict(sidecar["ood"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(f"the classifier's out-of-distribution reference is unusable: {exc}") from None
+    if "embedding" not in sidecar:
+        raise ExportError("the classifier's sidecar has no embedding projection ('embedding'): it was trained by "
+                          "an older morphcat; train it again (morphcat train)")
+    try:
+        embedding = EmbeddingProjection.from_dict(sidecar["embedding"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"the classifier's embedding projection is unusable: {exc}") from None
+    if embedding.dim != EMBEDDING_DIM:
+        raise ExportError(f"the classifier's embedding has {embedding.dim} dimensions; the output contract "
+                          f"(catalogs.outputs) has {EMBEDDING_DIM}: train it again (morphcat train)")
     image = config.image
     cam_hw = tuple(model.get_layer(BACKBONE_LAYER).output_shape[1:3])
-    spec = classifier_spec(image.size, image.channels, len(names), cam_hw)
+    spec = classifier_spec(image.size, image.channels, len(names), cam_hw, embedding.dim)
 
     def keras_outputs(x):
+        pooled = pooled_features(model, x)
         return {"probs": np.asarray(model(x, training=False)), "cam": grad_cam(model, x),
-                "ood_score": ood.scores(pooled_features(model, x)).astype(np.float32)}
+                "ood_score": ood.scores(pooled).astype(np.float32), EMBEDDING: embedding.project(pooled)}
 
     def agreement(images, sessions, got, expected):
         ours, theirs = (out[spec.name]["probs"].argmax(axis=1) for out in (got, expected))
@@ -111,11 +124,12 @@ def _classifier(model, sidecar: dict, config: ModelConfig) -> Source:
                                           f"(agreement {share:.4f}, needs {CLASS_AGREEMENT_MIN:g})"))
         return {"class_agreement": share}, failures
 
-    unit = Unit(spec, classifier_with_cam(model, tf_signature(spec), ood),
+    unit = Unit(spec, classifier_with_cam(model, tf_signature(spec), ood, embedding),
                 lambda f: _chunked(keras_outputs, f["image"]))
     calibration = sidecar.get("calibration") or {"temperature": 1.0, "method": "none (trained before calibration)"}
     return Source("classifier", model, image, (unit,),
-                  {"class_names": names, "ood": ood.summary(), "calibration": calibration},
+                  {"class_names": names, "ood": ood.summary(), "calibration": calibration,
+                   "embedding": embedding.summary()},
                   lambda images: {spec.name: {"image": images}}, agreement)
 
 

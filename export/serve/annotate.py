@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from catalogs.captions import template_captions
 from catalogs.decoding import BATCH_SIZE, Batch, iter_model_inputs
-from catalogs.outputs import errors_table, ood_flags, predictions_table
+from catalogs.outputs import EMBEDDING, EMBEDDING_DIM, errors_table, ood_flags, predictions_table
 from catalogs.sources import central_source_snr
 from catalogs.tree import GZ2_TREE
 from export.serve.camstats import cam_statistics
@@ -51,6 +51,7 @@ class _Collected:
     ood_score: list[np.ndarray] = field(default_factory=list)
     ood_flag: list[np.ndarray] = field(default_factory=list)
     source_snr: list[np.ndarray] = field(default_factory=list)
+    embedding: list[np.ndarray] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)
     cam: list[dict[str, np.ndarray]] = field(default_factory=list)
     notes: list[str | None] = field(default_factory=list)
@@ -91,6 +92,7 @@ class PixelAnnotations:
     source_snr: np.ndarray  # (N,) catalogs.sources.central_source_snr
     votes: np.ndarray | None  # (N, 37) cumulative GZ2 answers, when the bundle has a regressor
     captions: list[str] | None  # when the bundle writes captions (bundle.caption_source)
+    embedding: np.ndarray  # (N, EMBEDDING_DIM) models.embedding
 
     @property
     def finite(self) -> np.ndarray:
@@ -102,7 +104,8 @@ class PixelAnnotations:
         """The rows where ``keep`` (N,) is true."""
         return PixelAnnotations(self.probs[keep], self.cam[keep], self.ood_score[keep], self.ood_flag[keep],
                                 self.source_snr[keep], None if self.votes is None else self.votes[keep],
-                                None if self.captions is None else [c for c, k in zip(self.captions, keep) if k])
+                                None if self.captions is None else [c for c, k in zip(self.captions, keep) if k],
+                                self.embedding[keep])
 
 
 def annotate_pixels(bundle: LoadedBundle, pixels: np.ndarray, object_ids: Sequence[str],
@@ -129,7 +132,7 @@ def annotate_pixels(bundle: LoadedBundle, pixels: np.ndarray, object_ids: Sequen
         seconds["captions"] = seconds.get("captions", 0.0) + t2 - t1
     score, snr = outputs["ood_score"], central_source_snr(pixels)
     return PixelAnnotations(outputs["probs"], outputs["cam"], score, ood_flags(score, snr, bundle.ood_threshold),
-                            snr, outputs.get("votes"), captions)
+                            snr, outputs.get("votes"), captions, outputs[EMBEDDING])
 
 
 def _infer(bundle: LoadedBundle, batch: Batch, ids: list[str], got: _Collected, seconds: dict[str, float]) -> None:
@@ -156,6 +159,7 @@ def _infer(bundle: LoadedBundle, batch: Batch, ids: list[str], got: _Collected, 
         got.votes.append(out.votes)
     if out.captions is not None:
         got.captions.extend(out.captions)
+    got.embedding.append(out.embedding)
     got.cam.append(stats)
     got.notes.extend(batch.notes)
     got.crops.append(batch.crops)
@@ -183,7 +187,8 @@ def _tables(bundle: LoadedBundle, table: pa.Table, got: _Collected, bundle_id: s
         ood_score=np.concatenate(got.ood_score) if got.ood_score else np.zeros(0),
         ood_flag=np.concatenate(got.ood_flag) if got.ood_flag else np.zeros(0, bool),
         source_snr=np.concatenate(got.source_snr) if got.source_snr else np.zeros(0), input_notes=got.notes,
-        input_crops=np.concatenate(got.crops) if got.crops else np.zeros(0))
+        input_crops=np.concatenate(got.crops) if got.crops else np.zeros(0),
+        embedding=np.concatenate(got.embedding) if got.embedding else np.zeros((0, EMBEDDING_DIM)))
     failed = sorted(got.failed)
     paths = table.column("image_path").to_pylist()
     errors = errors_table(object_ids=[ids[r] for r, *_ in failed], image_paths=[paths[r] for r, *_ in failed],

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from export.serve.errors import BundleError
 
-BUNDLE_FORMAT = 3  # 2: the classifier graph outputs ood_score; 3: framing, calibration, caption source
+BUNDLE_FORMAT = 4  # 2: the classifier graph outputs ood_score; 3: framing, calibration, caption source;
+# 4: the classifier graph outputs the embedding
 MANIFEST = "bundle.json"
 _CHUNK = 1 << 20
 _REQUIRED_KEYS = ("bundle_id", "image", "models", "files", "requires")

@@ -33,7 +33,7 @@ ORT_ERRORS = tuple(getattr(_ort_state, n) for n in ("Fail", "InvalidGraph", "Inv
                                                       "RuntimeException", "InvalidArgument", "NotImplemented",
                                                       "EPFail"))
 # Per-model facts each ONNX file's metadata must agree on with bundle.json.
-_CROSS_CHECKED = ("class_names", "ood", "calibration", "answer_names", "tokenizer", "max_len", "caption_choice")
+_CROSS_CHECKED = ("class_names", "ood", "calibration", "embedding", "answer_names", "tokenizer", "max_len", "caption_choice")
 
 
 @functools.cache

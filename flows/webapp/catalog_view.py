@@ -70,7 +70,11 @@ def table_bytes(rows: pl.DataFrame, fmt: str) -> bytes:
     if fmt not in DOWNLOAD_FORMATS:
         raise ValueError(f"download format must be one of {DOWNLOAD_FORMATS}, got {fmt!r}")
     if fmt == "csv":
-        return rows.write_csv().encode()
+        # CSV has no array type: an array column (the embedding) is written as its numbers, space-separated.
+        arrays = [name for name, kind in rows.schema.items() if isinstance(kind, (pl.Array, pl.List))]
+        flat = rows.with_columns(pl.col(name).cast(pl.List(pl.Float32)).list.eval(pl.element().cast(pl.String))
+                                 .list.join(" ") for name in arrays)
+        return flat.write_csv().encode()
     buffer = io.BytesIO()
     rows.write_parquet(buffer)
     return buffer.getvalue()

@@ -172,7 +172,10 @@ CV_ROWS = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
            ("rmse_per_question", "RMSE, per-question vote fractions"),
            ("rmse_kaggle", "RMSE, Kaggle definition (cumulative, 37 answers)"),
            ("bleu4", "BLEU-4 of the shipped captions"), ("caption_agreement", "caption agreement"),
-           ("ece_before", "ECE (15 bins) before temperature scaling"), ("ece_after", "ECE after temperature scaling"))
+           ("ece_before", "ECE (15 bins) before temperature scaling"), ("ece_after", "ECE after temperature scaling"),
+           ("knn_label_agreement", "embedding: share of the 10 nearest training galaxies with the galaxy's label"),
+           ("knn_accuracy", "embedding: 10-NN classifier accuracy"),
+           ("knn_balanced_accuracy", "embedding: 10-NN classifier balanced accuracy"))
 
 
 def _pm(entry: Mapping) -> str:

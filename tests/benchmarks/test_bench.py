@@ -102,6 +102,10 @@ def test_bench_measures_every_path_and_writes_its_results(tmp_path, tiny_models,
     assert r["ort_fraction_of_peak"] == pytest.approx(r["ort_ips"] * r["model_gflop_per_image"] / r["peak_gflops"],
                                                       abs=1e-3)
     assert r["pipeline_fraction_of_limit"] == r["efficiency_vs_serial_limit"]
+    # The embedding's cost: the image graph timed with and without that output.
+    assert r["image_graph_ips"] > 0 and r["image_graph_without_embedding_ips"] > 0
+    assert r["embedding_cost_fraction"] == pytest.approx(
+        1 - r["image_graph_ips"] / r["image_graph_without_embedding_ips"], abs=1e-3)
     assert (out / "runs" / "fixed" / "catalog.parquet").is_file()
     assert set(r["targets"]) == set(TARGETS) and all(isinstance(t["met"], bool) for t in r["targets"].values())
     assert len(r["rates"]["morphcat"]) == 1
@@ -109,7 +113,7 @@ def test_bench_measures_every_path_and_writes_its_results(tmp_path, tiny_models,
     for run, rows in (("rep1", 6), ("rss-n", 6), ("rss-10n", 60)):
         assert pl.read_parquet(out / "runs" / run / "predictions" / "**" / "*.parquet").height == rows, run
     md = (out / "results.md").read_text()
-    assert "| morphcat |" in md and "| Keras path |" in md and "peak RSS" in md
+    assert "| morphcat |" in md and "| Keras path |" in md and "peak RSS" in md and "embedding output" in md
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "results.md" in proc.stdout
 

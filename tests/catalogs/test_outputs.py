@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from catalogs.contract import VOTE_COLUMNS as CATALOG_VOTE_COLUMNS
 from catalogs.outputs import (
     CAM_COLUMNS,
+    EMBEDDING_DIM,
     ERRORS_SCHEMA,
     VOTE_COLUMNS,
     class_names_of,
@@ -40,8 +42,9 @@ def test_the_column_contract_is_stable():
         "p_spiral", "p_elliptical", "p_edge-on", *VOTE_COLUMNS, "caption", "caption_source",
         "cam_peak_x", "cam_peak_y", "cam_peak_x_frac", "cam_peak_y_frac", "cam_centroid_dx", "cam_centroid_dy",
         "cam_offset_px", "cam_offset_frac", "cam_central_share", "cam_entropy", "cam_gini",
-        "ood_score", "ood_flag", "source_snr", "input_note", "input_crop", "bundle_id", "run_id",
+        "ood_score", "ood_flag", "source_snr", "input_note", "input_crop", "embedding", "bundle_id", "run_id",
     ]
+    assert schema.field("embedding").type == pa.list_(pa.float32(), EMBEDDING_DIM)
     assert schema.field("object_id").type == pa.string() and not schema.field("object_id").nullable
     assert schema.field("ra").type == schema.field("dec").type == pa.float64()
     assert schema.field("ood_flag").type == pa.bool_()
@@ -114,14 +117,27 @@ def test_undefined_values_are_null_never_nan():
 
 def test_outputs_a_bundle_lacks_are_null_columns():
     t = _table([[1, 0, 0]])
-    for name in ("ra", "caption", *VOTE_COLUMNS, *CAM_COLUMNS, "ood_score", "ood_flag", "source_snr", "input_note"):
+    for name in ("ra", "caption", *VOTE_COLUMNS, *CAM_COLUMNS, "ood_score", "ood_flag", "source_snr", "input_note",
+                 "embedding"):
         assert t.column(name).null_count == 1, name
     assert t.column("bundle_id").to_pylist() == ["b1"] and t.column("run_id").to_pylist() == ["r1"]
     assert class_names_of(t.schema) == CLASSES
 
 
+def test_embeddings_are_fixed_size_float32_rows_and_a_non_finite_one_is_null():
+    vectors = np.arange(2 * EMBEDDING_DIM, dtype=np.float64).reshape(2, EMBEDDING_DIM) / 100
+    broken = vectors.copy()
+    broken[1, 5] = np.nan
+    t = _table([[1, 0, 0], [0, 1, 0]], embedding=broken)
+    assert t.column("embedding").to_pylist()[0] == pytest.approx(vectors[0].astype(np.float32).tolist())
+    assert t.column("embedding").to_pylist()[1] is None
+    stored = pl.from_arrow(_table([[1, 0, 0], [0, 1, 0]], embedding=vectors))["embedding"].to_numpy()
+    assert stored.dtype == np.float32 and stored.shape == (2, EMBEDDING_DIM)
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"probs": np.ones((2, 2))}, "shape"),
+    ({"embedding": np.zeros((2, EMBEDDING_DIM - 1))}, "embedding has shape"),
     ({"probs": np.array([[np.nan, 0, 1], [1, 0, 0]])}, "finite"),
     ({"votes_cumulative": np.zeros((2, 36))}, "shape"),
     ({"cam": {"cam_gini": np.zeros(2)}}, "exactly"),
@@ -161,7 +177,7 @@ def test_file_metadata_round_trip_is_deterministic():
     b = with_output_metadata(t, "predictions", "b1", "r1", {"stop": 40, "start": 30, "index": 3})
     assert a.schema.metadata == b.schema.metadata
     meta = output_metadata(a.schema)
-    assert meta == {"output_version": 2, "table": "predictions", "bundle_id": "b1", "run_id": "r1",
+    assert meta == {"output_version": 3, "table": "predictions", "bundle_id": "b1", "run_id": "r1",
                     "shard": {"index": 3, "start": 30, "stop": 40}}
     with pytest.raises(ValueError, match="not a morphcat output"):
         output_metadata(t.schema)

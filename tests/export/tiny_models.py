@@ -10,11 +10,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from catalogs.outputs import EMBEDDING_DIM
 from catalogs.tokenizer import BOS_ID, EOS_ID, SPECIALS, Tokenizer
 from catalogs.tree import GZ2_TREE
 from models.artifacts import save_trained
 from models.captioner import build_captioner, masked_loss, teacher_forcing_pairs
 from models.classifier import build_classifier, grad_cam_model, pooled_features
+from models.embedding import fit_projection
 from models.ood import fit_reference
 from models.regressor import build_regressor
 from models.train import TrainedModel
@@ -82,9 +84,10 @@ def build_tiny(kind: str, seed: int = 1) -> TrainedModel:
         model = build_classifier(CFG, CLASSES)
         vary_weights(model, seed)
         _centre_logits(model, seed)
-        reference = fit_reference(pooled_features(model, structured_images(48, seed + 200)),
-                                  pooled_features(model, structured_images(16, seed + 300)))
-        sidecar = _sidecar(kind, class_names=list(CLASSES), epochs_run=3, train_seconds=1.5, ood=reference.to_dict())
+        fit = pooled_features(model, structured_images(48, seed + 200))
+        reference = fit_reference(fit, pooled_features(model, structured_images(16, seed + 300)))
+        sidecar = _sidecar(kind, class_names=list(CLASSES), epochs_run=3, train_seconds=1.5, ood=reference.to_dict(),
+                           embedding=fit_projection(fit, EMBEDDING_DIM).to_dict())
         return TrainedModel(kind, model, sidecar, dict(HISTORY))
     if kind == "regressor":
         model = build_regressor(CFG)

@@ -284,6 +284,14 @@ def test_class_counts_and_downloads_round_trip():
         catalog_view.table_bytes(rows, "xlsx")
 
 
+def test_a_csv_download_writes_the_embedding_as_its_numbers():
+    vectors = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    rows = pl.DataFrame({"object_id": ["a", "b"], "embedding": pl.Series(vectors, dtype=pl.Array(pl.Float32, 3))})
+    back = pl.read_csv(io.BytesIO(catalog_view.table_bytes(rows, "csv")))
+    got = np.array([[float(x) for x in text.split()] for text in back["embedding"]])
+    np.testing.assert_allclose(got, vectors, rtol=1e-6)
+
+
 def test_an_annotations_folder_opens_with_its_runs_and_catalog(annotations, survey, bundle):
     folder = catalog_view.open_annotations(annotations)
     assert len(folder.runs) == 1 and folder.bundle_id(folder.runs[0]) == bundle.bundle_id

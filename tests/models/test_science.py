@@ -66,7 +66,8 @@ def test_temperature_scaling_fixes_an_over_confident_classifier_and_keeps_its_an
 
 def test_fold_temperature_scales_the_logits_inside_the_model():
     pytest.importorskip("keras")
-    from models.classifier import build_classifier, fold_temperature, logits as logits_of
+    from models.classifier import build_classifier, fold_temperature
+    from models.classifier import logits as logits_of
     from models.config import ModelConfig
 
     model = build_classifier(ModelConfig.from_dict({"image": {"size": 16}, "backbone": {"widths": [4, 8]}}), ["a", "b"])
@@ -137,3 +138,42 @@ def test_a_catalog_without_votes_trains_beside_one_with_them(tmp_path):
     assert clf.sidecar["split"]["rows"]["b"]["train"] > 0 and reg.sidecar["trained_jointly"]
     assert clf.sidecar["calibration"]["temperature"] > 0
     assert set(clf.sidecar["class_names"]) == set(a.column("label").to_pylist()) | set(b.column("label").to_pylist())
+
+
+def test_embedding_neighbour_scores_from_hand_made_neighbours():
+    from models.crossval import HeldOut, _fold_scores
+
+    labels = ["spiral", "spiral", "elliptical", "artifact"]
+    near = [["spiral"] * 7 + ["elliptical"] * 3,  # agreement 0.7, votes spiral (right)
+            ["elliptical"] * 6 + ["spiral"] * 4,  # 0.4, votes elliptical (wrong)
+            ["spiral", "elliptical"] * 5,  # 0.5, a tie: the nearest label, spiral (wrong)
+            ["artifact"] * 10]  # not a galaxy class: left out of these scores
+    h = HeldOut("gz1", 0, ["a", "b", "c", "d"], labels, ["spiral", "elliptical", "artifact"],
+                probs=np.eye(3)[[0, 0, 1, 2]], probs_uncalibrated=np.eye(3)[[0, 0, 1, 2]],
+                ood_flag=np.zeros(4, bool), knn_labels=near)
+    s = _fold_scores(h)
+    assert s["knn_label_agreement"] == pytest.approx((0.7 + 0.4 + 0.5) / 3)
+    assert s["knn_accuracy"] == pytest.approx(1 / 3)
+    assert s["knn_balanced_accuracy"] == pytest.approx((0.5 + 0.0) / 2)
+
+
+def test_on_the_synthetic_survey_a_galaxys_embedding_neighbours_share_its_class(tmp_path):
+    pytest.importorskip("tensorflow")
+    from catalogs.contract import Catalog
+    from catalogs.synthetic import render_survey
+    from models.config import ModelConfig, TrainSettings
+    from models.crossval import cv_report, folds_of, run_fold
+
+    table = render_survey(tmp_path / "s", n=120, seed=5, size=48, mix="balanced", workers=1)
+    catalogs = [Catalog(table, tmp_path / "s", "synthetic")]
+    config = ModelConfig.from_dict({"image": {"size": 32}, "backbone": {"widths": [8, 16]}})
+    folds = folds_of(catalogs, ["s"], 3)
+    held_out, _ = run_fold(catalogs, ["s"], config, TrainSettings(epochs=8, batch_size=16, val_fraction=0.2),
+                           folds, 0, ("classifier",))
+    (h,) = held_out
+    assert len(h.knn_labels) == len(h.object_ids) and all(len(n) == 10 for n in h.knn_labels)
+    entry = cv_report(held_out)["s"]
+    classes = len(set(table.column("label").to_pylist()))
+    # Far above chance (1 / classes): neighbours in the embedding are galaxies of the same kind.
+    assert entry["knn_label_agreement"]["mean"] > 1.6 / classes
+    assert entry["knn_accuracy"]["mean"] > 1.6 / classes

@@ -11,10 +11,11 @@ import onnx
 import pytest
 
 from catalogs.errors import MorphcatError
+from catalogs.outputs import EMBEDDING_DIM
 from catalogs.tree import GZ2_TREE
 from export.build.errors import ExportError
 from export.build.exporter import export_bundle, find_models
-from export.serve.bundle import MANIFEST, bundle_id, sha256_file
+from export.serve.bundle import BUNDLE_FORMAT, MANIFEST, bundle_id, sha256_file
 from export.serve.errors import BundleError
 from export.serve.metadata import proto_props, read_facts
 from export.serve.runtime import max_supported_opset, open_bundle
@@ -36,7 +37,7 @@ def _edit_manifest(folder, change):
 
 def test_manifest_records_files_facts_training_and_parity(tiny_bundle):
     m = _manifest(tiny_bundle)
-    assert m["format"] == 2 and sorted(m["files"]) == list(FILES)
+    assert m["format"] == BUNDLE_FORMAT and sorted(m["files"]) == list(FILES)
     hashes = {name: sha256_file(tiny_bundle / name) for name in FILES}
     assert {n: r["sha256"] for n, r in m["files"].items()} == hashes
     assert m["bundle_id"] == bundle_id(hashes)
@@ -50,6 +51,9 @@ def test_manifest_records_files_facts_training_and_parity(tiny_bundle):
     assert ood["method"] == "mahalanobis" and ood["threshold"] == 1.0 and ood["quantile"] == 0.99
     assert ood["n_fit"] == 48 and ood["n_calibration"] == 16 and ood["scale"] > 0
     assert "mean" not in ood and "whitening" not in ood  # the arrays live in the graph
+    embedding = models["classifier"]["embedding"]
+    assert embedding["dim"] == EMBEDDING_DIM and 1 <= embedding["n_components"] <= EMBEDDING_DIM
+    assert embedding["n_fit"] == 48 and "components" not in embedding
     assert models["regressor"]["answer_names"] == list(GZ2_TREE.output_names)
     captioner = models["captioner"]
     assert captioner["tokenizer"] == TOKENIZER.to_dict() and captioner["max_len"] == CFG.captioner.max_len
@@ -66,7 +70,7 @@ def test_manifest_records_files_facts_training_and_parity(tiny_bundle):
             speed = figures["speed"]
             assert speed["rows"] == 8 and {"ort_rows_per_s", "keras_rows_per_s"} <= set(speed), name  # timer: test_bench
     assert m["merged"] == {"file": "image_models.onnx", "computes": ["classifier", "regressor", "captioner_encoder"],
-                           "outputs": ["probs", "cam", "ood_score", "votes", "h0", "c0"]}
+                           "outputs": ["probs", "cam", "ood_score", "embedding", "votes", "h0", "c0"]}
     merged = parity["merged"]
     for name, figures in merged["files"].items():
         for output, f in figures.items():

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from export import exporter
+from export.build import exporter
 from export.build.errors import ExportError, ParityError
 from export.build.exporter import check_merged, check_parity, convert_source, raise_for_failures
 from export.build.merge import merge_image_models
@@ -61,16 +61,18 @@ def test_two_graphs_with_the_same_weights_share_every_initializer_and_run_once(c
     classifier = checked[0][0].protos["classifier"]
     merged = merge_image_models({"a": classifier, "b": _renamed_outputs(classifier, "_b")})
     assert len(merged.graph.initializer) == len(classifier.graph.initializer)
-    assert [o.name for o in merged.graph.output] == ["probs", "cam", "ood_score", "probs_b", "cam_b", "ood_score_b"]
+    assert [o.name for o in merged.graph.output] == ["probs", "cam", "ood_score", "embedding",
+                                                     "probs_b", "cam_b", "ood_score_b", "embedding_b"]
     assert _convolutions(merged, tmp_path) == _convolutions(classifier, tmp_path) > 0  # the copy's are gone
     images = checked[1]
     session = ort.InferenceSession(merged.SerializeToString(), providers=["CPUExecutionProvider"])
-    probs, cam, ood, probs_b, cam_b, ood_b = session.run(None, {"image": images})
+    probs, cam, ood, embedding, probs_b, cam_b, ood_b, embedding_b = session.run(None, {"image": images})
     alone = ort.InferenceSession(classifier.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(probs, alone.run(["probs"], {"image": images})[0])
     np.testing.assert_array_equal(probs, probs_b)
     np.testing.assert_array_equal(cam, cam_b)
     np.testing.assert_array_equal(ood, ood_b)
+    np.testing.assert_array_equal(embedding, embedding_b)
 
 
 def test_the_merged_bundle_graph_passes_the_checks_of_every_file_it_computes(checked):

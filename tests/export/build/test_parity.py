@@ -13,16 +13,19 @@ from export.build.exporter import check_parity, convert_source, raise_for_failur
 from export.build.parity import check_names, compare_outputs, max_abs_diff, row_agreement
 from export.build.specs import ExportSpec, TensorSpec, classifier_spec, step_spec
 from export.build.units import load_source
+from models.artifacts import load_sidecar
+from models.embedding import EmbeddingProjection
 from tests.export.tiny_models import structured_images
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-SPEC = classifier_spec(32, 3, 3, (4, 4))
+SPEC = classifier_spec(32, 3, 3, (4, 4), 8)
 
 
 def _outputs(rng, n=5):
     probs = rng.random((n, 3)).astype(np.float32)
     return {"probs": probs, "cam": rng.random((n, 4, 4)).astype(np.float32) * 30,
-            "ood_score": rng.random(n).astype(np.float32) * 3}
+            "ood_score": rng.random(n).astype(np.float32) * 3,
+            "embedding": rng.standard_normal((n, 8)).astype(np.float32)}
 
 
 def test_equal_outputs_pass_and_figures_are_recorded():
@@ -54,7 +57,8 @@ def test_every_failure_is_collected_in_order_names_shapes_values():
     wrong_shape = {**ref, "probs": ref["probs"][:, :2]}
     failures = compare_outputs(SPEC, wrong_shape, ref)[1]
     assert [f.check for f in failures] == ["shape"]
-    failures = compare_outputs(SPEC, {"cam": ref["cam"] + 5, "ood_score": ref["ood_score"]}, ref)[1]
+    failures = compare_outputs(SPEC, {"cam": ref["cam"] + 5, "ood_score": ref["ood_score"],
+                                      "embedding": ref["embedding"]}, ref)[1]
     assert [f.check for f in failures] == ["names", "values"]
     assert "missing from onnxruntime" in str(failures[0])
     nan = {**ref, "probs": np.where(np.eye(5, 3) > 0, np.nan, ref["probs"]).astype(np.float32)}
@@ -62,8 +66,8 @@ def test_every_failure_is_collected_in_order_names_shapes_values():
     assert failure.max_diff == float("inf")
     off_spec = {k: v[:, None] if k == "probs" else v for k, v in ref.items()}
     assert [f.check for f in compare_outputs(SPEC, off_spec, {**ref, "probs": ref["probs"][:, None]})[1]] == ["shape"]
-    names = check_names(SPEC, ["image"], ["cam", "probs", "ood_score"])
-    assert [f.check for f in names] == ["names"] and "['cam', 'probs', 'ood_score']" in str(names[0])
+    names = check_names(SPEC, ["image"], ["cam", "probs", "ood_score", "embedding"])
+    assert [f.check for f in names] == ["names"] and "['cam', 'probs', 'ood_score', 'embedding']" in str(names[0])
 
 
 def test_parity_error_lists_each_failure_and_the_max_diff():
@@ -119,6 +123,21 @@ def test_an_onnx_initializer_changed_fails_parity(tiny_models):
     assert (failure.model, failure.check) == ("regressor", "values") and failure.max_diff > 1e-3
 
 
+def test_a_changed_embedding_projection_in_the_onnx_file_fails_parity(tiny_models):
+    source = load_source(tiny_models, "classifier")
+    protos = convert_source(source)
+    images = structured_images(16, seed=8)
+    assert check_parity(source, protos, images).failures == []
+    components = EmbeddingProjection.from_dict(load_sidecar(tiny_models, "classifier")["embedding"]).components
+    (tensor,) = [t for t in protos["classifier"].graph.initializer
+                 if np.array_equal(numpy_helper.to_array(t), components.astype(np.float32))]
+    weights = numpy_helper.to_array(tensor).copy()
+    weights[:, 0] += 0.5
+    tensor.CopyFrom(numpy_helper.from_array(weights, tensor.name))
+    (failure,) = check_parity(source, protos, images).failures
+    assert (failure.model, failure.check) == ("classifier", "values") and failure.detail.startswith("embedding")
+
+
 def test_failures_of_several_files_are_collected_together(tiny_models):
     source = load_source(tiny_models, "captioner")
     protos = convert_source(source)
@@ -139,6 +158,6 @@ def test_a_renamed_output_is_reported_not_crashed_on(tiny_models):
     graph.output[0].name = "p"
     checked = check_parity(source, protos, structured_images(4, seed=8))
     assert [f.check for f in checked.failures] == ["names", "names"]
-    assert "ONNX outputs are ['p', 'cam', 'ood_score']" in str(checked.failures[0])
+    assert "ONNX outputs are ['p', 'cam', 'ood_score', 'embedding']" in str(checked.failures[0])
     assert "output 'probs' missing from onnxruntime" in str(checked.failures[1])
     assert "class_agreement" not in checked.parity  # not measured on the wrong tensors
