@@ -14,6 +14,13 @@ THROUGHPUTS = (("morphcat", "morphcat_ips", "catalog-annotate end to end (decode
                ("onnxruntime only", "ort_ips", "the bundle's sessions on pre-decoded tensors"))
 
 
+def write_summary(out: Path, stem: str, summary: dict, markdown: str) -> dict:
+    """A benchmark's figures as ``OUT/<stem>.json`` and its table as ``OUT/<stem>.md``."""
+    (Path(out) / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (Path(out) / f"{stem}.md").write_text(markdown)
+    return summary
+
+
 def results_markdown(r: dict) -> str:
     m = r["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['platform']}; onnxruntime "

@@ -10,12 +10,12 @@ latency, and recall@10 of HNSW against the exact search. The figures decide
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report import write_summary
 from benchmarks.run import machine, machine_line
 from catalogs.outputs import EMBEDDING_DIM
 from export.serve.similar import EXACT, EXACT_MAX_ROWS, HNSW, build_index
@@ -66,9 +66,7 @@ def run_similar_bench(out: Path, rows: list[int], queries: int = 200, seed: int 
         results.append(row)
     summary = {"machine": machine(), "dim": EMBEDDING_DIM, "k": K, "queries": queries, "exact_max_rows": EXACT_MAX_ROWS,
                "results": results}
-    (out / "similar.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "similar.md").write_text(similar_markdown(summary))
-    return summary
+    return write_summary(out, "similar", summary, similar_markdown(summary))
 
 
 def similar_markdown(s: dict) -> str:

@@ -10,11 +10,12 @@ that are rare) against the base rate, for the combined score and for each of its
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from benchmarks.report import write_summary
 
 RARE = ("merger",)
 
@@ -54,13 +55,13 @@ def run_unusual_bench(out: Path, n: int = 2000, train_n: int = 1500, epochs: int
     result = {"n": ranked.height, "rare_classes": list(RARE), "rare": int(rare.sum()),
               "base_rate": round(float(rare.mean()), 4), "trained_on": usual.table.num_rows, "epochs": epochs,
               "size": size}
-    for name, column in (("score", "score"), ("isolation", "isolation"), ("ood_score", "ood_score")):
+    ranked = ranked.with_columns(maximum=pl.max_horizontal("isolation", "ood_score"))
+    for name, column in (("score", "score"), ("isolation", "isolation"), ("ood_score", "ood_score"),
+                         ("maximum", "maximum")):
         order = np.argsort(-ranked[column].fill_null(0.0).to_numpy(), kind="stable")
         for k in (20, 100):
             result[f"precision_at_{k}_{name}"] = round(float(rare[order[:k]].mean()), 3)
-    (out / "unusual.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "unusual.md").write_text(unusual_markdown(result))
-    return result
+    return write_summary(out, "unusual", result, unusual_markdown(result))
 
 
 def unusual_markdown(r: dict) -> str:
@@ -68,7 +69,8 @@ def unusual_markdown(r: dict) -> str:
              f"({r['epochs']} epochs, {r['size']} px cutouts) ranks a new synthetic survey of {r['n']} galaxies, "
              f"{r['rare']} of them {', '.join(r['rare_classes'])} (base rate {r['base_rate']:.3f}):", "",
              "| ranked by | precision at 20 | precision at 100 |", "|---|---:|---:|"]
-    for name, what in (("score", "the combined score (morphcat unusual)"), ("isolation", "isolation alone"),
-                       ("ood_score", "ood_score alone")):
+    for name, what in (("score", "the combined score (morphcat unusual): the mean of both over their run percentiles"),
+                       ("isolation", "isolation alone"), ("ood_score", "ood_score alone"),
+                       ("maximum", "the larger of isolation and the (training-scaled) ood_score")):
         lines.append(f"| {what} | {r[f'precision_at_20_{name}']:.2f} | {r[f'precision_at_100_{name}']:.2f} |")
     return "\n".join(lines) + "\n"

@@ -16,6 +16,8 @@ from catalogs.errors import CatalogError, MorphcatError
 from catalogs.hats import MARGIN_ARCSEC
 from catalogs.inputs import ImageSpec
 from catalogs.shards import SHARD_SIZE
+from export.serve.select import DEFAULT_N as SELECT_N
+from export.serve.select import STRATEGIES
 from export.serve.similar import DEFAULT_K
 from export.serve.unusual import DEFAULT_N
 from flows.common import UsageError, quiet_bad_input_tracebacks
@@ -168,6 +170,22 @@ def _cmd_unusual(args: argparse.Namespace) -> None:
         print(f"no contact sheet: {r.no_sheet_reason}")
 
 
+def _cmd_select(args: argparse.Namespace) -> None:
+    # Like similar: one computation over a finished run, no flow around it.
+    from export.serve.select import select_subjects
+
+    if args.out.suffix != ".csv":
+        raise UsageError(f"--out is the Panoptes subject manifest, a .csv file: got {args.out}")
+    chosen = select_subjects(args.annotations, n=args.n, strategy=args.strategy, run_id=args.run, bundle=args.bundle,
+                             catalog=args.catalog, include_flagged=args.include_flagged,
+                             include_labelled=args.include_labelled, seed=args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    chosen.subjects.write_csv(args.out)
+    print(f"run {chosen.run_id}: {chosen.subjects.height} of {chosen.candidates} candidate galaxies chosen by "
+          f"{args.strategy} → {args.out} (a Zooniverse subject manifest: the image column is 'image', "
+          "'#' columns are hidden from volunteers)")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -244,6 +262,14 @@ def _cmd_bench_unusual(args: argparse.Namespace) -> None:
 
     run_unusual_bench(args.out, n=args.n, train_n=args.train_n, epochs=args.epochs, seed=args.seed)
     print((args.out / "unusual.md").read_text())
+
+
+def _cmd_bench_active(args: argparse.Namespace) -> None:
+    from benchmarks.active import run_active_bench
+
+    run_active_bench(args.catalog, args.out, strategies=_kinds(args.strategies), start=args.start, step=args.step,
+                     rounds=args.rounds, epochs=args.epochs, seed=args.seed)
+    print((args.out / "active.md").read_text())
 
 
 def _cmd_bench_ood(args: argparse.Namespace) -> None:
@@ -436,6 +462,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the annotated catalog, if it moved since (its images make the contact sheet)")
     p.set_defaults(func=_cmd_unusual)
 
+    p = sub.add_parser("select", help="choose the galaxies volunteers should label next, as a Zooniverse subject manifest")
+    p.add_argument("annotations", type=Path, help="annotations folder (morphcat annotate --out)")
+    p.add_argument("--n", type=_positive_int, default=SELECT_N, help=f"galaxies to choose (default {SELECT_N})")
+    p.add_argument("--strategy", choices=STRATEGIES, default="entropy",
+                   help="entropy, margin, bald (disagreement over the 8 views; needs --bundle), diverse "
+                        "(spread over the embedding) or random")
+    p.add_argument("--out", type=Path, required=True, help="the manifest to write (.csv)")
+    p.add_argument("--bundle", type=Path, default=None, help="the bundle that annotated the run (for bald)")
+    p.add_argument("--run", default=None, help="run id (default: the folder's latest run)")
+    p.add_argument("--catalog", type=Path, default=None, help="the annotated catalog, if it moved since")
+    p.add_argument("--include-flagged", action="store_true", help="also choose galaxies with ood_flag set")
+    p.add_argument("--include-labelled", action="store_true", help="also choose galaxies the catalog labels")
+    p.add_argument("--seed", type=int, default=0, help="for random and diverse")
+    p.set_defaults(func=_cmd_select)
+
     p = sub.add_parser("serve", help="serve the flows' deployments to a Prefect server (runs until Ctrl-C)",
                        description="Registers catalog-annotate/on-demand, train-models/on-demand and "
                                    "export-onnx/on-demand (and catalog-annotate/scheduled with --cron) with the "
@@ -493,6 +534,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_bench_unusual)
 
+    p = sub.add_parser("bench-active", help="simulate active learning on a labelled catalog: each selection "
+                       "strategy against random, accuracy per round (hours on 2 cores)")
+    p.add_argument("catalog", type=Path, help="a labelled catalog (morphcat ingest); its labels play the volunteers")
+    p.add_argument("--out", type=Path, required=True, help="folder for active.json/md/png")
+    p.add_argument("--strategies", default="random,entropy,margin,bald,diverse")
+    p.add_argument("--start", type=_positive_int, default=100, help="random labels to start from")
+    p.add_argument("--step", type=_positive_int, default=100, help="labels added per round")
+    p.add_argument("--rounds", type=_positive_int, default=4)
+    p.add_argument("--epochs", type=_positive_int, default=None, help="per training (default: morphcat train's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_bench_active)
+
     p = sub.add_parser("bench-ood", help="measure how ood_flag separates galaxies from photos, empty sky and patterns")
     p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
     p.add_argument("--out", type=Path, required=True, help="folder for the images, the run and ood.json/md")
@@ -537,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands that run TensorFlow: imported once, quietly, before their flow starts.
-TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ablation", "bench-similar", "bench-unusual")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ablation", "bench-similar", "bench-unusual", "bench-active")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,25 +83,24 @@ def _no_agreement_checks(images, sessions, got, expected):
     return {}, []
 
 
+def _feature_reference(sidecar: dict, key: str, what: str, parse: Callable[[dict], Any]):
+    """What training fitted on the classifier's pooled features (``sidecar[key]``), parsed."""
+    if key not in sidecar:
+        raise ExportError(f"the classifier's sidecar has no {what} ({key!r}): it was trained by an older morphcat; "
+                          "train it again (morphcat train)")
+    try:
+        return parse(sidecar[key])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"the classifier's {what} is unusable: {exc}") from None
+
+
 def _classifier(model, sidecar: dict, config: ModelConfig) -> Source:
     names = list(sidecar["class_names"])
     if len(names) != model.output_shape[-1]:
         raise ExportError(f"the classifier has {model.output_shape[-1]} outputs but its sidecar names {len(names)} "
                           f"classes: {names}")
-    if "ood" not in sidecar:
-        raise ExportError("the classifier's sidecar has no out-of-distribution reference ('ood'): it was trained "
-                          "by an older morphcat; train it again (morphcat train)")
-    try:
-        ood = OodReference.from_dict(sidecar["ood"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ExportError(f"the classifier's out-of-distribution reference is unusable: {exc}") from None
-    if "embedding" not in sidecar:
-        raise ExportError("the classifier's sidecar has no embedding projection ('embedding'): it was trained by "
-                          "an older morphcat; train it again (morphcat train)")
-    try:
-        embedding = EmbeddingProjection.from_dict(sidecar["embedding"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ExportError(f"the classifier's embedding projection is unusable: {exc}") from None
+    ood = _feature_reference(sidecar, "ood", "out-of-distribution reference", OodReference.from_dict)
+    embedding = _feature_reference(sidecar, "embedding", "embedding projection", EmbeddingProjection.from_dict)
     if embedding.dim != EMBEDDING_DIM:
         raise ExportError(f"the classifier's embedding has {embedding.dim} dimensions; the output contract "
                           f"(catalogs.outputs) has {EMBEDDING_DIM}: train it again (morphcat train)")

@@ -20,8 +20,8 @@ def test_the_unusual_bench_trains_without_the_rare_class_and_scores_the_ranking(
     truth = pl.read_parquet(tmp_path / "survey" / "catalog.parquet")["truth_class"]
     assert r["n"] == 60 and r["rare"] == int(truth.is_in(list(RARE)).sum())
     assert r["base_rate"] == pytest.approx(r["rare"] / 60, abs=1e-4)
-    for name in ("score", "isolation", "ood_score"):
+    for name in ("score", "isolation", "ood_score", "maximum"):
         for k in (20, 100):
             assert 0.0 <= r[f"precision_at_{k}_{name}"] <= 1.0
     assert json.loads((tmp_path / "unusual.json").read_text()) == r
-    assert "| the combined score (morphcat unusual) |" in (tmp_path / "unusual.md").read_text()
+    assert "| the combined score (morphcat unusual)" in (tmp_path / "unusual.md").read_text()

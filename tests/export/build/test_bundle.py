@@ -4,6 +4,7 @@ runtime's refusals (tampered or missing files, edited manifest, versions, inputs
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -177,3 +178,23 @@ def test_a_models_folder_without_models_is_refused(tmp_path):
     shutil.copy(models / "regressor.keras", models / "classifier.keras")
     with pytest.raises(ExportError, match="classifier.keras without the sidecar classifier.json"):
         find_models(models)
+
+
+@pytest.mark.parametrize("key, change, message", [
+    ("ood", None, "has no out-of-distribution reference ('ood'): it was trained by an older morphcat"),
+    ("embedding", None, "has no embedding projection ('embedding'): it was trained by an older morphcat"),
+    ("embedding", {"mean": [0.0]}, "embedding projection is unusable"),
+    ("embedding", {"n_components": 99}, "embedding projection is unusable: n_components 99"),
+])
+def test_a_classifier_sidecar_without_usable_feature_references_is_refused(tmp_path, key, change, message):
+    models = write_tiny_models(tmp_path / "models", kinds=("classifier",))
+    path = models / "classifier.json"
+    sidecar = json.loads(path.read_text())
+    if change is None:
+        del sidecar[key]
+    else:
+        sidecar[key].update(change)
+    path.write_text(json.dumps(sidecar))
+    with pytest.raises(ExportError, match=re.escape(message)):
+        export_bundle(models, tmp_path / "bundle", synthetic_images=4)
+    assert not (tmp_path / "bundle").exists()

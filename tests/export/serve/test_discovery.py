@@ -1,10 +1,12 @@
 """``morphcat similar``: the faiss index over a run's embeddings, exact and HNSW, built once per
 run and saved beside the output, queried by object id or by image; ``morphcat unusual``: the
-run's galaxies ranked by isolation in that index and by the OOD score."""
+run's galaxies ranked by isolation in that index and by the OOD score; ``morphcat select``: the
+galaxies volunteers should label next, as a Panoptes manifest."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -12,6 +14,7 @@ import pytest
 
 from catalogs.outputs import EMBEDDING_DIM
 from export.serve.similar import EXACT, HNSW, build_index, index_folder, neighbours, open_run_index
+from export.serve.select import bald_scores, dihedral_views
 from export.serve.unusual import isolation
 from flows.cli import EXIT_BAD_INPUT
 
@@ -160,9 +163,13 @@ def test_unusual_ranks_every_galaxy_once_and_draws_the_top(run, survey, morphcat
     ranked = pl.read_parquet(folder / "unusual.parquet")
     assert ranked.height == N and ranked["rank"].to_list() == list(range(1, N + 1))
     assert ranked["object_id"].n_unique() == N and ranked["score"].is_sorted(descending=True)
-    expected = np.maximum(ranked["isolation"].to_numpy(), ranked["ood_score"].to_numpy())
-    np.testing.assert_allclose(ranked["score"].to_numpy(), expected, rtol=1e-6)
-    assert ranked["reason"].str.contains("isolated|unlike the training galaxies").all()
+    # Both signals over their 99th percentile in the run, then averaged.
+    ood = ranked["ood_score"].to_numpy().astype(np.float64)
+    np.testing.assert_allclose(ranked["ood_in_run"].to_numpy(), ood / np.quantile(ood, 0.99), rtol=1e-5)
+    assert np.quantile(ranked["isolation"].to_numpy().astype(np.float64), 0.99) == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(ranked["score"].to_numpy(), (ranked["isolation"].to_numpy() + ranked["ood_in_run"]
+                                                            .to_numpy()) / 2, rtol=1e-5)
+    assert ranked["reason"].str.contains("isolated").all() and ranked["reason"].str.contains("unlike").all()
     assert (folder / "contact_sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "contact sheet of the top 6" in proc.stdout
 
@@ -181,3 +188,71 @@ def test_unusual_without_the_catalog_still_ranks_and_says_why_there_is_no_sheet(
     assert "no contact sheet: catalog" in proc.stdout and "--catalog" in proc.stdout
     (folder,) = (out / "unusual").iterdir()
     assert pl.read_parquet(folder / "unusual.parquet").height == N and not (folder / "contact_sheet.png").exists()
+
+
+def test_bald_is_zero_when_the_views_agree_and_ln2_when_they_split():
+    agree = np.tile([[0.5, 0.5], [0.9, 0.1]], (8, 1, 1))
+    split = np.array([[[1.0, 0.0]], [[0.0, 1.0]]] * 4)  # half the views say one class, half the other
+    np.testing.assert_allclose(bald_scores(agree), [0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(bald_scores(split), [np.log(2)], rtol=1e-9)
+
+
+def test_dihedral_views_are_the_eight_distinct_turns_and_flips():
+    image = np.arange(2 * 3 * 3 * 1, dtype=np.float32).reshape(2, 3, 3, 1)
+    views = dihedral_views(image)
+    assert views.shape == (8, 2, 3, 3, 1)
+    np.testing.assert_array_equal(views[0], image)
+    assert len({v[0].tobytes() for v in views}) == 8
+
+
+MANIFEST = ["subject_id", "image", "ra", "dec", "#image_path", "#label_pred", "#confidence", "#strategy", "#score",
+            "#run_id"]
+
+
+def _select(morphcat, run, tmp_path, *args):
+    out = tmp_path / "subjects.csv"
+    proc = morphcat("select", run, "--out", out, "--include-labelled", *args)
+    assert proc.returncode == 0, proc.stderr
+    return pl.read_csv(out), proc
+
+
+def test_select_by_entropy_writes_a_manifest_of_the_most_uncertain(run, morphcat, tmp_path):
+    subjects, proc = _select(morphcat, run, tmp_path, "--n", 5, "--strategy", "entropy", "--include-flagged")
+    assert subjects.columns == MANIFEST and subjects.height == 5 and subjects["subject_id"].n_unique() == 5
+    assert f"5 of {N} candidate galaxies chosen by entropy" in proc.stdout
+    pred = pl.read_parquet(run / "predictions" / "**" / "*.parquet")
+    top = pred.sort(["entropy", "object_id"], descending=[True, False]).head(5)
+    assert subjects["subject_id"].to_list() == top["object_id"].to_list()
+    np.testing.assert_allclose(subjects["#score"].to_numpy(), top["entropy"].to_numpy(), rtol=1e-5)
+    assert all(Path(p).is_file() for p in subjects["image"])
+
+
+def test_select_by_margin_and_the_seeded_random_baseline(run, morphcat, tmp_path):
+    subjects, _ = _select(morphcat, run, tmp_path, "--n", 4, "--strategy", "margin", "--include-flagged")
+    pred = pl.read_parquet(run / "predictions" / "**" / "*.parquet").sort("object_id")
+    expected = pred.sort(["margin", "object_id"]).head(4)["object_id"].to_list()
+    assert subjects["subject_id"].to_list() == expected
+    first, _ = _select(morphcat, run, tmp_path, "--n", 6, "--strategy", "random", "--seed", "1", "--include-flagged")
+    again, _ = _select(morphcat, run, tmp_path, "--n", 6, "--strategy", "random", "--seed", "1", "--include-flagged")
+    other, _ = _select(morphcat, run, tmp_path, "--n", 6, "--strategy", "random", "--seed", "2", "--include-flagged")
+    assert first["subject_id"].to_list() == again["subject_id"].to_list() != other["subject_id"].to_list()
+
+
+def test_select_diverse_and_bald(run, tiny_bundle, morphcat, tmp_path):
+    diverse, _ = _select(morphcat, run, tmp_path, "--n", 5, "--strategy", "diverse", "--include-flagged")
+    assert diverse["subject_id"].n_unique() == 5
+    bald, _ = _select(morphcat, run, tmp_path, "--n", 5, "--strategy", "bald", "--bundle", tiny_bundle,
+                      "--include-flagged")
+    assert bald["subject_id"].n_unique() == 5 and (bald["#score"] >= -1e-9).all()
+    assert bald["#score"].is_sorted(descending=True)
+    proc = morphcat("select", run, "--out", tmp_path / "x.csv", "--strategy", "bald", "--include-labelled")
+    assert proc.returncode == EXIT_BAD_INPUT and "--strategy bald needs --bundle" in proc.stderr
+
+
+def test_select_leaves_out_flagged_and_labelled_galaxies_unless_asked(run, morphcat, tmp_path):
+    pred = pl.read_parquet(run / "predictions" / "**" / "*.parquet")
+    flagged = int(pred["ood_flag"].sum())
+    _, proc = _select(morphcat, run, tmp_path, "--n", 1)
+    assert f"of {N - flagged} candidate galaxies" in proc.stdout
+    proc = morphcat("select", run, "--out", tmp_path / "x.csv")  # every synthetic galaxy has a label
+    assert proc.returncode == EXIT_BAD_INPUT and "no galaxy left to choose from" in proc.stderr
