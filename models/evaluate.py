@@ -13,8 +13,8 @@ from catalogs.contract import Catalog
 from catalogs.targets import kaggle_targets
 from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
-from models.captioner import captioner_from_train, greedy_decode
 from models.calibration import expected_calibration_error, reliability, softmax
+from models.captioner import captioner_from_train, greedy_decode
 from models.config import ModelConfig
 from models.data import assign_splits, decode_images
 from models.metrics import caption_metrics, classification_metrics, regression_metrics

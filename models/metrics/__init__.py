@@ -13,8 +13,14 @@ from __future__ import annotations
 
 import importlib
 
-from models.metrics.reports import (HEADLINE_KEYS, SECTIONS, combine_metrics, cv_markdown, metrics_markdown,
-                                    write_metrics_json)
+from models.metrics.reports import (
+    HEADLINE_KEYS,
+    SECTIONS,
+    combine_metrics,
+    cv_markdown,
+    metrics_markdown,
+    write_metrics_json,
+)
 from models.metrics.scores import (
     BLEU_ORDERS,
     BLEU_SMOOTH_METHOD,

@@ -15,11 +15,21 @@ from PIL import Image, ImageFile
 
 from catalogs import inputs
 from catalogs.imaging import (
-    EMPTY_FILE, FITS_NO_SIGNAL, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE, MISSING, NOT_AN_IMAGE, TOO_LARGE, TOO_SMALL, TRUNCATED,
-    UNREADABLE, UNSUPPORTED_TYPE, ImageError, load_rgb,
+    EMPTY_FILE,
+    FITS_NO_SIGNAL,
+    MAX_IMAGE_PIXELS,
+    MIN_IMAGE_SIDE,
+    MISSING,
+    NOT_AN_IMAGE,
+    TOO_LARGE,
+    TOO_SMALL,
+    TRUNCATED,
+    UNREADABLE,
+    UNSUPPORTED_TYPE,
+    ImageError,
+    load_rgb,
 )
 from catalogs.inputs import ImageSpec, crop_box, crop_resize, draft_scale, model_input
-
 from tests.catalogs.test_imaging import _galaxy
 
 SPEC = ImageSpec(size=32, crop=0.5, framing="fixed")

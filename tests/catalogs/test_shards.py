@@ -30,7 +30,6 @@ from catalogs.shards import (
     shard_files,
     write_shard,
 )
-
 from tests.catalogs.shard_rows import catalog, shard_tables, write_all
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,6 +10,7 @@ from catalogs.contract import read_catalog
 from catalogs.tree import GZ2_TREE
 from flows.cli import EXIT_BAD_INPUT
 
+
 def test_synth_then_ingest_the_images_as_a_folder(tmp_path, morphcat):
     survey = tmp_path / "survey"
     proc = morphcat("synth", survey, "--n", "6", "--seed", "3", "--size", "64", "--mix", "balanced")

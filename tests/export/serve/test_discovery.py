@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from catalogs.outputs import EMBEDDING_DIM
-from export.serve.similar import EXACT, HNSW, build_index, index_folder, neighbours, open_run_index
 from export.serve.select import bald_scores, dihedral_views
+from export.serve.similar import EXACT, HNSW, build_index, index_folder, neighbours, open_run_index
 from export.serve.unusual import isolation
 from flows.cli import EXIT_BAD_INPUT
 

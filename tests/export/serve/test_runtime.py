@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from catalogs.inputs import ImageSpec
 from catalogs.tokenizer import Tokenizer
-from export.serve.errors import BundleError, DeviceUnavailableError
+from export.serve.errors import DeviceUnavailableError
 from export.serve.providers import choose_providers, cuda_unavailable_reason
 from export.serve.runtime import open_bundle
 from models.artifacts import load_trained
