@@ -39,7 +39,8 @@ def run_active_bench(catalog_path: Path, out: Path, strategies: Sequence[str] = 
                      step: int = 100, rounds: int = 4, epochs: int | None = None, folds: int = 5, fold: int = 0,
                      seed: int = 0) -> dict:
     from catalogs.contract import Catalog, read_catalog
-    from export.serve.select import choose, dihedral_views
+    from catalogs.inputs import dihedral_views
+    from export.serve.select import choose
     from models.calibration import softmax
     from models.classifier import logits
     from models.config import ModelConfig, TrainSettings

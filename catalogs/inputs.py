@@ -316,3 +316,11 @@ def _decode_error(path: Path, exc: Exception, head: bytes) -> ImageError:
     if isinstance(exc, EOFError) or "truncated" in str(exc).lower():
         return ImageError(TRUNCATED, f"{path}: the file ends before its image data does ({text})")
     return ImageError(UNREADABLE, f"{path}: {text}")
+
+
+def dihedral_views(images: np.ndarray) -> list[np.ndarray]:
+    """The 8 rotations/flips of a batch (N, H, W, C): the 4 quarter turns, then each mirrored.
+    Training's view pooling, cross-validation's test-time averaging and ``select``'s BALD use it."""
+    turned = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    return [np.ascontiguousarray(v) for v in turned + [t[:, :, ::-1] for t in turned]]
+

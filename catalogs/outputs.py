@@ -194,7 +194,7 @@ def predictions_table(
         "dec": _floats(dec, n, pa.float64()),
         "label_pred": pa.array([class_names[i] for i in top], pa.string()),
         "confidence": _floats(ordered[:, -1], n),
-        "entropy": _floats(-np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=1), n),
+        "entropy": _floats(class_entropy(p), n),
         "margin": _floats(ordered[:, -1] - (ordered[:, -2] if p.shape[1] > 1 else 0.0), n),
     }
     for j, name in enumerate(class_names):
@@ -217,6 +217,13 @@ def predictions_table(
     columns["bundle_id"] = pa.array([bundle_id] * n, pa.string())
     columns["run_id"] = pa.array([run_id] * n, pa.string())
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def class_entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy in nats of class probabilities over the last axis (0 · ln 0 = 0): the ``entropy``
+    column, and the uncertainty ``morphcat select`` ranks by."""
+    p = np.asarray(probs, dtype=np.float64)
+    return -np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=-1)
 
 
 def ood_flags(scores: np.ndarray, source_snr: np.ndarray, threshold: float) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 
 from catalogs.captions import template_captions
 from catalogs.contract import Catalog
+from catalogs.inputs import dihedral_views
 from catalogs.labels import ARTIFACT
 from catalogs.outputs import ood_flags
 from catalogs.sources import central_source_snr
@@ -54,7 +55,8 @@ class HeldOut:
     shipped_captions: list[str] | None = None  # what annotate would write (the chosen source)
     caption_source: str | None = None
     failures: int = 0
-    # models.embedding: the labels of each row's KNN_K nearest training galaxies of its catalog
+    embeddings: np.ndarray | None = None  # (n, EMBEDDING_DIM) models.embedding
+    # the labels of each row's KNN_K nearest training galaxies of its catalog, by embedding
     knn_labels: list[list[str]] | None = None
 
 
@@ -93,8 +95,7 @@ def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelCon
                 for name, catalog, mask in zip(names, catalogs, masks)]
     if "classifier" in trained and "embedding" in trained["classifier"].sidecar:
         for h, catalog, mask in zip(held_out, catalogs, masks):
-            _embedding_neighbours(h, trained["classifier"], config, catalog, np.flatnonzero(mask),
-                                  np.flatnonzero(~mask))
+            _embedding_neighbours(h, trained["classifier"], config, catalog, np.flatnonzero(~mask))
     return held_out, trained
 
 
@@ -106,8 +107,7 @@ def _embed(classifier, config: ModelConfig, catalog: Catalog, rows: np.ndarray) 
     return projection.project(pooled_features(classifier.model, x)), decoded.good_rows
 
 
-def _embedding_neighbours(h: HeldOut, classifier, config: ModelConfig, catalog: Catalog, test: np.ndarray,
-                          train: np.ndarray) -> None:
+def _embedding_neighbours(h: HeldOut, classifier, config: ModelConfig, catalog: Catalog, train: np.ndarray) -> None:
     """``h.knn_labels``: for each held-out row, the labels of its ``KNN_K`` nearest labelled
     training galaxies of the same catalog (its labels follow that catalog's rule) by cosine
     similarity of the embeddings: the embedding alone, no classifier head."""
@@ -120,9 +120,7 @@ def _embedding_neighbours(h: HeldOut, classifier, config: ModelConfig, catalog: 
     if len(train) < KNN_K:
         return
     reference, kept = _embed(classifier, config, catalog, train)
-    queries, _ = _embed(classifier, config, catalog, test)
-    if len(queries) != len(h.object_ids):  # the same rows decode as in _predict
-        raise RuntimeError(f"{len(queries)} embeddings for {len(h.object_ids)} held-out rows of {h.catalog}")
+    queries = h.embeddings  # the held-out rows' own, from _predict
     # Unit vectors: Euclidean order is cosine order.
     index = NearestNeighbors(n_neighbors=KNN_K).fit(reference)
     _, near = index.kneighbors(queries)
@@ -134,8 +132,7 @@ def _views(x: np.ndarray, views: int) -> list[np.ndarray]:
         return [x]
     if views != 8:
         raise ValueError(f"views must be 1 or 8 (the dihedral group), got {views}")
-    turned = [np.rot90(x, k, axes=(1, 2)) for k in range(4)]
-    return [np.ascontiguousarray(v) for v in turned + [t[:, :, ::-1] for t in turned]]
+    return dihedral_views(x)
 
 
 def _predict(trained: dict, config: ModelConfig, name: str, catalog: Catalog, rows: np.ndarray,
@@ -161,7 +158,10 @@ def _predict(trained: dict, config: ModelConfig, name: str, catalog: Catalog, ro
         t = clf.sidecar["calibration"]["temperature"]
         out.probs_uncalibrated = np.mean([softmax(z * t) for z in zs], axis=0)
         ood = OodReference.from_dict(clf.sidecar["ood"])
-        out.ood_flag = ood_flags(ood.scores(pooled_features(clf.model, x)), central_source_snr(x), 1.0)
+        pooled = pooled_features(clf.model, x)
+        out.ood_flag = ood_flags(ood.scores(pooled), central_source_snr(x), 1.0)
+        if "embedding" in clf.sidecar:
+            out.embeddings = EmbeddingProjection.from_dict(clf.sidecar["embedding"]).project(pooled)
     if "regressor" in trained:
         out.votes_true = kaggle_targets(table.take(good)) if catalog.has_votes else np.full((len(good), 37), np.nan)
         out.votes_pred = np.mean([np.concatenate([np.asarray(trained["regressor"].model(v[i:i + 256], training=False))

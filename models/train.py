@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from catalogs.contract import Catalog
 from catalogs.errors import CatalogError
+from catalogs.inputs import dihedral_views
 from catalogs.labels import CLASSES
 from catalogs.outputs import EMBEDDING_DIM
 from catalogs.tokenizer import Tokenizer
@@ -270,18 +271,11 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
     return trained
 
 
-def _dihedral_views(images: np.ndarray) -> np.ndarray:
-    """All 8 rotations/flips of a batch (N, H, W, C) → (8N, H, W, C), view-major."""
-    views = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
-    views += [v[:, :, ::-1] for v in views]
-    return np.concatenate(views)
-
-
 def _pooled_features(backbone: keras.Model, images: tf.data.Dataset, views: bool) -> np.ndarray:
     pool = keras.layers.GlobalAveragePooling2D()
     out = []
     for batch in images.batch(128):
-        x = _dihedral_views(batch.numpy()) if views else batch.numpy()
+        x = np.concatenate(dihedral_views(batch.numpy())) if views else batch.numpy()
         out.append(pool(backbone(x, training=False)).numpy())
     if views:  # back to (8 views × N) order across batches
         per_batch = [f.reshape(8, -1, f.shape[-1]) for f in out]

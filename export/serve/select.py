@@ -30,7 +30,8 @@ import polars as pl
 
 from catalogs.annotations import locate_catalog, open_annotations
 from catalogs.errors import MorphcatError
-from catalogs.outputs import CLASS_PREFIX, EMBEDDING, EMBEDDING_DIM
+from catalogs.inputs import dihedral_views
+from catalogs.outputs import CLASS_PREFIX, EMBEDDING, EMBEDDING_DIM, class_entropy
 
 STRATEGIES = ("entropy", "margin", "bald", "diverse", "random")
 POOL_FACTOR = 10
@@ -50,20 +51,10 @@ class Selection:
     candidates: int  # rows it chose from (after leaving out flagged and labelled ones)
 
 
-def _entropy(p: np.ndarray) -> np.ndarray:
-    return -np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=-1)
-
-
 def bald_scores(view_probs: np.ndarray) -> np.ndarray:
     """(V, N, C) class probabilities of V views of N galaxies → (N,) mutual information."""
     p = np.asarray(view_probs, dtype=np.float64)
-    return _entropy(p.mean(axis=0)) - _entropy(p).mean(axis=0)
-
-
-def dihedral_views(pixels: np.ndarray) -> np.ndarray:
-    """(N, H, W, C) → (8, N, H, W, C): the 4 rotations and their mirror images."""
-    turned = [np.rot90(pixels, k, axes=(1, 2)) for k in range(4)]
-    return np.stack([np.ascontiguousarray(v) for v in turned + [t[:, :, ::-1] for t in turned]])
+    return class_entropy(p.mean(axis=0)) - class_entropy(p).mean(axis=0)
 
 
 def _view_probs(bundle, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +87,7 @@ def choose(strategy: str, probs: np.ndarray, n: int, *, seed: int = 0, embedding
     if strategy not in STRATEGIES:
         raise SelectionError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     probs = np.asarray(probs, dtype=np.float64)
-    entropy = _entropy(probs)
+    entropy = class_entropy(probs)
     if strategy == "random":
         return np.random.default_rng(seed).permutation(len(probs))[:n], np.full(len(probs), np.nan)
     if strategy == "entropy":

@@ -143,6 +143,7 @@ class RunIndex:
     run_id: str
     bundle_id: str
     folder: Path
+    annotations: Annotations  # the folder the run is in, opened once
     index: VectorIndex
     info: dict
     built: bool  # built by this call (False: read from disk)
@@ -171,7 +172,7 @@ def open_run_index(out: Path, run_id: str | None = None, kind: str | None = None
             index = VectorIndex(faiss.read_index(str(folder / "vectors.faiss")), ids.astype(object), info["kind"])
             if index.kind == HNSW:  # a search-time setting: this version's, whatever the file was saved with
                 index.index.hnsw.efSearch = HNSW_EF_SEARCH
-            return RunIndex(run, annotations.bundle_id(run), folder, index, info, built=False)
+            return RunIndex(run, annotations.bundle_id(run), folder, annotations, index, info, built=False)
     ids, vectors, without = _run_embeddings(annotations, run)
     if len(ids) == 0:
         raise SimilarityError(f"run {run} in {out} has no embeddings ({without} rows without one): annotate with a "
@@ -185,7 +186,7 @@ def open_run_index(out: Path, run_id: str | None = None, kind: str | None = None
             **({"hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH}}
                if index.kind == HNSW else {})}
     _save(folder, index, info)
-    return RunIndex(run, info["bundle_id"], folder, index, info, built=True)
+    return RunIndex(run, info["bundle_id"], folder, annotations, index, info, built=True)
 
 
 def _save(folder: Path, index: VectorIndex, info: dict) -> None:
@@ -262,6 +263,6 @@ def similar(out: Path, *, object_id: str | None = None, image: Path | None = Non
         except ImageError as exc:
             raise SimilarityError(f"cannot embed {image}: {exc.message} ({exc.reason})") from None
         table = neighbours(run, query, k)
-    shown = (open_annotations(Path(out)).scan(run.run_id).select("object_id", *SHOWN_COLUMNS)
+    shown = (run.annotations.scan(run.run_id).select("object_id", *SHOWN_COLUMNS)
              .filter(pl.col("object_id").is_in(table["object_id"].to_list())).collect())
     return run, table.join(shown, on="object_id", how="left").sort("rank")

@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from catalogs.annotations import locate_catalog, open_annotations
+from catalogs.annotations import locate_catalog
 from catalogs.errors import CatalogError
 from catalogs.sources import MIN_SOURCE_SNR
-from export.serve.similar import open_run_index
+from export.serve.similar import RunIndex, open_run_index
 
 ISOLATION_K = 10
 SCALE_QUANTILE = 0.99
@@ -80,14 +80,14 @@ def _reason(iso: float, iso_raw: float, median_raw: float, ood: float, ood_raw: 
     return "; ".join(parts)
 
 
-def rank_unusual(out: Path, run_id: str | None = None) -> tuple[str, pl.DataFrame]:
+def rank_unusual(out: Path, run_id: str | None = None) -> tuple[RunIndex, pl.DataFrame]:
     """Every annotated galaxy of the run with ``score``, ``isolation``, ``ood_score`` and
     ``reason``, most unusual first (``rank`` 1)."""
     run = open_run_index(out, run_id)
     iso_raw = isolation(run.index)
     scores = pl.DataFrame({"object_id": list(run.index.object_ids), "isolation": _scaled(iso_raw).astype(np.float32),
                            "isolation_raw": iso_raw.astype(np.float32)})
-    pred = (open_annotations(Path(out)).scan(run.run_id)
+    pred = (run.annotations.scan(run.run_id)
             .select("object_id", "label_pred", "confidence", "ood_score", "ood_flag", "source_snr", "input_note",
                     "ra", "dec").collect())
     table = scores.join(pred, on="object_id", how="left", maintain_order="left")
@@ -100,14 +100,15 @@ def rank_unusual(out: Path, run_id: str | None = None) -> tuple[str, pl.DataFram
                                    iso, table["isolation_raw"], ood, table["ood_score"].fill_null(0.0),
                                    table["source_snr"].fill_null(np.inf), table["input_note"])], dtype=pl.String))
     table = table.sort(["score", "object_id"], descending=[True, False]).with_row_index("rank", offset=1)
-    return run.run_id, table.drop("isolation_raw")
+    return run, table.drop("isolation_raw")
 
 
 def write_unusual(out: Path, n: int = DEFAULT_N, run_id: str | None = None, catalog: Path | None = None) -> UnusualRun:
     """:func:`rank_unusual`, written to ``OUT/unusual/run=<id>/unusual.parquet`` with the
     contact sheet of the top ``n`` (``contact_sheet.png``) beside it. ``catalog``: where the
     annotated catalog is now, if not where the folder recorded it."""
-    run, table = rank_unusual(out, run_id)
+    index, table = rank_unusual(out, run_id)
+    run = index.run_id
     folder = Path(out) / UNUSUAL_FOLDER / f"run={run}"
     folder.mkdir(parents=True, exist_ok=True)
     parquet = folder / "unusual.parquet"
@@ -115,7 +116,7 @@ def write_unusual(out: Path, n: int = DEFAULT_N, run_id: str | None = None, cata
     top = table.head(n)
     sheet, why_not = folder / "contact_sheet.png", None
     try:
-        found = locate_catalog(open_annotations(Path(out)), catalog)
+        found = locate_catalog(index.annotations, catalog)
     except CatalogError as exc:  # the ranking stands without the pictures; the caller says why
         sheet, why_not = None, str(exc)
     else:

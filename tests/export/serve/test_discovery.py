@@ -12,8 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from catalogs.inputs import dihedral_views
 from catalogs.outputs import EMBEDDING_DIM
-from export.serve.select import bald_scores, dihedral_views
+from export.serve.select import bald_scores
 from export.serve.similar import EXACT, HNSW, build_index, index_folder, neighbours, open_run_index
 from export.serve.unusual import isolation
 from flows.cli import EXIT_BAD_INPUT
@@ -199,7 +200,7 @@ def test_bald_is_zero_when_the_views_agree_and_ln2_when_they_split():
 
 def test_dihedral_views_are_the_eight_distinct_turns_and_flips():
     image = np.arange(2 * 3 * 3 * 1, dtype=np.float32).reshape(2, 3, 3, 1)
-    views = dihedral_views(image)
+    views = np.stack(dihedral_views(image))
     assert views.shape == (8, 2, 3, 3, 1)
     np.testing.assert_array_equal(views[0], image)
     assert len({v[0].tobytes() for v in views}) == 8
