@@ -5,11 +5,10 @@ import tensorflow as tf
 from PIL import Image
 
 from catalogs.contract import Catalog
-from catalogs.inputs import ImageSpec
+from catalogs.inputs import ImageSpec, dihedral_views
 from models.config import ModelConfig
 from models.data import assign_splits, augment, class_weights, decode_images
 from models.morphology import build_morphology
-from models.train import _dihedral_views
 
 
 def test_splits_follow_the_id_not_the_row_order():
@@ -26,7 +25,7 @@ def test_splits_follow_the_id_not_the_row_order():
 
 def test_augment_is_a_rotation_or_flip():
     x = tf.constant(np.arange(4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3))
-    views = _dihedral_views(x.numpy()[None])
+    views = np.concatenate(dihedral_views(x.numpy()[None]))
     tf.random.set_seed(0)
     seen = set()
     for _ in range(60):
