@@ -174,12 +174,13 @@ def draft_scale(width: int, height: int, size: int, crop: float) -> int:
     return 1
 
 
-def model_input(path: Path, spec: ImageSpec) -> ModelInput:
+def model_input(path: Path, spec: ImageSpec, *, draft: bool = True) -> ModelInput:
     """Decode ``path``, centre-crop ``spec.crop`` of its shorter side and resize it to
     ``spec.size`` px, or raise :class:`ImageError` with one of the error types.
 
     The only way morphcat turns a cutout into model pixels: training and annotation both call
-    it, so they agree to the byte. Large JPEGs are decoded at reduced scale (:func:`draft_scale`).
+    it, so they agree to the byte. Large JPEGs are decoded at reduced scale (:func:`draft_scale`);
+    ``draft=False`` decodes every pixel (for measuring what that saves, never for models).
     """
     try:
         path = _existing_image_file(path)
@@ -190,7 +191,7 @@ def model_input(path: Path, spec: ImageSpec) -> ModelInput:
         raise ImageError(EMPTY_FILE, f"{path}: the file is empty (0 bytes)")
     if is_fits_name(path.name):
         return _fits_model_input(path, spec)
-    return _raster_model_input(path, spec)
+    return _raster_model_input(path, spec, draft)
 
 
 def _check_size(source: Path, width: int, height: int) -> None:
@@ -239,7 +240,7 @@ def _pillow():
     return Image
 
 
-def _raster_model_input(path: Path, spec: ImageSpec) -> ModelInput:
+def _raster_model_input(path: Path, spec: ImageSpec, draft: bool = True) -> ModelInput:
     Image = _pillow()
     try:  # our own handle: Pillow leaves its file open when a bomb check raises inside open()
         fh = open(path, "rb")
@@ -258,7 +259,7 @@ def _raster_model_input(path: Path, spec: ImageSpec) -> ModelInput:
             width, height = im.size
             _check_size(path, width, height)
             mode = im.mode
-            scale = _apply_draft(im, spec)
+            scale = _apply_draft(im, spec) if draft else 1
             try:
                 im.load()
             except MemoryError:

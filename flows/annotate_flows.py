@@ -39,9 +39,9 @@ def _transient_io(task, task_run, state) -> bool:
       retry_condition_fn=_transient_io)
 def annotate_shard(catalog: str, bundle: str, out: str, run_id: str, shard_size: int, shard_index: int,
                    batch_size: int, device: str, threads: int, expect_image_size: int | None,
-                   catalog_rows: int) -> dict:
+                   catalog_rows: int, precision: str) -> dict:
     return run_shard(catalog, bundle, out, run_id, shard_size, shard_index, batch_size, device, threads,
-                     expect_image_size, catalog_rows)
+                     expect_image_size, catalog_rows, precision)
 
 
 def task_runner(runner: str, workers: int, dask_address: str | None = None):
@@ -71,13 +71,14 @@ def task_runner(runner: str, workers: int, dask_address: str | None = None):
 @flow(name="annotate-shards")
 def annotate_shards(catalog: str, bundle: str, out: str, run_id: str, shard_size: int, shards: list[int],
                     batch_size: int, device: str, threads: int, total_shards: int, progress: bool = False,
-                    expect_image_size: int | None = None, catalog_rows: int | None = None) -> list[dict]:
+                    expect_image_size: int | None = None, catalog_rows: int | None = None,
+                    precision: str = "fp32") -> list[dict]:
     """One task per shard in ``shards``, on the task runner chosen by ``catalog-annotate``."""
     done = total_shards - len(shards)
     artifact = create_progress_artifact(100.0 * done / max(1, total_shards), key="annotate-progress",
                                         description=f"shards of run {run_id} written")
     futures = [annotate_shard.submit(catalog, bundle, out, run_id, shard_size, i, batch_size, device, threads,
-                                     expect_image_size, catalog_rows) for i in shards]
+                                     expect_image_size, catalog_rows, precision) for i in shards]
     results = []
     started = time.perf_counter()
     with StageBar("annotating", total_shards, "shards", enabled=progress, done=done) as bar:
@@ -95,20 +96,25 @@ def catalog_annotate(catalog: Path, bundle: Path, out: Path, shard_size: int = S
                      batch_size: int = BATCH_SIZE,
                      runner: str = "thread", workers: int = 1, dask_address: str | None = None,
                      device: str = "auto", progress: bool = False, expect_image_size: int | None = None,
-                     shards: list[int] | None = None) -> dict:
+                     shards: list[int] | None = None, precision: str = "auto") -> dict:
     """Annotate every row of ``catalog`` (a Parquet from ``morphcat ingest``/``synth``) with the
     models of ``bundle`` into ``out``; returns the run summary (rows, errors, throughput...).
     ``expect_image_size``: refuse a bundle whose models take another input size. ``shards``: run
     only these shard numbers (for a quick look, or to redo a range); the run then accounts for
-    the rows of every finished shard and lists the shards still to do."""
+    the rows of every finished shard and lists the shards still to do. ``precision``: of the image
+    graph (``auto``: int8 where the bundle's passed its agreement gate and runs faster here, see
+    ``export.serve.runtime.open_bundle``); chosen once here, so every worker computes alike."""
     if shard_size < 1 or batch_size < 1 or workers < 1:
         raise ValueError(f"shard_size, batch_size and workers must be ≥ 1, got {shard_size}, {batch_size}, {workers}")
     runner_obj = task_runner(runner, workers, dask_address)  # a bad choice fails before any work
     catalog, bundle, out = Path(catalog).resolve(), Path(bundle).resolve(), Path(out).resolve()
     threads = threads_per_worker(workers) if dask_address is None else 1
     cat = opened_catalog(str(catalog))
-    loaded = opened_bundle(str(bundle), device, threads, expect_image_size)  # a refused bundle costs no work
-    plan = prepare_run(out, cat.table, loaded.bundle_id, shard_size, {"batch_size": batch_size}, source=str(catalog))
+    loaded = opened_bundle(str(bundle), device, threads, expect_image_size, precision)  # a refused bundle costs no work
+    # The precision is part of the run (recorded in OUT's manifest with it): an fp32 and an int8
+    # run of one catalog are two runs.
+    params = {"batch_size": batch_size, "precision": loaded.precision}
+    plan = prepare_run(out, cat.table, loaded.bundle_id, shard_size, params, source=str(catalog))
     discard_incomplete(out, plan.run_id)
     planned = {s.index for s in plan.shards}
     if shards is not None and not set(shards) <= planned:
@@ -118,7 +124,7 @@ def catalog_annotate(catalog: Path, bundle: Path, out: Path, shard_size: int = S
     t0 = time.perf_counter()
     results = annotate_shards.with_options(task_runner=runner_obj)(
         str(catalog), str(bundle), str(out), plan.run_id, shard_size, todo, batch_size, device, threads,
-        len(plan.shards), progress, expect_image_size, cat.table.num_rows)
+        len(plan.shards), progress, expect_image_size, cat.table.num_rows, loaded.precision)
     seconds = time.perf_counter() - t0
     account = account_rows(out, plan.run_id)
     # Every shard asked for is written and holds exactly its rows (all of them, without --shards).
@@ -171,6 +177,7 @@ def _summary(plan, account, results, seconds, loaded, runner, workers, skipped) 
         "seconds": round(seconds, 2), "images_per_second": round(rows_done / seconds, 1) if seconds > 0 else None,
         "class_counts_this_run": counts, "ood_flagged_this_run": sum(r["ood_flagged"] for r in results),
         "provider": results[0]["provider"] if results else loaded.provider,
+        "precision": loaded.precision, "precision_reason": loaded.precision_reason,
         "runner": runner, "workers": workers,
         # The largest process: the flow's, or a worker's when shards ran in other processes.
         "peak_rss_mb": max([peak_rss_mb(), *(r["peak_rss_mb"] for r in results)]),
@@ -182,7 +189,7 @@ def _markdown(s: dict) -> str:
              "| | |", "|---|---|",
              *(f"| {k} | {s[k]} |" for k in ("out", "bundle_id", "catalog_rows", "predictions", "errors", "shards",
                                               "shards_skipped", "ood_flagged_this_run", "seconds", "images_per_second",
-                                              "provider",
+                                              "provider", "precision", "precision_reason",
                                               "runner", "workers", "peak_rss_mb")),
              "", "| class (this run) | rows |", "|---|---:|",
              *(f"| {c} | {n} |" for c, n in sorted(s["class_counts_this_run"].items()))]

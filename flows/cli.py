@@ -95,12 +95,13 @@ def _cmd_annotate(args: argparse.Namespace) -> None:
     summary = catalog_annotate(catalog=args.catalog, bundle=args.bundle, out=args.out, shard_size=args.shard_size,
                                batch_size=args.batch_size, runner=args.runner, workers=args.workers,
                                dask_address=args.dask_address, device=args.device, progress=True,
-                               expect_image_size=args.image_size,
+                               expect_image_size=args.image_size, precision=args.precision,
                                shards=None if args.shards is None else parse_shards(args.shards))
     print(f"run {summary['run_id']}: {summary['catalog_rows']} rows → {summary['predictions']} predictions + "
           f"{summary['errors']} errors in {summary['out']} ({summary['rows_this_run']} rows annotated now, "
           f"{summary['ood_flagged_this_run']} flagged out of distribution, in "
-          f"{summary['seconds']} s, {summary['images_per_second']} images/s on {summary['provider']}, "
+          f"{summary['seconds']} s, {summary['images_per_second']} images/s on {summary['provider']} "
+          f"({summary['precision']}: {summary['precision_reason']}), "
           f"peak RSS {summary['peak_rss_mb']:.0f} MiB; "
           f"{summary['shards_skipped']} of {summary['shards']} shards were already done)"
           + (f"; shards still to do: {summary['shards_to_do']}" if summary["shards_to_do"] else ""))
@@ -255,6 +256,13 @@ def _cmd_bench_similar(args: argparse.Namespace) -> None:
 
     run_similar_bench(args.out, [int(x) for x in _kinds(args.rows)], queries=args.queries)
     print((args.out / "similar.md").read_text())
+
+
+def _cmd_bench_decode(args: argparse.Namespace) -> None:
+    from benchmarks.decode import run_decode_bench
+
+    run_decode_bench(args.out, args.folders, n=args.n, size=args.image_size)
+    print((args.out / "decode.md").read_text())
 
 
 def _cmd_bench_unusual(args: argparse.Namespace) -> None:
@@ -426,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask-address", default=None, help="scheduler address of a running Dask cluster")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="onnxruntime device: auto = CUDA when it can run here, else CPU")
+    p.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
+                   help="image graph precision: auto = int8 where the bundle's passed its agreement gate at export "
+                        "and runs faster on this CPU, else fp32")
     p.add_argument("--image-size", type=int, default=None, metavar="PX",
                    help="refuse a bundle whose models take another input size (what this survey's models use)")
     p.add_argument("--shards", default=None, metavar="LIST",
@@ -525,6 +536,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=_positive_int, default=200, help="single-vector queries timed per index")
     p.set_defaults(func=_cmd_bench_similar)
 
+    p = sub.add_parser("bench-decode", help="JPEG decode at reduced scale against a full decode: images/s and "
+                       "how much the model inputs change")
+    p.add_argument("folders", type=Path, nargs="+", metavar="FOLDER", help="folders of JPEG cutouts")
+    p.add_argument("--out", type=Path, required=True, help="folder for decode.json/md")
+    p.add_argument("--n", type=_positive_int, default=300, help="files per folder (default 300)")
+    p.add_argument("--image-size", type=_positive_int, default=None, metavar="PX", help="model input size "
+                   "(default: ImageSpec's)")
+    p.set_defaults(func=_cmd_bench_decode)
+
     p = sub.add_parser("bench-unusual", help="do rare galaxies the models never saw top morphcat unusual's ranking?")
     p.add_argument("--out", type=Path, required=True, help="folder for the surveys, the models, the run and unusual.json/md")
     p.add_argument("--n", type=_positive_int, default=2000, help="galaxies in the ranked survey (GZ2 mix)")
@@ -590,7 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands that run TensorFlow: imported once, quietly, before their flow starts.
-TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ablation", "bench-similar", "bench-unusual", "bench-active")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ablation", "bench-similar", "bench-unusual",
+                       "bench-active", "bench-decode")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,10 +32,10 @@ def merge_and_check(plan, checked):
 
 
 @task(cache_policy=NO_CACHE)
-def quantize_int8(plan, checked):
+def quantize_int8(plan, checked, merged):
     from export.build.quantize import quantize_models
 
-    return quantize_models(plan, checked)
+    return quantize_models(plan, checked, merged)
 
 
 @task(cache_policy=NO_CACHE)
@@ -57,7 +57,8 @@ def publish_report(manifest: dict, out: Path) -> str:
 @flow(name="export-onnx")
 def export_onnx(models_dir: Path, out: Path, catalog: Path | None = None, int8: bool = False) -> dict:
     """``catalog``: take the parity images from it (its held-out test split when it trained the
-    models); without it, synthetic-survey galaxies. ``int8``: add int8 copies, compared with fp32."""
+    models); without it, synthetic-survey galaxies. ``int8``: add the merged graph's int8 copy,
+    gated on its agreement with fp32."""
     from export.build.exporter import raise_for_failures
 
     plan = plan_export(Path(models_dir), Path(out), None if catalog is None else Path(catalog))
@@ -65,7 +66,7 @@ def export_onnx(models_dir: Path, out: Path, catalog: Path | None = None, int8: 
     raise_for_failures(checked)  # one ParityError for every model, before any quantisation
     merged = merge_and_check(plan, checked)
     raise_for_failures(checked, merged)
-    quantized = quantize_int8(plan, checked) if int8 else None
+    quantized = quantize_int8(plan, checked, merged) if int8 else None
     manifest = write_bundle(plan, checked, quantized, merged)
     publish_report(manifest, Path(out))
     return manifest

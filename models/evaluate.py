@@ -21,10 +21,14 @@ from models.metrics import caption_metrics, classification_metrics, regression_m
 from models.train import catalog_fingerprint
 
 
+def trained_on(catalog: Catalog, sidecar: dict) -> bool:
+    """Whether the model of ``sidecar`` was trained on ``catalog`` (by fingerprint)."""
+    return catalog_fingerprint(catalog) in (sidecar.get("catalog_fingerprints") or [sidecar.get("catalog_fingerprint")])
+
+
 def evaluation_rows(catalog: Catalog, sidecar: dict) -> tuple[np.ndarray, str]:
     """Rows to score and a word on why: the test split of a catalog the models trained on, else all."""
-    trained_on = sidecar.get("catalog_fingerprints") or [sidecar.get("catalog_fingerprint")]
-    if catalog_fingerprint(catalog) in trained_on:
+    if trained_on(catalog, sidecar):
         split = sidecar["split"]
         ids = catalog.table.column("object_id").to_pylist()
         s = assign_splits(ids, split["val_fraction"], split["test_fraction"], split["salt"])

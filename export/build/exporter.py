@@ -8,7 +8,8 @@ Steps (the ``export-onnx`` flow runs each as a task; :func:`export_bundle` runs 
    against Keras (names → shapes → values, then class/caption agreement), failures collected.
 3. :func:`check_merged`: the image models composed into one graph (``export.build.merge``) and the
    same parity checks run on it.
-4. :func:`quantize_models` (optional): int8 files and their size/speed/agreement against fp32.
+4. :func:`~export.build.quantize.quantize_models` (optional): the merged graph's int8 copy, its
+   agreement with fp32 and the gate's verdict.
 5. :func:`write_bundle`: one :class:`~export.build.errors.ParityError` listing every failure of every
    model, or the files with their metadata and ``bundle.json``, published in one move.
 """
@@ -34,7 +35,7 @@ from export.build.parity import check_names, compare_outputs
 from export.build.publish import check_out, prepare_out, publish, write_manifest
 from export.build.specs import OPSET
 from export.build.units import Source, load_source
-from export.serve.bundle import BUNDLE_FORMAT, IMAGE_INPUT, MERGED_NAME
+from export.serve.bundle import BUNDLE_FORMAT, IMAGE_INPUT, INT8_NAME, MERGED_NAME
 from export.serve.metadata import set_facts
 from export.serve.providers import CPU
 from export.serve.runtime import create_session
@@ -51,6 +52,7 @@ class ExportPlan:
     sidecars: dict[str, dict]
     image: dict  # the common ImageSpec, as a dict
     batch: ParityBatch
+    catalog: Path | None = None  # where the parity batch came from (and int8's calibration images)
 
 
 @dataclass
@@ -123,7 +125,7 @@ def plan_export(models_dir: Path, out: Path, catalog: Path | None = None,
         batch = catalog_batch(Path(catalog), image, sidecars[kinds[0]])
     else:
         batch = synthetic_batch(image, synthetic_images)
-    return ExportPlan(models_dir, out, kinds, sidecars, asdict(image), batch)
+    return ExportPlan(models_dir, out, kinds, sidecars, asdict(image), batch, None if catalog is None else Path(catalog))
 
 
 def export_and_check(plan: ExportPlan, kind: str) -> CheckedModel:
@@ -202,7 +204,7 @@ def _speed(session, unit, feeds: dict, n: int) -> dict:
 
 def _file_facts(plan: ExportPlan, checked: CheckedModel, entry: dict, name: str) -> dict:
     spec = next(u.spec for u in checked.source.units if u.spec.name == name)
-    facts = {k: v for k, v in entry.items() if k not in ("files", "int8_files", "specs")}
+    facts = {k: v for k, v in entry.items() if k not in ("files", "specs")}
     return {**facts, "format": BUNDLE_FORMAT, "model": name, "image": plan.image, "spec": spec.to_dict(),
             "opset": spec.opset, "versions": toolchain_versions(),
             "parity": {**{k: v for k, v in checked.parity.items() if k != "files"}, **checked.parity["files"][name]}}
@@ -243,13 +245,6 @@ def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | Non
             for name, proto in c.protos.items():
                 set_facts(proto, _file_facts(plan, c, entry, name))
                 written[entry["files"][name]] = proto
-            if int8 and c.source.kind in int8["models"]:
-                quantized = int8["models"][c.source.kind]
-                entry["int8_files"] = quantized["files"]
-                for name, proto in quantized["protos"].items():
-                    set_facts(proto, {**_file_facts(plan, c, entry, name), "precision": "int8",
-                                      "int8": quantized["comparison"]})
-                    written[entry["int8_files"][name]] = proto
         merged_entry = None
         if merged is not None:
             merged_entry = {"file": f"{MERGED_NAME}.onnx", "computes": list(merged.files),
@@ -257,6 +252,14 @@ def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | Non
             set_facts(merged.proto, {"format": BUNDLE_FORMAT, "model": MERGED_NAME, "image": plan.image,
                                      **merged_entry, "opset": OPSET, "versions": toolchain_versions()})
             written[merged_entry["file"]] = merged.proto
+        int8_entry = None
+        if int8 is not None:
+            int8_entry = {"file": int8["file"], "method": int8["method"], "calibration": int8["calibration"],
+                          "caption_source": int8["caption_source"], "comparison": int8["comparison"], "gate": int8["gate"]}
+            set_facts(int8["proto"], {"format": BUNDLE_FORMAT, "model": INT8_NAME, "image": plan.image,
+                                      "computes": list(merged.files), "precision": "int8",
+                                      "gate": int8["gate"], "versions": toolchain_versions()})
+            written[int8["file"]] = int8["proto"]
         for file, proto in written.items():
             onnx.save(proto, staging / file)
         manifest = {
@@ -273,8 +276,8 @@ def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | Non
         if merged_entry is not None:
             manifest["merged"] = merged_entry
             manifest["parity"]["merged"] = merged.parity
-        if int8:
-            manifest["int8"] = {"method": int8["method"], **{k: v["comparison"] for k, v in int8["models"].items()}}
+        if int8_entry is not None:
+            manifest["int8"] = int8_entry
         manifest = write_manifest(staging, manifest, list(written))
         publish(staging, plan.out)
     except BaseException:
@@ -295,5 +298,5 @@ def export_bundle(models_dir: Path, out: Path, *, catalog: Path | None = None, i
     if int8:
         from export.build.quantize import quantize_models
 
-        quantized = quantize_models(plan, checked)
+        quantized = quantize_models(plan, checked, merged)
     return write_bundle(plan, checked, quantized, merged)

@@ -50,6 +50,30 @@ def catalog_batch(catalog_path: Path, image: ImageSpec, sidecar: dict,
     return ParityBatch(images.astype(np.float32), f"{catalog_path}: {scope} ({len(images)} images)", labels)
 
 
+def calibration_batch(catalog_path: Path | None, image: ImageSpec, sidecar: dict,
+                      n: int, seed: int) -> ParityBatch:
+    """Images to calibrate int8 on: ``n`` rows spread over the training split of ``catalog_path``
+    when the models trained on it (never the held-out rows parity is measured on), else ``n``
+    synthetic galaxies of ``seed``."""
+    if catalog_path is not None:
+        from models.data import assign_splits, decode_images
+        from models.evaluate import trained_on
+
+        catalog = read_catalog(catalog_path)
+        if trained_on(catalog, sidecar):
+            split = sidecar["split"]
+            ids = catalog.table.column("object_id").to_pylist()
+            rows = np.flatnonzero(assign_splits(ids, split["val_fraction"], split["test_fraction"],
+                                                split["salt"]) == "train")
+            rows = rows[::max(1, len(rows) // n)][:n]  # spread over the catalog, not its first rows
+            decoded = decode_images(catalog, rows, image)
+            if len(decoded.good_rows):
+                images = np.stack(list(decoded.dataset.as_numpy_iterator())).astype(np.float32)
+                return ParityBatch(images, f"{catalog_path}: training split ({len(images)} images)")
+    batch = synthetic_batch(image, n, seed)
+    return ParityBatch(batch.images, f"synthetic survey galaxies (seed {seed}, {n} images)")
+
+
 def synthetic_batch(image: ImageSpec, n: int = SYNTHETIC_IMAGES, seed: int = 0) -> ParityBatch:
     """``n`` synthetic galaxies, the classes in turn, each from its own seeded stream; rendered
     at the size whose smallest crop is the model input, then framed as in training."""

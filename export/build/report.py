@@ -43,11 +43,14 @@ def bundle_markdown(manifest: dict, path: str = "") -> str:
                       "separate files."]
     if "int8" in manifest:
         int8 = manifest["int8"]
-        lines += ["", f"int8 ({int8['method']}) against fp32 on the same batch:", "",
-                  "| model | bytes fp32 → int8 | images/s fp32 → int8 | agreement / error |", "|---|---:|---:|---|"]
-        for kind, c in sorted((k, v) for k, v in int8.items() if k != "method"):
-            rest = ", ".join(f"{k.replace('_', ' ')} {_g(v)}" for k, v in c.items()
-                             if not k.startswith(("bytes_", "images_per_s_", "speedup")))
-            lines.append(f"| {kind} | {c['bytes_fp32']:,} → {c['bytes_int8']:,} | "
-                         f"{c['images_per_s_fp32']:g} → {c['images_per_s_int8']:g} (×{c['speedup']:g}) | {rest} |")
+        c, gate = int8["comparison"], int8["gate"]
+        verdict = ("passed: served where the CPU runs it faster" if gate["passed"]
+                   else "failed (" + "; ".join(gate["failed"]) + "): never served")
+        lines += ["", f"{int8['file']}: {int8['method']}; calibrated on {int8['calibration']}.", "",
+                  f"Against fp32 on the parity batch ({c['n_images']} images): "
+                  + ", ".join(f"{k.replace('_', ' ')} {_g(c[k])}" for k in
+                              ("class_agreement", "caption_agreement", "cam_peak_agreement", "vote_rmse_vs_fp32",
+                               "max_prob_diff") if k in c)
+                  + f"; {c['bytes_fp32']:,} → {c['bytes_int8']:,} bytes; {c['images_per_s_fp32']:g} → "
+                  f"{c['images_per_s_int8']:g} images/s (×{c['speedup']:g}). Gate {verdict}."]
     return "\n".join(lines)

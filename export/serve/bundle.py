@@ -23,10 +23,21 @@ _REQUIRED_KEYS = ("bundle_id", "image", "models", "files", "requires")
 
 # Graph and tensor names both halves rely on.
 MERGED_NAME = "image_models"  # the one graph of every model that reads the image
+INT8_NAME = "image_models.int8"  # its int8 copy (export --int8), served where it passed the agreement gate
 IMAGE_INPUT = "image"
 ENCODER_OUTPUTS = ("h0", "c0")  # the captioner encoder's initial LSTM state
 STEP_INPUTS = ("token", "h", "c")  # one greedy decoding step
 STEP_OUTPUTS = ("logits", "h_next", "c_next")
+
+
+def caption_source(models: dict) -> str | None:
+    """Which captions annotation writes for a bundle's model entries: the learned captioner's or
+    templates from the predicted votes (measured at training, recorded at export), None without
+    either model. Templates need the votes, so a captioner-only bundle writes its own."""
+    captioner = models.get("captioner")
+    choice = (captioner or {}).get("caption_choice", {}).get("source")
+    source = choice or ("template" if "regressor" in models else None)
+    return "learned" if source == "template" and "regressor" not in models else source
 
 
 def sha256_file(path: Path) -> str:

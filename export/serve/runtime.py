@@ -13,6 +13,7 @@ TensorFlow is never imported here: annotation machines need onnxruntime and nump
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,13 +23,18 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from catalogs.inputs import ImageSpec
 from catalogs.tokenizer import Tokenizer
-from export.serve.bundle import IMAGE_INPUT, MERGED_NAME, read_manifest, verify_files
+from export.serve.bundle import IMAGE_INPUT, MERGED_NAME, caption_source, read_manifest, verify_files
 from export.serve.decode import greedy_decode_from_state, greedy_decode_ids
 from export.serve.errors import BundleError
 from export.serve.metadata import read_facts
-from export.serve.providers import choose_providers, cuda_unavailable_reason
+from export.serve.providers import CPU, choose_providers, cuda_unavailable_reason
 
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("auto", "fp32", "int8")
+# auto serves int8 only when, on this machine's CPU, it runs the image graph at least this much
+# faster than fp32 (a short probe when the bundle is opened; machines differ: AVX2 only, VNNI, AMX).
+INT8_MIN_SPEEDUP = 1.1
+PROBE_IMAGES = 16
+PROBE_RUNS = 3
 ORT_ERRORS = tuple(getattr(_ort_state, n) for n in ("Fail", "InvalidGraph", "InvalidProtobuf", "NoSuchFile",
                                                       "RuntimeException", "InvalidArgument", "NotImplemented",
                                                       "EPFail"))
@@ -76,26 +82,81 @@ def _serviceable(manifest: dict) -> list[str]:
     return problems
 
 
-def _file_names(manifest: dict, precision: str) -> dict[str, str]:
-    """Exported file names → file, for the precision asked for (fp32 adds the merged image
-    graph when the bundle has one)."""
-    key = "files" if precision == "fp32" else "int8_files"
-    names = {name: file for entry in manifest["models"].values() for name, file in entry.get(key, {}).items()}
-    if precision == "fp32" and "merged" in manifest:
+def _file_names(manifest: dict) -> dict[str, str]:
+    """Exported file names → file: every model's fp32 files and the merged image graph."""
+    names = {name: file for entry in manifest["models"].values() for name, file in entry.get("files", {}).items()}
+    if "merged" in manifest:
         names[MERGED_NAME] = manifest["merged"]["file"]
     return names
 
 
+def _int8_refusal(manifest: dict) -> str | None:
+    """Why this bundle's int8 graph must not be served, or None."""
+    int8 = manifest.get("int8")
+    if int8 is None:
+        return "the bundle has no int8 image graph (export with --int8)"
+    if not int8["gate"]["passed"]:
+        return "the int8 image graph failed the agreement gate at export: " + "; ".join(int8["gate"]["failed"])
+    return None
+
+
+def _probe_seconds(session: ort.InferenceSession, images: np.ndarray) -> float:
+    session.run(None, {IMAGE_INPUT: images})  # warm-up: first-run allocations
+    times = []
+    for _ in range(PROBE_RUNS):
+        t0 = time.perf_counter()
+        session.run(None, {IMAGE_INPUT: images})
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def int8_speedup(fp32: ort.InferenceSession, int8: ort.InferenceSession, image: ImageSpec) -> float:
+    """How many times faster ``int8`` runs than ``fp32`` here, on a small batch (best of a few runs)."""
+    x = np.random.default_rng(0).random((PROBE_IMAGES, image.size, image.size, image.channels), np.float32)
+    return _probe_seconds(fp32, x) / _probe_seconds(int8, x)
+
+
+def _choose_precision(precision: str, manifest: dict, sessions: dict, providers: list[str], folder: Path,
+                      intra_op_threads: int | None, image: ImageSpec) -> tuple[str, str]:
+    """(precision served, why), replacing the merged fp32 session by the int8 one when chosen."""
+    if precision == "fp32":
+        return "fp32", "asked for"
+    refusal = _int8_refusal(manifest)
+    if precision == "auto":
+        if refusal is not None:
+            return "fp32", refusal
+        if providers[0] != CPU:
+            return "fp32", f"int8 is for CPUs; running on {providers[0]}"
+    int8 = create_session(folder / manifest["int8"]["file"], providers, intra_op_threads)
+    facts = read_facts(int8.get_modelmeta().custom_metadata_map)
+    if (facts.get("image"), facts.get("computes"), facts.get("gate")) != (
+            manifest["image"], manifest["merged"]["computes"], manifest["int8"]["gate"]):
+        raise BundleError(f"bundle {folder} refused: {manifest['int8']['file']}: image, computes or gate in "
+                          "bundle.json differ from the file's own metadata")
+    if precision == "int8":
+        sessions[MERGED_NAME] = int8
+        return "int8", "asked for"
+    speedup = int8_speedup(sessions[MERGED_NAME], int8, image)
+    if speedup < INT8_MIN_SPEEDUP:
+        return "fp32", f"int8 only ×{speedup:.2f} as fast as fp32 on this CPU (needs ×{INT8_MIN_SPEEDUP:g})"
+    sessions[MERGED_NAME] = int8
+    gate = manifest["int8"]["comparison"]
+    return "int8", (f"passed the agreement gate (classes {gate.get('class_agreement', 1.0):.1%} identical) and runs "
+                    f"×{speedup:.2f} as fast as fp32 on this CPU")
+
+
 def open_bundle(path, *, device: str = "auto", intra_op_threads: int | None = None,
                 expect_image_size: int | None = None, require: Iterable[str] = (),
-                precision: str = "fp32") -> "LoadedBundle":
+                precision: str = "auto") -> "LoadedBundle":
     """Verify the bundle at ``path`` and open its models in onnxruntime.
 
     ``device``: ``auto`` (CUDA when it can run here, else CPU), ``cpu`` or ``cuda`` (an error
     where CUDA cannot run). ``intra_op_threads``: threads per operator (default: onnxruntime's,
     one per physical core). ``expect_image_size``: the input size the caller prepares images at.
     ``require``: model kinds the caller needs (``classifier``, ``regressor``, ``captioner``).
-    ``precision``: ``fp32`` or ``int8`` (bundles exported with ``--int8``).
+    ``precision``: ``auto`` (the int8 image graph where it passed the agreement gate at export,
+    the provider is the CPU and a short probe finds it faster here; else fp32), ``fp32``, or
+    ``int8`` (an error unless the bundle has an int8 graph that passed the gate).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -110,18 +171,17 @@ def open_bundle(path, *, device: str = "auto", intra_op_threads: int | None = No
     lacking = sorted(set(require) - has)
     if lacking:
         problems.append(f"it has no {', '.join(lacking)} (it has: {', '.join(sorted(has)) or 'nothing'})")
-    if precision == "int8":
-        without = sorted(k for k, e in manifest["models"].items() if not e.get("int8_files"))
-        if without:
-            problems.append(f"it has no int8 model for {', '.join(without)} (export with --int8)")
+    if precision == "int8" and _int8_refusal(manifest):
+        problems.append(f"precision int8 was asked for, but {_int8_refusal(manifest)}")
     if problems:
         raise BundleError(f"bundle {folder} cannot be served: " + "; ".join(problems))
     verify_files(folder, manifest)
     providers = choose_providers(device)
     sessions = {name: create_session(folder / file, providers, intra_op_threads)
-                for name, file in _file_names(manifest, precision).items()}
+                for name, file in _file_names(manifest).items()}
     _cross_check(folder, manifest, sessions)
-    return LoadedBundle(folder, manifest, sessions, precision)
+    served, why = _choose_precision(precision, manifest, sessions, providers, folder, intra_op_threads, image)
+    return LoadedBundle(folder, manifest, sessions, served, why)
 
 
 def _cross_check(folder: Path, manifest: dict, sessions: dict[str, ort.InferenceSession]) -> None:
@@ -157,10 +217,12 @@ class LoadedBundle:
     """A verified bundle with open onnxruntime sessions. Images are float32 NHWC in [0, 1],
     prepared with :attr:`image` (``catalogs.inputs.crop_resize`` then × ``image.scale``)."""
 
-    def __init__(self, path: Path, manifest: dict, sessions: dict[str, ort.InferenceSession], precision: str):
+    def __init__(self, path: Path, manifest: dict, sessions: dict[str, ort.InferenceSession], precision: str,
+                 precision_reason: str = "asked for"):
         self.path = path
         self.manifest = manifest
-        self.precision = precision
+        self.precision = precision  # of the image graph that runs: fp32 or int8
+        self.precision_reason = precision_reason
         self.bundle_id: str = manifest["bundle_id"]
         self.image = ImageSpec(**manifest["image"])
         self.has: frozenset[str] = frozenset(manifest["models"])
@@ -172,12 +234,7 @@ class LoadedBundle:
         captioner = models.get("captioner")
         self.tokenizer = Tokenizer.from_dict(captioner["tokenizer"]) if captioner else None
         self.max_len: int | None = captioner["max_len"] if captioner else None
-        # Which captions annotation writes (measured at training, recorded at export): the
-        # learned captioner's, or templates from the predicted votes; None without either model.
-        choice = (captioner or {}).get("caption_choice", {}).get("source")
-        self.caption_source: str | None = choice or ("template" if "regressor" in models else None)
-        if self.caption_source == "template" and "regressor" not in models:
-            self.caption_source = "learned"  # templates need the votes: a captioner-only bundle writes its own
+        self.caption_source: str | None = caption_source(models)
         self._sessions = sessions
         first = next(iter(sessions.values()))
         self.provider: str = first.get_providers()[0]  # what runs, not what was asked for

@@ -36,9 +36,10 @@ def count_rows(path: str) -> int:
 
 
 @functools.cache
-def opened_bundle(path: str, device: str, threads: int, expect_image_size: int | None = None) -> LoadedBundle:
+def opened_bundle(path: str, device: str, threads: int, expect_image_size: int | None = None,
+                  precision: str = "auto") -> LoadedBundle:
     return open_bundle(Path(path), device=device, intra_op_threads=threads, require=("classifier",),
-                       expect_image_size=expect_image_size)
+                       expect_image_size=expect_image_size, precision=precision)
 
 
 def peak_rss_mb() -> float:
@@ -63,13 +64,14 @@ def threads_per_worker(workers: int) -> int:
 
 def run_shard(catalog: str, bundle: str, out: str, run_id: str, shard_size: int, shard_index: int,
               batch_size: int, device: str, threads: int, expect_image_size: int | None = None,
-              catalog_rows: int | None = None) -> dict:
+              catalog_rows: int | None = None, precision: str = "fp32") -> dict:
     """Annotate and write shard ``shard_index`` of the run; returns what the run summary needs.
     Only the shard's rows are read from the catalog (its row groups, the columns annotation
     needs; ``catalog_rows``, the planner's count, spares the footer's): a worker's memory and
-    start-up do not grow with the catalog."""
+    start-up do not grow with the catalog. ``precision``: the image graph's, as the run chose it
+    (``fp32`` or ``int8``), so that every worker of a run computes alike."""
     t0 = time.perf_counter()
-    loaded = opened_bundle(bundle, device, threads, expect_image_size)
+    loaded = opened_bundle(bundle, device, threads, expect_image_size, precision)
     shards = tuple(plan_shards(count_rows(catalog) if catalog_rows is None else catalog_rows, shard_size))
     shard = shards[shard_index]
     t_rows = time.perf_counter()
@@ -87,5 +89,5 @@ def run_shard(catalog: str, bundle: str, out: str, run_id: str, shard_size: int,
             "stages": {k: round(v, 3) for k, v in result.seconds.items()},
             "class_counts": {c: labels.count(c) for c in sorted(set(labels))},
             "ood_flagged": int(sum(bool(f) for f in result.predictions.column("ood_flag").to_pylist())),
-            "provider": loaded.provider,
+            "provider": loaded.provider, "precision": loaded.precision,
             "peak_rss_mb": peak_rss_mb()}

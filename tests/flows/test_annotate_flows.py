@@ -5,6 +5,7 @@ and refusals before any work."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -230,3 +231,26 @@ def test_a_wrong_model_is_refused_before_any_work(case, survey, tiny_bundle, mor
     assert needle in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_an_int8_run_is_its_own_run_and_says_what_ran(survey, tiny_models, thread_run, morphcat, tmp_path):
+    from export.build import quantize
+    from export.build.exporter import export_bundle
+
+    with pytest.MonkeyPatch.context() as mp:  # the tiny models cannot pass the real gate: judge leniently
+        mp.setattr(quantize, "GATE", {k: (op, 0.0 if op == ">=" else 1.0) for k, (op, _) in quantize.GATE.items()})
+        export_bundle(tiny_models, tmp_path / "int8", synthetic_images=8, int8=True)
+    out = tmp_path / "out"
+    runs = {}
+    for precision in ("fp32", "int8"):
+        proc = morphcat("annotate", survey, "--bundle", tmp_path / "int8", "--out", out, "--shard-size", SHARD,
+                        "--batch-size", 4, "--precision", precision)
+        assert proc.returncode == 0, proc.stderr
+        assert f"({precision}: asked for)" in proc.stdout
+        runs[precision] = re.search(r"^run (\S+):", proc.stdout, re.M).group(1)
+    assert runs["fp32"] != runs["int8"]
+    manifest = json.loads((out / "_morphcat_output.json").read_text())
+    assert {r: manifest["runs"][r]["options"]["precision"] for r in runs.values()} == {
+        runs["fp32"]: "fp32", runs["int8"]: "int8"}
+    pred = pl.read_parquet(out / "predictions" / "**" / "*.parquet")
+    assert pred.group_by("run_id").len().sort("run_id")["len"].to_list() == [N - 2, N - 2]

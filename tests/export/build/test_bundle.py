@@ -137,7 +137,7 @@ def test_versions_the_runtime_cannot_serve_are_refused(bundle_copy, change, need
 def test_what_the_caller_cannot_use_is_refused_before_any_work(bundle_copy, tmp_path):
     with pytest.raises(BundleError, match="take 32×32 px images, not 64"):
         open_bundle(bundle_copy, expect_image_size=64)
-    with pytest.raises(BundleError, match="no int8 model for captioner, classifier, regressor"):
+    with pytest.raises(BundleError, match="precision int8 was asked for, but the bundle has no int8 image graph"):
         open_bundle(bundle_copy, precision="int8")
     with pytest.raises(BundleError, match="is not a morphcat bundle"):
         open_bundle(tmp_path / "nowhere")
