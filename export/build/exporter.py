@@ -255,6 +255,7 @@ def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | Non
         int8_entry = None
         if int8 is not None:
             int8_entry = {"file": int8["file"], "method": int8["method"], "calibration": int8["calibration"],
+                          "checked_on": int8["checked_on"],
                           "caption_source": int8["caption_source"], "comparison": int8["comparison"], "gate": int8["gate"]}
             set_facts(int8["proto"], {"format": BUNDLE_FORMAT, "model": INT8_NAME, "image": plan.image,
                                       "computes": list(merged.files), "precision": "int8",

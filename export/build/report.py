@@ -47,7 +47,7 @@ def bundle_markdown(manifest: dict, path: str = "") -> str:
         verdict = ("passed: served where the CPU runs it faster" if gate["passed"]
                    else "failed (" + "; ".join(gate["failed"]) + "): never served")
         lines += ["", f"{int8['file']}: {int8['method']}; calibrated on {int8['calibration']}.", "",
-                  f"Against fp32 on the parity batch ({c['n_images']} images): "
+                  f"Against fp32 on {int8['checked_on']}: "
                   + ", ".join(f"{k.replace('_', ' ')} {_g(c[k])}" for k in
                               ("class_agreement", "caption_agreement", "cam_peak_agreement", "vote_rmse_vs_fp32",
                                "max_prob_diff") if k in c)

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
+from catalogs.tree import GZ2_TREE
 from export.build import quantize
 from export.build.exporter import export_bundle
 from export.build.images import synthetic_batch
@@ -47,13 +48,21 @@ def test_agreement_figures_are_counted_per_image():
     cam[:, 0, 0] = 1.0
     cam8 = cam.copy()
     cam8[1, 1, 1] = 2.0  # image 1's hottest cell moves
-    votes, votes8 = np.zeros((4, 3)), np.full((4, 3), 0.002)
+    rng = np.random.default_rng(0)
+    fractions = rng.dirichlet(np.ones(2), (4, 1)).reshape(4, 2)  # t01 smooth / features, the rest 0
+    per_q = np.zeros((4, len(GZ2_TREE)))
+    per_q[:, :2], per_q[:, 2] = fractions * 0.98, 0.02
+    per_q8 = per_q.copy()
+    per_q8[0, :2] += [0.01, -0.01]  # one galaxy's first answer moves by 0.01
+    votes, votes8 = GZ2_TREE.cumulative(per_q), GZ2_TREE.cumulative(per_q8)
     fp32 = {"probs": probs, "cam": cam, "votes": votes, "words": ["a", "b", "c", "d"]}
     int8 = {"probs": probs[[0, 1, 3, 3]], "cam": cam8, "votes": votes8, "words": ["a", "b", "c", "x"]}
     got = quantize.agreement(fp32, int8, captions=lambda out: out["words"])
     assert got["class_agreement"] == 0.75  # row 2 changes class
     assert got["cam_peak_agreement"] == 0.75
-    assert got["vote_rmse_vs_fp32"] == pytest.approx(0.002)
+    # Gated on the per-question fractions the predictions table holds, not the cumulative answers.
+    assert got["vote_rmse_vs_fp32"] == pytest.approx(np.sqrt(2 * 0.01**2 / per_q.size))
+    assert got["cumulative_vote_rmse_vs_fp32"] == pytest.approx(np.sqrt(np.mean((votes - votes8) ** 2)))
     assert got["caption_agreement"] == 0.75
     assert "caption_agreement" not in quantize.agreement(fp32, int8, captions=None)
 
@@ -97,7 +106,8 @@ def test_the_int8_graph_is_written_with_its_figures_and_verdict(int8_bundles):
     batch = synthetic_batch(fp32.image, 8).images
     out, out8 = fp32.infer(batch), served.infer(batch)
     assert c["class_agreement"] == np.mean(out["probs"].argmax(1) == out8["probs"].argmax(1))
-    assert c["vote_rmse_vs_fp32"] == pytest.approx(np.sqrt(np.mean((out["votes"] - out8["votes"]) ** 2)), rel=1e-5)
+    per_q, per_q8 = (np.nan_to_num(GZ2_TREE.per_question(o["votes"]), nan=0.0) for o in (out, out8))
+    assert c["vote_rmse_vs_fp32"] == pytest.approx(np.sqrt(np.mean((per_q - per_q8) ** 2)), rel=1e-5)
     assert c["cam_peak_agreement"] == np.mean(quantize.cam_peaks(out["cam"]) == quantize.cam_peaks(out8["cam"]))
     assert not np.array_equal(out["probs"], out8["probs"])  # really the other graph
     x = structured_images(4, seed=2)
