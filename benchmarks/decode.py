@@ -37,7 +37,6 @@ def measure_folder(folder: Path, n: int, spec: ImageSpec) -> dict:
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in JPEG_SUFFIXES)[:n]
     if not files:
         raise MorphcatError(f"no JPEG file ({', '.join(JPEG_SUFFIXES)}) under {folder}")
-    sizes = {model_input(files[0], spec).source_size}
     rows = {}
     for framing in FRAMINGS:
         s = replace(spec, framing=framing)
@@ -48,7 +47,7 @@ def measure_folder(folder: Path, n: int, spec: ImageSpec) -> dict:
                          "speedup": round(draft_ips / full_ips, 2),
                          "drafted_fraction": round(float(np.mean([m.draft_scale > 1 for m in drafted])), 3),
                          "mean_abs_diff": round(float(diff.mean()), 3), "max_abs_diff": int(diff.max())}
-    return {"folder": str(folder), "files": len(files), "source_size": sorted(sizes)[0], "framings": rows}
+    return {"folder": str(folder), "files": len(files), "source_size": full[0].source_size, "framings": rows}
 
 
 def run_decode_bench(out: Path, folders: list[Path], n: int = 300, size: int | None = None) -> dict:

@@ -26,13 +26,18 @@ def trained_on(catalog: Catalog, sidecar: dict) -> bool:
     return catalog_fingerprint(catalog) in (sidecar.get("catalog_fingerprints") or [sidecar.get("catalog_fingerprint")])
 
 
+def split_rows(catalog: Catalog, sidecar: dict, which: str) -> np.ndarray:
+    """The rows of ``catalog`` in split ``which`` (``train``, ``val``, ``test``) of the training
+    recorded in ``sidecar``."""
+    split = sidecar["split"]
+    ids = catalog.table.column("object_id").to_pylist()
+    return np.flatnonzero(assign_splits(ids, split["val_fraction"], split["test_fraction"], split["salt"]) == which)
+
+
 def evaluation_rows(catalog: Catalog, sidecar: dict) -> tuple[np.ndarray, str]:
     """Rows to score and a word on why: the test split of a catalog the models trained on, else all."""
     if trained_on(catalog, sidecar):
-        split = sidecar["split"]
-        ids = catalog.table.column("object_id").to_pylist()
-        s = assign_splits(ids, split["val_fraction"], split["test_fraction"], split["salt"])
-        return np.flatnonzero(s == "test"), "held-out test split of the training catalog"
+        return split_rows(catalog, sidecar, "test"), "held-out test split of the training catalog"
     return np.arange(len(catalog)), "whole catalog (not the training catalog)"
 
 

@@ -33,21 +33,29 @@ class ParityBatch:
 
 def catalog_batch(catalog_path: Path, image: ImageSpec, sidecar: dict,
                   limit: int = MAX_CATALOG_IMAGES) -> ParityBatch:
-    from models.data import decode_images
     from models.evaluate import evaluation_rows
 
     catalog = read_catalog(catalog_path)
     rows, scope = evaluation_rows(catalog, sidecar)
     rows = rows[:limit]
-    decoded = decode_images(catalog, rows, image)
-    if len(decoded.good_rows) == 0:
+    images, good_rows = _decoded(catalog, rows, image)
+    if len(good_rows) == 0:
         raise ExportError(f"no decodable image among the {len(rows)} rows of {catalog_path} chosen for parity")
-    images = np.stack(list(decoded.dataset.as_numpy_iterator()))
     labels = None
     if "label" in catalog.table.column_names:
         column = catalog.table.column("label").to_pylist()
-        labels = [column[r] for r in decoded.good_rows]
-    return ParityBatch(images.astype(np.float32), f"{catalog_path}: {scope} ({len(images)} images)", labels)
+        labels = [column[r] for r in good_rows]
+    return ParityBatch(images, f"{catalog_path}: {scope} ({len(images)} images)", labels)
+
+
+def _decoded(catalog, rows: np.ndarray, image: ImageSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The model inputs of ``rows`` (float32, as in training) and the rows that decoded."""
+    from models.data import decode_images
+
+    decoded = decode_images(catalog, rows, image)
+    if len(decoded.good_rows) == 0:
+        return np.zeros((0, image.size, image.size, image.channels), np.float32), decoded.good_rows
+    return np.stack(list(decoded.dataset.as_numpy_iterator())).astype(np.float32), decoded.good_rows
 
 
 def calibration_batch(catalog_path: Path | None, image: ImageSpec, sidecar: dict,
@@ -56,19 +64,14 @@ def calibration_batch(catalog_path: Path | None, image: ImageSpec, sidecar: dict
     when the models trained on it (never the held-out rows parity is measured on), else ``n``
     synthetic galaxies of ``seed``."""
     if catalog_path is not None:
-        from models.data import assign_splits, decode_images
-        from models.evaluate import trained_on
+        from models.evaluate import split_rows, trained_on
 
         catalog = read_catalog(catalog_path)
         if trained_on(catalog, sidecar):
-            split = sidecar["split"]
-            ids = catalog.table.column("object_id").to_pylist()
-            rows = np.flatnonzero(assign_splits(ids, split["val_fraction"], split["test_fraction"],
-                                                split["salt"]) == "train")
+            rows = split_rows(catalog, sidecar, "train")
             rows = rows[::max(1, len(rows) // n)][:n]  # spread over the catalog, not its first rows
-            decoded = decode_images(catalog, rows, image)
-            if len(decoded.good_rows):
-                images = np.stack(list(decoded.dataset.as_numpy_iterator())).astype(np.float32)
+            images, _ = _decoded(catalog, rows, image)
+            if len(images):
                 return ParityBatch(images, f"{catalog_path}: training split ({len(images)} images)")
     batch = synthetic_batch(image, n, seed)
     return ParityBatch(batch.images, f"synthetic survey galaxies (seed {seed}, {n} images)")

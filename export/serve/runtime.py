@@ -140,8 +140,8 @@ def _choose_precision(precision: str, manifest: dict, sessions: dict, providers:
     if speedup < INT8_MIN_SPEEDUP:
         return "fp32", f"int8 only ×{speedup:.2f} as fast as fp32 on this CPU (needs ×{INT8_MIN_SPEEDUP:g})"
     sessions[MERGED_NAME] = int8
-    gate = manifest["int8"]["comparison"]
-    return "int8", (f"passed the agreement gate (classes {gate.get('class_agreement', 1.0):.1%} identical) and runs "
+    figures = manifest["int8"]["comparison"]
+    return "int8", (f"passed the agreement gate (classes {figures.get('class_agreement', 1.0):.1%} identical) and runs "
                     f"×{speedup:.2f} as fast as fp32 on this CPU")
 
 
@@ -171,8 +171,8 @@ def open_bundle(path, *, device: str = "auto", intra_op_threads: int | None = No
     lacking = sorted(set(require) - has)
     if lacking:
         problems.append(f"it has no {', '.join(lacking)} (it has: {', '.join(sorted(has)) or 'nothing'})")
-    if precision == "int8" and _int8_refusal(manifest):
-        problems.append(f"precision int8 was asked for, but {_int8_refusal(manifest)}")
+    if precision == "int8" and (refusal := _int8_refusal(manifest)):
+        problems.append(f"precision int8 was asked for, but {refusal}")
     if problems:
         raise BundleError(f"bundle {folder} cannot be served: " + "; ".join(problems))
     verify_files(folder, manifest)

@@ -13,6 +13,7 @@ import functools
 import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,11 +36,24 @@ def count_rows(path: str) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-@functools.cache
+_BUNDLES: dict[tuple, LoadedBundle] = {}
+_BUNDLES_LOCK = threading.Lock()
+
+
 def opened_bundle(path: str, device: str, threads: int, expect_image_size: int | None = None,
                   precision: str = "auto") -> LoadedBundle:
-    return open_bundle(Path(path), device=device, intra_op_threads=threads, require=("classifier",),
-                       expect_image_size=expect_image_size, precision=precision)
+    """The bundle, opened once per process and setting. One opened with ``auto`` is also kept
+    under the precision it chose, which is what the run's shards then ask for, so a run on the
+    thread runner opens its bundle (and probes int8) once, not twice."""
+    key = (path, device, threads, expect_image_size)
+    with _BUNDLES_LOCK:  # shards starting together on threads open it once between them
+        loaded = _BUNDLES.get((*key, precision))
+        if loaded is None:
+            loaded = open_bundle(Path(path), device=device, intra_op_threads=threads, require=("classifier",),
+                                 expect_image_size=expect_image_size, precision=precision)
+            _BUNDLES[(*key, precision)] = loaded
+            _BUNDLES.setdefault((*key, loaded.precision), loaded)
+    return loaded
 
 
 def peak_rss_mb() -> float:

@@ -132,9 +132,34 @@ def test_int8_is_served_only_where_the_gate_passed_and_it_is_faster(int8_bundles
         open_bundle(tiny_bundle, precision="int8")
 
 
-def test_the_speed_probe_times_both_graphs(int8_bundles):
-    fp32 = open_bundle(int8_bundles[0], precision="fp32")
-    assert runtime.int8_speedup(fp32._sessions["image_models"], fp32._sessions["image_models"], fp32.image) > 0
+class _TimedSession:
+    """Stands in for an onnxruntime session: each run advances a shared clock by its cost."""
+
+    def __init__(self, clock: list, cost: float):
+        self.clock, self.cost, self.shapes = clock, cost, []
+
+    def run(self, _outputs, feeds):
+        self.shapes.append(feeds["image"].shape)
+        self.clock[0] += self.cost
+
+
+def test_the_speed_probe_compares_the_best_runs_of_both_graphs(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
+    fp32, int8 = _TimedSession(clock, 0.3), _TimedSession(clock, 0.1)
+    spec = runtime.ImageSpec(size=32)
+    assert runtime.int8_speedup(fp32, int8, spec) == pytest.approx(3.0)
+    assert fp32.shapes == int8.shapes == [(runtime.PROBE_IMAGES, 32, 32, 3)] * (1 + runtime.PROBE_RUNS)
+
+
+def test_a_bundle_opened_for_a_run_is_reused_by_its_shards(int8_bundles, tiny_bundle, monkeypatch):
+    from export.serve.shard import opened_bundle
+
+    monkeypatch.setattr(runtime, "int8_speedup", lambda *a: 2.0)
+    for path, chosen in ((int8_bundles[0], "int8"), (tiny_bundle, "fp32")):
+        planner = opened_bundle(str(path), "cpu", 1, None, "auto")
+        assert planner.precision == chosen
+        assert opened_bundle(str(path), "cpu", 1, None, chosen) is planner  # what the shards ask for
 
 
 def test_an_edited_gate_in_bundle_json_is_refused(int8_bundles, tmp_path):
