@@ -211,7 +211,7 @@ def run_benchmark(out: Path, settings: BenchSettings, log: Callable[[str], None]
     result["morphcat_ips"], rates["morphcat"] = median_rate(morphcat, reps)
 
     log("the fixed cost of a run and the machine's peak…")
-    result["fixed_seconds"] = fixed_seconds(catalog, bundle_path, out / "runs" / "fixed", batch, reps)
+    result.update(fixed_costs(catalog_path, bundle_path, out / "runs" / "fixed", batch, reps, threads))
     result.update(roofline(bundle, bundle_path, pixels[:batch], threads))
 
     log("Keras path…")
@@ -271,20 +271,48 @@ def embedding_cost(bundle_path: Path, pixels: np.ndarray, threads: int, repeats:
             "embedding_cost_fraction": round(1.0 - with_ips / without_ips, 4)}
 
 
-def fixed_seconds(catalog: Catalog, bundle: Path, out: Path, batch: int, repeats: int) -> float:
-    """Seconds of a ``catalog-annotate`` run of one image in a warm process: what every run pays
-    whatever its size (the flow and its task runs, the catalog check, opening the bundle, the
-    summary), the median of ``repeats`` runs into fresh folders after a warm-up."""
+def fixed_costs(catalog_path: Path, bundle: Path, out: Path, batch: int, repeats: int, threads: int) -> dict:
+    """What every run pays whatever its size, each the median of ``repeats`` after a warm-up:
+
+    - ``fixed_seconds``: a ``catalog-annotate`` run of one image in a warm process (the flow and
+      its task run, the catalog check, the bundle from the process's cache, the summary), with
+      this process's Prefect settings (``morphcat``'s own runs: no heartbeats, see
+      ``flows.common.direct_run_settings``);
+    - ``fixed_seconds_with_heartbeats``: the same with Prefect's default flow-run heartbeats, as
+      a deployment's run has them;
+    - ``bundle_open_seconds``: opening the bundle anew (verification, onnxruntime sessions, the
+      int8 probe), which a fresh worker process pays once;
+    - ``catalog_open_seconds``: reading and validating the N-row catalog.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.settings.models.flows import FlowsSettings
+
+    from export.serve.runtime import open_bundle
     from flows.annotate_flows import catalog_annotate
 
+    catalog = read_catalog(catalog_path)
     one = out / "catalog.parquet"
     write_catalog(Catalog(catalog.table.slice(0, 1), catalog.root, catalog.source_format), one)
-    times = []
-    for i in range(repeats + 1):
-        t = time.perf_counter()
-        catalog_annotate(catalog=one, bundle=bundle, out=out / f"run{i}", batch_size=batch)
-        times.append(time.perf_counter() - t)
-    return round(float(np.median(times[1:])), 3)
+    runs = iter(range(2 * (repeats + 1)))
+
+    def median_seconds(call: Callable[[], object]) -> float:
+        times = []
+        for _ in range(repeats + 1):
+            t = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t)
+        return round(float(np.median(times[1:])), 3)
+
+    def annotate_one() -> None:
+        catalog_annotate(catalog=one, bundle=bundle, out=out / f"run{next(runs)}", batch_size=batch)
+
+    result = {"fixed_seconds": median_seconds(annotate_one)}
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY:
+                             FlowsSettings.model_fields["heartbeat_frequency"].default}):
+        result["fixed_seconds_with_heartbeats"] = median_seconds(annotate_one)
+    result["bundle_open_seconds"] = median_seconds(lambda: open_bundle(bundle, intra_op_threads=threads))
+    result["catalog_open_seconds"] = median_seconds(lambda: read_catalog(catalog_path))
+    return result
 
 
 def roofline(bundle, bundle_path: Path, pixels: np.ndarray, threads: int) -> dict:

@@ -68,17 +68,19 @@ def task_runner(runner: str, workers: int, dask_address: str | None = None):
                                           "dashboard_address": None})
 
 
-@flow(name="annotate-shards")
-def annotate_shards(catalog: str, bundle: str, out: str, run_id: str, shard_size: int, shards: list[int],
-                    batch_size: int, device: str, threads: int, total_shards: int, progress: bool = False,
-                    expect_image_size: int | None = None, catalog_rows: int | None = None,
-                    precision: str = "fp32") -> list[dict]:
-    """One task per shard in ``shards``, on the task runner chosen by ``catalog-annotate``."""
+def annotate_shards(runner, catalog: str, bundle: str, out: str, run_id: str, shard_size: int, shards: list[int],
+                    batch_size: int, device: str, threads: int, total_shards: int, progress: bool,
+                    expect_image_size: int | None, catalog_rows: int, precision: str) -> list[dict]:
+    """One ``annotate-shard`` task per shard in ``shards`` on the started task ``runner``, inside
+    the ``catalog-annotate`` run: the runner is a run parameter, and a subflow to carry it
+    would cost a second flow run (and its heartbeat thread's exit, up to 1 s) per run."""
     done = total_shards - len(shards)
     artifact = create_progress_artifact(100.0 * done / max(1, total_shards), key="annotate-progress",
                                         description=f"shards of run {run_id} written")
-    futures = [annotate_shard.submit(catalog, bundle, out, run_id, shard_size, i, batch_size, device, threads,
-                                     expect_image_size, catalog_rows, precision) for i in shards]
+    futures = [runner.submit(annotate_shard, dict(
+        catalog=catalog, bundle=bundle, out=out, run_id=run_id, shard_size=shard_size, shard_index=i,
+        batch_size=batch_size, device=device, threads=threads, expect_image_size=expect_image_size,
+        catalog_rows=catalog_rows, precision=precision)) for i in shards]
     results = []
     started = time.perf_counter()
     with StageBar("annotating", total_shards, "shards", enabled=progress, done=done) as bar:
@@ -122,9 +124,10 @@ def catalog_annotate(catalog: Path, bundle: Path, out: Path, shard_size: int = S
     wanted = planned if shards is None else set(shards)
     todo = sorted(wanted - finished_shards(out, plan.run_id))
     t0 = time.perf_counter()
-    results = annotate_shards.with_options(task_runner=runner_obj)(
-        str(catalog), str(bundle), str(out), plan.run_id, shard_size, todo, batch_size, device, threads,
-        len(plan.shards), progress, expect_image_size, cat.table.num_rows, loaded.precision)
+    with runner_obj as started:
+        results = annotate_shards(started, str(catalog), str(bundle), str(out), plan.run_id, shard_size, todo,
+                                  batch_size, device, threads, len(plan.shards), progress, expect_image_size,
+                                  cat.table.num_rows, loaded.precision)
     seconds = time.perf_counter() - t0
     account = account_rows(out, plan.run_id)
     # Every shard asked for is written and holds exactly its rows (all of them, without --shards).

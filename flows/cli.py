@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from catalogs.decoding import BATCH_SIZE
@@ -16,11 +17,12 @@ from catalogs.errors import CatalogError, MorphcatError
 from catalogs.hats import MARGIN_ARCSEC
 from catalogs.inputs import ImageSpec
 from catalogs.shards import SHARD_SIZE
+from export.serve.bundle import PRECISIONS
 from export.serve.select import DEFAULT_N as SELECT_N
 from export.serve.select import STRATEGIES
 from export.serve.similar import DEFAULT_K
 from export.serve.unusual import DEFAULT_N
-from flows.common import UsageError, quiet_bad_input_tracebacks
+from flows.common import UsageError, direct_run_settings, quiet_bad_input_tracebacks
 from flows.progress import quiet_tensorflow
 from models.config import TrainSettings
 
@@ -28,6 +30,7 @@ from models.config import TrainSettings
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 EXIT_BAD_INPUT = 2
+DEPLOYMENT_COMMANDS = ("serve",)
 TRAIN_EXTRA = ("tensorflow", "keras", "tf2onnx", "onnx", "sacrebleu")  # pyproject's `train` extra
 
 
@@ -85,7 +88,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from export.build.report import bundle_markdown
     from flows.export_flows import export_onnx
 
-    manifest = export_onnx(models_dir=args.models_dir, out=args.out, catalog=args.catalog, int8=args.int8)
+    manifest = export_onnx(models_dir=args.models_dir, out=args.out, catalog=args.catalog, int8=args.int8,
+                           fp16=args.fp16)
     print(bundle_markdown(manifest, str(args.out)))
 
 
@@ -265,6 +269,14 @@ def _cmd_bench_decode(args: argparse.Namespace) -> None:
     print((args.out / "decode.md").read_text())
 
 
+def _cmd_bench_gpu(args: argparse.Namespace) -> None:
+    from benchmarks.gpu import run_gpu_bench
+
+    run_gpu_bench(args.out, sizes=[int(x) for x in _kinds(args.sizes)], batch=args.batch, n=args.n,
+                  device=args.device)
+    print((args.out / "gpu.md").read_text())
+
+
 def _cmd_bench_unusual(args: argparse.Namespace) -> None:
     from benchmarks.unusual import run_unusual_bench
 
@@ -419,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "models); default: synthetic-survey galaxies")
     p.add_argument("--int8", action="store_true",
                    help="also write int8 copies and report their size, speed and agreement against fp32")
+    p.add_argument("--fp16", action="store_true",
+                   help="also write the image graph's float16 copy (for GPUs), gated on its agreement with fp32")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("annotate", help="annotate every object of a catalog with a model bundle, into Parquet")
@@ -434,9 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask-address", default=None, help="scheduler address of a running Dask cluster")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="onnxruntime device: auto = CUDA when it can run here, else CPU")
-    p.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
-                   help="image graph precision: auto = int8 where the bundle's passed its agreement gate at export "
-                        "and runs faster on this CPU, else fp32")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="auto",
+                   help="image graph precision: auto = int8 on a CPU, fp16 on CUDA, where the bundle's copy passed "
+                        "its agreement gate at export and runs faster here, else fp32")
     p.add_argument("--image-size", type=int, default=None, metavar="PX",
                    help="refuse a bundle whose models take another input size (what this survey's models use)")
     p.add_argument("--shards", default=None, metavar="LIST",
@@ -545,6 +559,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: ImageSpec's)")
     p.set_defaults(func=_cmd_bench_decode)
 
+    p = sub.add_parser("bench-gpu", help="the image graph on the GPU at several input sizes, fp32 and float16, and "
+                       "annotate end to end against decode (what benchmarks/gpu.sh runs)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the models, bundles, runs and gpu.json/md")
+    p.add_argument("--sizes", default="64,128,224", help="model input sizes in px, comma-separated")
+    p.add_argument("--batch", type=_positive_int, default=256, help="images per image-graph call (default 256)")
+    p.add_argument("--n", type=_positive_int, default=2000, help="synthetic JPEGs annotated end to end")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto = CUDA when it can run here, else the CPU")
+    p.set_defaults(func=_cmd_bench_gpu)
+
     p = sub.add_parser("bench-unusual", help="do rare galaxies the models never saw top morphcat unusual's ranking?")
     p.add_argument("--out", type=Path, required=True, help="folder for the surveys, the models, the run and unusual.json/md")
     p.add_argument("--n", type=_positive_int, default=2000, help="galaxies in the ranked survey (GZ2 mix)")
@@ -611,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Sub-commands that run TensorFlow: imported once, quietly, before their flow starts.
 TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ablation", "bench-similar", "bench-unusual",
-                       "bench-active", "bench-decode")
+                       "bench-active", "bench-decode", "bench-gpu")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -620,7 +644,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in TENSORFLOW_COMMANDS:
             quiet_tensorflow()
-        args.func(args)
+        # serve's flow runs are deployment runs, in subprocesses that inherit these settings: they
+        # keep Prefect's heartbeats; every other command runs its flows here and now.
+        with nullcontext() if args.command in DEPLOYMENT_COMMANDS else direct_run_settings():
+            args.func(args)
     except MorphcatError as exc:
         print(f"morphcat {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -39,10 +39,17 @@ def quantize_int8(plan, checked, merged):
 
 
 @task(cache_policy=NO_CACHE)
-def write_bundle(plan, checked, quantized, merged) -> dict:
+def halve_fp16(plan, checked, merged):
+    from export.build.half import halve_models
+
+    return halve_models(plan, checked, merged)
+
+
+@task(cache_policy=NO_CACHE)
+def write_bundle(plan, checked, variants, merged) -> dict:
     from export.build.exporter import write_bundle as write
 
-    return write(plan, checked, quantized, merged)
+    return write(plan, checked, variants, merged)
 
 
 @task(cache_policy=NO_CACHE)
@@ -55,10 +62,11 @@ def publish_report(manifest: dict, out: Path) -> str:
 
 
 @flow(name="export-onnx")
-def export_onnx(models_dir: Path, out: Path, catalog: Path | None = None, int8: bool = False) -> dict:
+def export_onnx(models_dir: Path, out: Path, catalog: Path | None = None, int8: bool = False,
+                fp16: bool = False) -> dict:
     """``catalog``: take the parity images from it (its held-out test split when it trained the
-    models); without it, synthetic-survey galaxies. ``int8``: add the merged graph's int8 copy,
-    gated on its agreement with fp32."""
+    models); without it, synthetic-survey galaxies. ``int8`` / ``fp16``: add the merged graph's
+    int8 (for CPUs) / float16 (for GPUs) copy, gated on its agreement with fp32."""
     from export.build.exporter import raise_for_failures
 
     plan = plan_export(Path(models_dir), Path(out), None if catalog is None else Path(catalog))
@@ -66,7 +74,11 @@ def export_onnx(models_dir: Path, out: Path, catalog: Path | None = None, int8: 
     raise_for_failures(checked)  # one ParityError for every model, before any quantisation
     merged = merge_and_check(plan, checked)
     raise_for_failures(checked, merged)
-    quantized = quantize_int8(plan, checked, merged) if int8 else None
-    manifest = write_bundle(plan, checked, quantized, merged)
+    variants = {}
+    if int8:
+        variants["int8"] = quantize_int8(plan, checked, merged)
+    if fp16:
+        variants["fp16"] = halve_fp16(plan, checked, merged)
+    manifest = write_bundle(plan, checked, variants, merged)
     publish_report(manifest, Path(out))
     return manifest

@@ -8,8 +8,9 @@ Steps (the ``export-onnx`` flow runs each as a task; :func:`export_bundle` runs 
    against Keras (names → shapes → values, then class/caption agreement), failures collected.
 3. :func:`check_merged`: the image models composed into one graph (``export.build.merge``) and the
    same parity checks run on it.
-4. :func:`~export.build.quantize.quantize_models` (optional): the merged graph's int8 copy, its
-   agreement with fp32 and the gate's verdict.
+4. :func:`~export.build.quantize.quantize_models`, :func:`~export.build.half.halve_models`
+   (optional): the merged graph's int8 and float16 copies, each with its agreement with fp32 and
+   its gate's verdict.
 5. :func:`write_bundle`: one :class:`~export.build.errors.ParityError` listing every failure of every
    model, or the files with their metadata and ``bundle.json``, published in one move.
 """
@@ -35,7 +36,7 @@ from export.build.parity import check_names, compare_outputs
 from export.build.publish import check_out, prepare_out, publish, write_manifest
 from export.build.specs import OPSET
 from export.build.units import Source, load_source
-from export.serve.bundle import BUNDLE_FORMAT, IMAGE_INPUT, INT8_NAME, MERGED_NAME
+from export.serve.bundle import BUNDLE_FORMAT, IMAGE_INPUT, MERGED_NAME
 from export.serve.metadata import set_facts
 from export.serve.providers import CPU
 from export.serve.runtime import create_session
@@ -232,10 +233,12 @@ def _opset(protos: list[onnx.ModelProto]) -> int:
     return max(o.version for p in protos for o in p.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | None = None,
+def write_bundle(plan: ExportPlan, checked: list[CheckedModel], variants: dict[str, dict] | None = None,
                  merged: MergedModel | None = None) -> dict:
     """Raise one :class:`ParityError` for every failure of every model, else write the files
-    with their metadata and ``bundle.json`` into a staging folder and publish it as ``plan.out``."""
+    with their metadata and ``bundle.json`` into a staging folder and publish it as ``plan.out``.
+    ``variants``: precision (``int8``, ``fp16``) → the merged graph's copy in it, with its
+    comparison and gate (``export.build.quantize``, ``export.build.half``)."""
     raise_for_failures(checked, merged)
     staging = prepare_out(plan.out)
     try:
@@ -252,15 +255,14 @@ def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | Non
             set_facts(merged.proto, {"format": BUNDLE_FORMAT, "model": MERGED_NAME, "image": plan.image,
                                      **merged_entry, "opset": OPSET, "versions": toolchain_versions()})
             written[merged_entry["file"]] = merged.proto
-        int8_entry = None
-        if int8 is not None:
-            int8_entry = {"file": int8["file"], "method": int8["method"], "calibration": int8["calibration"],
-                          "checked_on": int8["checked_on"],
-                          "caption_source": int8["caption_source"], "comparison": int8["comparison"], "gate": int8["gate"]}
-            set_facts(int8["proto"], {"format": BUNDLE_FORMAT, "model": INT8_NAME, "image": plan.image,
-                                      "computes": list(merged.files), "precision": "int8",
-                                      "gate": int8["gate"], "versions": toolchain_versions()})
-            written[int8["file"]] = int8["proto"]
+        variant_entries = {}
+        for precision, variant in (variants or {}).items():
+            variant_entries[precision] = {k: v for k, v in variant.items() if k != "proto"}
+            set_facts(variant["proto"], {"format": BUNDLE_FORMAT, "model": variant["file"].removesuffix(".onnx"),
+                                         "image": plan.image, "computes": list(merged.files),
+                                         "precision": precision, "gate": variant["gate"],
+                                         "versions": toolchain_versions()})
+            written[variant["file"]] = variant["proto"]
         for file, proto in written.items():
             onnx.save(proto, staging / file)
         manifest = {
@@ -277,8 +279,7 @@ def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | Non
         if merged_entry is not None:
             manifest["merged"] = merged_entry
             manifest["parity"]["merged"] = merged.parity
-        if int8_entry is not None:
-            manifest["int8"] = int8_entry
+        manifest.update(variant_entries)
         manifest = write_manifest(staging, manifest, list(written))
         publish(staging, plan.out)
     except BaseException:
@@ -288,16 +289,20 @@ def write_bundle(plan: ExportPlan, checked: list[CheckedModel], int8: dict | Non
 
 
 def export_bundle(models_dir: Path, out: Path, *, catalog: Path | None = None, int8: bool = False,
-                  synthetic_images: int = SYNTHETIC_IMAGES) -> dict:
+                  fp16: bool = False, synthetic_images: int = SYNTHETIC_IMAGES) -> dict:
     """Export every model in ``models_dir`` to a bundle at ``out``; returns its manifest."""
     plan = plan_export(models_dir, out, catalog, synthetic_images)
     checked = [export_and_check(plan, kind) for kind in plan.kinds]
     raise_for_failures(checked)
     merged = check_merged(checked, plan.batch.images)
     raise_for_failures(checked, merged)
-    quantized = None
+    variants = {}
     if int8:
         from export.build.quantize import quantize_models
 
-        quantized = quantize_models(plan, checked, merged)
-    return write_bundle(plan, checked, quantized, merged)
+        variants["int8"] = quantize_models(plan, checked, merged)
+    if fp16:
+        from export.build.half import halve_models
+
+        variants["fp16"] = halve_models(plan, checked, merged)
+    return write_bundle(plan, checked, variants, merged)

@@ -1,4 +1,4 @@
-"""A bundle's manifest as markdown: what it holds, parity per output, int8 against fp32.
+"""A bundle's manifest as markdown: what it holds, parity per output, int8 and float16 against fp32.
 Printed by ``morphcat export`` and published as the flow's Prefect artifact."""
 
 from __future__ import annotations
@@ -41,16 +41,19 @@ def bundle_markdown(manifest: dict, path: str = "") -> str:
                       f"once): largest diff against Keras {_g(worst)}, within every file's atol; "
                       f"{speed['ort_rows_per_s']:g} rows/s against {speed['separate_files_rows_per_s']:g} for the "
                       "separate files."]
-    if "int8" in manifest:
-        int8 = manifest["int8"]
-        c, gate = int8["comparison"], int8["gate"]
-        verdict = ("passed: served where the CPU runs it faster" if gate["passed"]
+    for precision, where in (("int8", "the CPU"), ("fp16", "the GPU")):
+        if precision not in manifest:
+            continue
+        variant = manifest[precision]
+        c, gate = variant["comparison"], variant["gate"]
+        verdict = (f"passed: served where {where} runs it faster" if gate["passed"]
                    else "failed (" + "; ".join(gate["failed"]) + "): never served")
-        lines += ["", f"{int8['file']}: {int8['method']}; calibrated on {int8['calibration']}.", "",
-                  f"Against fp32 on {int8['checked_on']}: "
+        calibrated = f"; calibrated on {variant['calibration']}" if "calibration" in variant else ""
+        lines += ["", f"{variant['file']}: {variant['method']}{calibrated}.", "",
+                  f"Against fp32 on {variant['checked_on']}: "
                   + ", ".join(f"{k.replace('_', ' ')} {_g(c[k])}" for k in
                               ("class_agreement", "caption_agreement", "cam_peak_agreement", "vote_rmse_vs_fp32",
                                "max_prob_diff") if k in c)
-                  + f"; {c['bytes_fp32']:,} → {c['bytes_int8']:,} bytes; {c['images_per_s_fp32']:g} → "
-                  f"{c['images_per_s_int8']:g} images/s (×{c['speedup']:g}). Gate {verdict}."]
+                  + f"; {c['bytes_fp32']:,} → {c[f'bytes_{precision}']:,} bytes; {c['images_per_s_fp32']:g} → "
+                  f"{c[f'images_per_s_{precision}']:g} images/s on the CPU (×{c['speedup']:g}). Gate {verdict}."]
     return "\n".join(lines)

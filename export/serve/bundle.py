@@ -24,6 +24,9 @@ _REQUIRED_KEYS = ("bundle_id", "image", "models", "files", "requires")
 # Graph and tensor names both halves rely on.
 MERGED_NAME = "image_models"  # the one graph of every model that reads the image
 INT8_NAME = "image_models.int8"  # its int8 copy (export --int8), served where it passed the agreement gate
+FP16_NAME = "image_models.fp16"  # its float16 copy (export --fp16), for GPUs, likewise gated
+# Precisions of the image graph a bundle is opened with (export.serve.runtime.open_bundle).
+PRECISIONS = ("auto", "fp32", "int8", "fp16")
 IMAGE_INPUT = "image"
 ENCODER_OUTPUTS = ("h0", "c0")  # the captioner encoder's initial LSTM state
 STEP_INPUTS = ("token", "h", "c")  # one greedy decoding step

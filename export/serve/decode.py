@@ -22,7 +22,30 @@ def greedy_decode_ids(encoder, step, images: np.ndarray, max_len: int) -> np.nda
     return greedy_decode_from_state(step, h, c, max_len)
 
 
-def greedy_decode_from_state(step, h: np.ndarray, c: np.ndarray, max_len: int) -> np.ndarray:
-    """:func:`greedy_decode_ids` from the encoder's initial states ``h``, ``c`` (N, units)."""
+def greedy_decode_from_state(step, h: np.ndarray, c: np.ndarray, max_len: int,
+                             device: str | None = None) -> np.ndarray:
+    """:func:`greedy_decode_ids` from the encoder's initial states ``h``, ``c`` (N, units).
+    ``device`` (``"cuda"``, or ``"cpu"``): run the steps through onnxruntime IO binding with the
+    LSTM state kept on that device between steps, so only tokens and logits cross the bus."""
     token_in, h_in, c_in = STEP_INPUTS
-    return greedy_ids(lambda t, h, c: step.run(list(STEP_OUTPUTS), {token_in: t, h_in: h, c_in: c}), h, c, max_len)
+    if device is None:
+        return greedy_ids(lambda t, h, c: step.run(list(STEP_OUTPUTS), {token_in: t, h_in: h, c_in: c}), h, c,
+                          max_len)
+    logits_out, h_out, c_out = STEP_OUTPUTS
+
+    def bound_step(token, h, c):
+        binding = step.io_binding()
+        binding.bind_cpu_input(token_in, token)
+        for name, state in ((h_in, h), (c_in, c)):
+            if isinstance(state, np.ndarray):  # the first step's, from the encoder
+                binding.bind_cpu_input(name, np.ascontiguousarray(state))
+            else:
+                binding.bind_ortvalue_input(name, state)
+        binding.bind_output(logits_out)  # the arg-max is taken here, on the host
+        binding.bind_output(h_out, device)
+        binding.bind_output(c_out, device)
+        step.run_with_iobinding(binding)
+        logits, h_next, c_next = binding.get_outputs()
+        return logits.numpy(), h_next, c_next
+
+    return greedy_ids(bound_step, h, c, max_len)

@@ -23,16 +23,19 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from catalogs.inputs import ImageSpec
 from catalogs.tokenizer import Tokenizer
-from export.serve.bundle import IMAGE_INPUT, MERGED_NAME, caption_source, read_manifest, verify_files
+from export.serve.bundle import IMAGE_INPUT, MERGED_NAME, PRECISIONS, caption_source, read_manifest, verify_files
 from export.serve.decode import greedy_decode_from_state, greedy_decode_ids
 from export.serve.errors import BundleError
 from export.serve.metadata import read_facts
-from export.serve.providers import CPU, choose_providers, cuda_unavailable_reason
+from export.serve.providers import CPU, CUDA, choose_providers, cuda_unavailable_reason
 
-PRECISIONS = ("auto", "fp32", "int8")
-# auto serves int8 only when, on this machine's CPU, it runs the image graph at least this much
-# faster than fp32 (a short probe when the bundle is opened; machines differ: AVX2 only, VNNI, AMX).
-INT8_MIN_SPEEDUP = 1.1
+# The lower-precision copies of the merged image graph (bundle.json key = precision), the export
+# flag that writes each, and the provider auto considers it on: int8 for CPUs, float16 for GPUs.
+VARIANT_FLAGS = {"int8": "--int8", "fp16": "--fp16"}
+AUTO_VARIANT = {CPU: "int8", CUDA: "fp16"}
+# auto serves a copy only when, here, it runs the image graph at least this much faster than fp32
+# (a short probe when the bundle is opened; machines differ: AVX2 only, VNNI, AMX, GPUs).
+MIN_SPEEDUP = 1.1
 PROBE_IMAGES = 16
 PROBE_RUNS = 3
 ORT_ERRORS = tuple(getattr(_ort_state, n) for n in ("Fail", "InvalidGraph", "InvalidProtobuf", "NoSuchFile",
@@ -90,13 +93,14 @@ def _file_names(manifest: dict) -> dict[str, str]:
     return names
 
 
-def _int8_refusal(manifest: dict) -> str | None:
-    """Why this bundle's int8 graph must not be served, or None."""
-    int8 = manifest.get("int8")
-    if int8 is None:
-        return "the bundle has no int8 image graph (export with --int8)"
-    if not int8["gate"]["passed"]:
-        return "the int8 image graph failed the agreement gate at export: " + "; ".join(int8["gate"]["failed"])
+def _refusal(manifest: dict, precision: str) -> str | None:
+    """Why this bundle's ``precision`` copy of the image graph must not be served, or None."""
+    variant = manifest.get(precision)
+    if variant is None:
+        return f"the bundle has no {precision} image graph (export with {VARIANT_FLAGS[precision]})"
+    if not variant["gate"]["passed"]:
+        return (f"the {precision} image graph failed the agreement gate at export: "
+                + "; ".join(variant["gate"]["failed"]))
     return None
 
 
@@ -110,39 +114,38 @@ def _probe_seconds(session: ort.InferenceSession, images: np.ndarray) -> float:
     return min(times)
 
 
-def int8_speedup(fp32: ort.InferenceSession, int8: ort.InferenceSession, image: ImageSpec) -> float:
-    """How many times faster ``int8`` runs than ``fp32`` here, on a small batch (best of a few runs)."""
+def probe_speedup(fp32: ort.InferenceSession, other: ort.InferenceSession, image: ImageSpec) -> float:
+    """How many times faster ``other`` runs than ``fp32`` here, on a small batch (best of a few runs)."""
     x = np.random.default_rng(0).random((PROBE_IMAGES, image.size, image.size, image.channels), np.float32)
-    return _probe_seconds(fp32, x) / _probe_seconds(int8, x)
+    return _probe_seconds(fp32, x) / _probe_seconds(other, x)
 
 
 def _choose_precision(precision: str, manifest: dict, sessions: dict, providers: list[str], folder: Path,
                       intra_op_threads: int | None, image: ImageSpec) -> tuple[str, str]:
-    """(precision served, why), replacing the merged fp32 session by the int8 one when chosen."""
+    """(precision served, why), replacing the merged fp32 session by the chosen copy's."""
     if precision == "fp32":
         return "fp32", "asked for"
-    refusal = _int8_refusal(manifest)
-    if precision == "auto":
-        if refusal is not None:
-            return "fp32", refusal
-        if providers[0] != CPU:
-            return "fp32", f"int8 is for CPUs; running on {providers[0]}"
-    int8 = create_session(folder / manifest["int8"]["file"], providers, intra_op_threads)
-    facts = read_facts(int8.get_modelmeta().custom_metadata_map)
+    candidate = AUTO_VARIANT[providers[0]] if precision == "auto" else precision
+    if precision == "auto" and (refusal := _refusal(manifest, candidate)) is not None:
+        return "fp32", refusal
+    entry = manifest[candidate]
+    other = create_session(folder / entry["file"], providers, intra_op_threads)
+    facts = read_facts(other.get_modelmeta().custom_metadata_map)
     if (facts.get("image"), facts.get("computes"), facts.get("gate")) != (
-            manifest["image"], manifest["merged"]["computes"], manifest["int8"]["gate"]):
-        raise BundleError(f"bundle {folder} refused: {manifest['int8']['file']}: image, computes or gate in "
+            manifest["image"], manifest["merged"]["computes"], entry["gate"]):
+        raise BundleError(f"bundle {folder} refused: {entry['file']}: image, computes or gate in "
                           "bundle.json differ from the file's own metadata")
-    if precision == "int8":
-        sessions[MERGED_NAME] = int8
-        return "int8", "asked for"
-    speedup = int8_speedup(sessions[MERGED_NAME], int8, image)
-    if speedup < INT8_MIN_SPEEDUP:
-        return "fp32", f"int8 only ×{speedup:.2f} as fast as fp32 on this CPU (needs ×{INT8_MIN_SPEEDUP:g})"
-    sessions[MERGED_NAME] = int8
-    figures = manifest["int8"]["comparison"]
-    return "int8", (f"passed the agreement gate (classes {figures.get('class_agreement', 1.0):.1%} identical) and runs "
-                    f"×{speedup:.2f} as fast as fp32 on this CPU")
+    if precision != "auto":
+        sessions[MERGED_NAME] = other
+        return candidate, "asked for"
+    where = "this CPU" if providers[0] == CPU else "this GPU"
+    speedup = probe_speedup(sessions[MERGED_NAME], other, image)
+    if speedup < MIN_SPEEDUP:
+        return "fp32", f"{candidate} only ×{speedup:.2f} as fast as fp32 on {where} (needs ×{MIN_SPEEDUP:g})"
+    sessions[MERGED_NAME] = other
+    figures = entry["comparison"]
+    return candidate, (f"passed the agreement gate (classes {figures.get('class_agreement', 1.0):.1%} identical) and "
+                       f"runs ×{speedup:.2f} as fast as fp32 on {where}")
 
 
 def open_bundle(path, *, device: str = "auto", intra_op_threads: int | None = None,
@@ -154,9 +157,9 @@ def open_bundle(path, *, device: str = "auto", intra_op_threads: int | None = No
     where CUDA cannot run). ``intra_op_threads``: threads per operator (default: onnxruntime's,
     one per physical core). ``expect_image_size``: the input size the caller prepares images at.
     ``require``: model kinds the caller needs (``classifier``, ``regressor``, ``captioner``).
-    ``precision``: ``auto`` (the int8 image graph where it passed the agreement gate at export,
-    the provider is the CPU and a short probe finds it faster here; else fp32), ``fp32``, or
-    ``int8`` (an error unless the bundle has an int8 graph that passed the gate).
+    ``precision``: ``auto`` (on the CPU the int8 image graph, on CUDA the float16 one, where it
+    passed its agreement gate at export and a short probe finds it faster here; else fp32),
+    ``fp32``, or ``int8`` / ``fp16`` (an error unless the bundle has that graph and it passed).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -171,8 +174,8 @@ def open_bundle(path, *, device: str = "auto", intra_op_threads: int | None = No
     lacking = sorted(set(require) - has)
     if lacking:
         problems.append(f"it has no {', '.join(lacking)} (it has: {', '.join(sorted(has)) or 'nothing'})")
-    if precision == "int8" and (refusal := _int8_refusal(manifest)):
-        problems.append(f"precision int8 was asked for, but {refusal}")
+    if precision in VARIANT_FLAGS and (refusal := _refusal(manifest, precision)):
+        problems.append(f"precision {precision} was asked for, but {refusal}")
     if problems:
         raise BundleError(f"bundle {folder} cannot be served: " + "; ".join(problems))
     verify_files(folder, manifest)
@@ -221,7 +224,7 @@ class LoadedBundle:
                  precision_reason: str = "asked for"):
         self.path = path
         self.manifest = manifest
-        self.precision = precision  # of the image graph that runs: fp32 or int8
+        self.precision = precision  # of the image graph that runs: fp32, int8 or fp16
         self.precision_reason = precision_reason
         self.bundle_id: str = manifest["bundle_id"]
         self.image = ImageSpec(**manifest["image"])
@@ -286,4 +289,6 @@ class LoadedBundle:
     def captions_from_state(self, h0: np.ndarray, c0: np.ndarray) -> list[str]:
         """Greedy captions from the encoder's initial states (``infer``'s ``h0``, ``c0``)."""
         step = self._session("captioner", "captioner_step")
-        return self.tokenizer.decode(greedy_decode_from_state(step, h0, c0, self.max_len))
+        # On CUDA the LSTM state stays on the GPU between the (many, small) steps.
+        device = "cuda" if self.provider == CUDA else None
+        return self.tokenizer.decode(greedy_decode_from_state(step, h0, c0, self.max_len, device))

@@ -44,7 +44,7 @@ def opened_bundle(path: str, device: str, threads: int, expect_image_size: int |
                   precision: str = "auto") -> LoadedBundle:
     """The bundle, opened once per process and setting. One opened with ``auto`` is also kept
     under the precision it chose, which is what the run's shards then ask for, so a run on the
-    thread runner opens its bundle (and probes int8) once, not twice."""
+    thread runner opens its bundle (and probes its lower precision) once, not twice."""
     key = (path, device, threads, expect_image_size)
     with _BUNDLES_LOCK:  # shards starting together on threads open it once between them
         loaded = _BUNDLES.get((*key, precision))
@@ -83,7 +83,7 @@ def run_shard(catalog: str, bundle: str, out: str, run_id: str, shard_size: int,
     Only the shard's rows are read from the catalog (its row groups, the columns annotation
     needs; ``catalog_rows``, the planner's count, spares the footer's): a worker's memory and
     start-up do not grow with the catalog. ``precision``: the image graph's, as the run chose it
-    (``fp32`` or ``int8``), so that every worker of a run computes alike."""
+    (``fp32``, ``int8`` or ``fp16``), so that every worker of a run computes alike."""
     t0 = time.perf_counter()
     loaded = opened_bundle(bundle, device, threads, expect_image_size, precision)
     shards = tuple(plan_shards(count_rows(catalog) if catalog_rows is None else catalog_rows, shard_size))

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from catalogs.tree import GZ2_TREE
-from export.build import quantize
+from export.build import quantize, variants
 from export.build.exporter import export_bundle
 from export.build.images import synthetic_batch
 from export.serve import runtime
@@ -37,7 +37,7 @@ IMPOSSIBLE = {**quantize.GATE, "class_agreement": (">=", 1.01)}
     ({"class_agreement": 1.0, "cam_peak_agreement": 1.0}, []),  # no regressor, no captions: not judged
 ])
 def test_the_gate_judges_each_figure_against_its_threshold(figures, failed):
-    verdict = quantize.judge(figures)
+    verdict = variants.judge(figures, quantize.GATE)
     assert [f.split()[0] for f in verdict["failed"]] == failed
     assert verdict["passed"] is (not failed)
 
@@ -57,14 +57,14 @@ def test_agreement_figures_are_counted_per_image():
     votes, votes8 = GZ2_TREE.cumulative(per_q), GZ2_TREE.cumulative(per_q8)
     fp32 = {"probs": probs, "cam": cam, "votes": votes, "words": ["a", "b", "c", "d"]}
     int8 = {"probs": probs[[0, 1, 3, 3]], "cam": cam8, "votes": votes8, "words": ["a", "b", "c", "x"]}
-    got = quantize.agreement(fp32, int8, captions=lambda out: out["words"])
+    got = variants.agreement(fp32, int8, captions=lambda out: out["words"])
     assert got["class_agreement"] == 0.75  # row 2 changes class
     assert got["cam_peak_agreement"] == 0.75
     # Gated on the per-question fractions the predictions table holds, not the cumulative answers.
     assert got["vote_rmse_vs_fp32"] == pytest.approx(np.sqrt(2 * 0.01**2 / per_q.size))
     assert got["cumulative_vote_rmse_vs_fp32"] == pytest.approx(np.sqrt(np.mean((votes - votes8) ** 2)))
     assert got["caption_agreement"] == 0.75
-    assert "caption_agreement" not in quantize.agreement(fp32, int8, captions=None)
+    assert "caption_agreement" not in variants.agreement(fp32, int8, captions=None)
 
 
 def _export(tiny_models, out, monkeypatch, gate):
@@ -108,7 +108,7 @@ def test_the_int8_graph_is_written_with_its_figures_and_verdict(int8_bundles):
     assert c["class_agreement"] == np.mean(out["probs"].argmax(1) == out8["probs"].argmax(1))
     per_q, per_q8 = (np.nan_to_num(GZ2_TREE.per_question(o["votes"]), nan=0.0) for o in (out, out8))
     assert c["vote_rmse_vs_fp32"] == pytest.approx(np.sqrt(np.mean((per_q - per_q8) ** 2)), rel=1e-5)
-    assert c["cam_peak_agreement"] == np.mean(quantize.cam_peaks(out["cam"]) == quantize.cam_peaks(out8["cam"]))
+    assert c["cam_peak_agreement"] == np.mean(variants.cam_peaks(out["cam"]) == variants.cam_peaks(out8["cam"]))
     assert not np.array_equal(out["probs"], out8["probs"])  # really the other graph
     x = structured_images(4, seed=2)
     np.testing.assert_allclose(served.infer(x)["probs"].sum(axis=1), 1.0, atol=1e-5)
@@ -116,10 +116,10 @@ def test_the_int8_graph_is_written_with_its_figures_and_verdict(int8_bundles):
 
 def test_int8_is_served_only_where_the_gate_passed_and_it_is_faster(int8_bundles, tiny_bundle, monkeypatch):
     passed, _, failed, _ = int8_bundles
-    monkeypatch.setattr(runtime, "int8_speedup", lambda *a: 2.0)
+    monkeypatch.setattr(runtime, "probe_speedup", lambda *a: 2.0)
     served = open_bundle(passed, device="cpu")
     assert served.precision == "int8" and "×2.00" in served.precision_reason
-    monkeypatch.setattr(runtime, "int8_speedup", lambda *a: 1.0)
+    monkeypatch.setattr(runtime, "probe_speedup", lambda *a: 1.0)
     slow = open_bundle(passed, device="cpu")
     assert slow.precision == "fp32" and "only ×1.00" in slow.precision_reason
     refused = open_bundle(failed, device="cpu")
@@ -148,14 +148,14 @@ def test_the_speed_probe_compares_the_best_runs_of_both_graphs(monkeypatch):
     monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
     fp32, int8 = _TimedSession(clock, 0.3), _TimedSession(clock, 0.1)
     spec = runtime.ImageSpec(size=32)
-    assert runtime.int8_speedup(fp32, int8, spec) == pytest.approx(3.0)
+    assert runtime.probe_speedup(fp32, int8, spec) == pytest.approx(3.0)
     assert fp32.shapes == int8.shapes == [(runtime.PROBE_IMAGES, 32, 32, 3)] * (1 + runtime.PROBE_RUNS)
 
 
 def test_a_bundle_opened_for_a_run_is_reused_by_its_shards(int8_bundles, tiny_bundle, monkeypatch):
     from export.serve.shard import opened_bundle
 
-    monkeypatch.setattr(runtime, "int8_speedup", lambda *a: 2.0)
+    monkeypatch.setattr(runtime, "probe_speedup", lambda *a: 2.0)
     for path, chosen in ((int8_bundles[0], "int8"), (tiny_bundle, "fp32")):
         planner = opened_bundle(str(path), "cpu", 1, None, "auto")
         assert planner.precision == chosen
