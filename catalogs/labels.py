@@ -45,3 +45,26 @@ def derive_labels(columns: dict[str, np.ndarray]) -> np.ndarray:
         labels[hit] = name
         decided |= hit
     return labels
+
+
+# A label is *supported* when at least this cumulative share of all volunteers (debiased) reached
+# its deciding answer through the tree and chose it. The rule above reads per-question fractions,
+# so a "merger" can rest on the few volunteers who reached the odd-feature question.
+SUPPORT_MAJORITY = 0.5
+_DECIDING_INDEX = {name: GZ2_TREE.debiased_columns.index(col) for name, col in RULE}
+
+
+def label_support(cumulative: np.ndarray, labels) -> np.ndarray:
+    """Per row, the cumulative (tree-multiplied, ``GZ2_TREE.cumulative``) vote fraction of the
+    answer that decides its label under the rule: the share of all volunteers who said so.
+    NaN where the label is not a rule class (ambiguous, artifact, None) or the row has no votes."""
+    c = np.asarray(cumulative, dtype=np.float64)
+    labels = list(labels)
+    if c.ndim != 2 or c.shape != (len(labels), len(GZ2_TREE)):
+        raise ValueError(f"expected cumulative fractions of shape ({len(labels)}, {len(GZ2_TREE)}), got {c.shape}")
+    out = np.full(len(labels), np.nan)
+    for i, label in enumerate(labels):
+        j = _DECIDING_INDEX.get(label)
+        if j is not None and not np.isnan(c[i]).all():
+            out[i] = c[i, j]
+    return out

@@ -269,6 +269,14 @@ def _cmd_bench_decode(args: argparse.Namespace) -> None:
     print((args.out / "decode.md").read_text())
 
 
+def _cmd_bench_labels(args: argparse.Namespace) -> None:
+    from benchmarks.labels import run_labels_bench
+
+    run_labels_bench(args.catalogs, args.out, hart=args.hart, cv_predictions=args.cv_predictions, folds=args.folds,
+                     n=args.n)
+    print((args.out / "labels.md").read_text())
+
+
 def _cmd_bench_gpu(args: argparse.Namespace) -> None:
     from benchmarks.gpu import run_gpu_bench
 
@@ -559,6 +567,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: ImageSpec's)")
     p.set_defaults(func=_cmd_bench_decode)
 
+    p = sub.add_parser("bench-labels", help="how far the labels limit the accuracy (label support, the rule on raw "
+                       "votes) and a classical-morphology baseline, alone and stacked with evaluate --cv's predictions")
+    p.add_argument("catalogs", type=Path, nargs="+", metavar="CATALOG", help="catalogs (morphcat ingest)")
+    p.add_argument("--out", type=Path, required=True, help="folder for labels.json/md")
+    p.add_argument("--hart", type=Path, default=None, metavar="CSV", help="the Hart16-layout CSV a GZ2 catalog was "
+                   "ingested from: the rule on its raw (weighted) vote fractions")
+    p.add_argument("--cv-predictions", type=Path, default=None, metavar="PARQUET",
+                   help="evaluate --cv's predictions.parquet: the CNN alone and stacked with the morphology")
+    p.add_argument("--folds", type=_positive_int, default=5, help="K of the cross-validation (as evaluate --cv)")
+    p.add_argument("--n", type=_positive_int, default=None, help="only each catalog's first N rows")
+    p.set_defaults(func=_cmd_bench_labels)
+
     p = sub.add_parser("bench-gpu", help="the image graph on the GPU at several input sizes, fp32 and float16, and "
                        "annotate end to end against decode (what benchmarks/gpu.sh runs)")
     p.add_argument("--out", type=Path, required=True, help="folder for the models, bundles, runs and gpu.json/md")
@@ -635,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Sub-commands that run TensorFlow: imported once, quietly, before their flow starts.
 TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ablation", "bench-similar", "bench-unusual",
-                       "bench-active", "bench-decode", "bench-gpu")
+                       "bench-active", "bench-decode", "bench-gpu", "bench-labels")
 
 
 def main(argv: list[str] | None = None) -> int:

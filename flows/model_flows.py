@@ -252,11 +252,14 @@ def cross_validate(catalogs: list[Path], out: Path, k: int = 5,
                    epochs: int = TrainSettings.epochs, image_size: int | None = None, seed: int = 0,
                    progress: bool = False) -> dict:
     """K-fold cross-validation of the default training over ``catalogs`` (``models.crossval``):
-    every galaxy tested exactly once (``models``: which to train, default all three); writes ``cv.json``, ``cv.md`` and per catalog the pooled
+    every galaxy tested exactly once (``models``: which to train, default all three); writes ``cv.json``, ``cv.md``, every held-out prediction
+    (``predictions.parquet``) and per catalog the pooled
     confusion matrix and reliability diagram (PNG) to ``out``."""
     import json
 
-    from models.crossval import cv_report
+    import pyarrow.parquet as pq
+
+    from models.crossval import cv_report, held_out_table
     from models.metrics import cv_markdown, plot_confusion_matrix, plot_reliability
 
     models = list(MODEL_KINDS) if models is None else list(models)  # None: all three
@@ -281,6 +284,7 @@ def cross_validate(catalogs: list[Path], out: Path, k: int = 5,
     summary = {"k": k, "catalogs": [str(c) for c in catalogs], "models": list(models), "config": config,
                "settings": settings, "report": report}
     (out / "cv.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    pq.write_table(held_out_table(held_out), out / "predictions.parquet")
     markdown = cv_markdown(report, k)
     (out / "cv.md").write_text(markdown)
     create_markdown_artifact(markdown, key="cross-validation", description=f"{k}-fold cross-validation")

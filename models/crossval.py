@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from catalogs.captions import template_captions
 from catalogs.contract import Catalog
 from catalogs.inputs import dihedral_views
-from catalogs.labels import ARTIFACT
+from catalogs.labels import ARTIFACT, SUPPORT_MAJORITY, label_support
 from catalogs.outputs import ood_flags
 from catalogs.sources import central_source_snr
 from catalogs.targets import kaggle_targets
@@ -33,6 +34,9 @@ from models.embedding import EmbeddingProjection
 from models.evaluate import choose_caption_source
 from models.metrics import caption_metrics, classification_metrics, regression_metrics
 from models.ood import OodReference
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 KNN_K = 10  # neighbours the embedding's quality is measured with
 
@@ -211,6 +215,8 @@ def _fold_scores(h: HeldOut) -> dict:
         if artifact.any():
             s["artifacts_flagged"] = float(np.mean((pred[artifact] == ARTIFACT) | h.ood_flag[artifact]))
             s["artifacts"] = int(artifact.sum())
+    if h.probs is not None and h.votes_true is not None and not np.isnan(h.votes_true).all():
+        s.update(_support_scores(h))
     if h.votes_pred is not None and not np.isnan(h.votes_true).all():
         has = ~np.isnan(h.votes_true).all(axis=1)
         r = regression_metrics(h.votes_true[has], h.votes_pred[has])
@@ -220,6 +226,53 @@ def _fold_scores(h: HeldOut) -> dict:
         c = caption_metrics([h.captions[i] for i in keep], [h.shipped_captions[i] for i in keep])
         s.update(bleu4=c["bleu4"], caption_agreement=c["caption_agreement"], caption_source=h.caption_source)
     return s
+
+
+def _support_scores(h: HeldOut) -> dict:
+    """Accuracy split by whether the volunteers' votes support the galaxy's label
+    (``catalogs.labels.label_support`` ≥ ``SUPPORT_MAJORITY``): how far the label rule, not the
+    model, limits the headline score."""
+    support = label_support(h.votes_true, h.labels)
+    rated = ~np.isnan(support)
+    if not rated.any():
+        return {}
+    pred = np.array(h.class_names, dtype=object)[h.probs.argmax(axis=1)]
+    lab = np.array(h.labels, dtype=object)
+    out = {"supported_share": float(np.mean(support[rated] >= SUPPORT_MAJORITY))}
+    for key, rows in (("supported", rated & (support >= SUPPORT_MAJORITY)),
+                      ("unsupported", rated & (support < SUPPORT_MAJORITY))):
+        if rows.any():
+            m = classification_metrics(list(lab[rows]), list(pred[rows]), h.class_names)
+            out[f"{key}_accuracy"] = m["accuracy"]
+            out[f"{key}_balanced_accuracy"] = m["balanced_accuracy"]
+    return out
+
+
+def held_out_table(held_out: Sequence[HeldOut]) -> "pa.Table":
+    """Every held-out galaxy's prediction, one row each (catalog, fold, object_id, label,
+    label_pred, confidence, ``p_<class>``, label_support): what the scores are computed from,
+    for looking at the mistakes."""
+    import pyarrow as pa
+
+    names = next((h.class_names for h in held_out if h.probs is not None), [])
+    rows = [h for h in held_out if h.probs is not None]
+    cols: dict = {
+        "catalog": [h.catalog for h in rows for _ in h.object_ids],
+        "fold": [h.fold for h in rows for _ in h.object_ids],
+        "object_id": [i for h in rows for i in h.object_ids],
+        "label": [x for h in rows for x in h.labels],
+        "label_pred": [names[i] for h in rows for i in h.probs.argmax(axis=1)],
+    }
+    probs = np.concatenate([h.probs for h in rows]) if rows else np.zeros((0, len(names)))
+    cols["confidence"] = probs.max(axis=1) if len(probs) else np.zeros(0)
+    for j, c in enumerate(names):
+        cols[f"p_{c}"] = probs[:, j]
+    support = [label_support(h.votes_true, h.labels) if h.votes_true is not None else np.full(len(h.labels), np.nan)
+               for h in rows]
+    cols["label_support"] = np.concatenate(support) if support else np.zeros(0)
+    types = {"catalog": pa.string(), "fold": pa.int32(), "object_id": pa.string(), "label": pa.string(),
+             "label_pred": pa.string()}
+    return pa.table({k: pa.array(v, type=types.get(k, pa.float64()), from_pandas=True) for k, v in cols.items()})
 
 
 def _mean_sd(values: list[float]) -> dict:
@@ -239,7 +292,8 @@ def cv_report(held_out: Sequence[HeldOut]) -> dict:
                        "undecodable": sum(h.failures for h in parts)}
         for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece_before", "ece_after", "artifacts_flagged",
                     "rmse_per_question", "rmse_kaggle", "bleu4", "caption_agreement", "knn_label_agreement",
-                    "knn_accuracy", "knn_balanced_accuracy"):
+                    "knn_accuracy", "knn_balanced_accuracy", "supported_share", "supported_accuracy",
+                    "supported_balanced_accuracy", "unsupported_accuracy", "unsupported_balanced_accuracy"):
             got = [s[key] for s in scores if s.get(key) is not None]
             if got:
                 entry[key] = _mean_sd(got)

@@ -175,7 +175,12 @@ CV_ROWS = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
            ("ece_before", "ECE (15 bins) before temperature scaling"), ("ece_after", "ECE after temperature scaling"),
            ("knn_label_agreement", "embedding: share of the 10 nearest training galaxies with the galaxy's label"),
            ("knn_accuracy", "embedding: 10-NN classifier accuracy"),
-           ("knn_balanced_accuracy", "embedding: 10-NN classifier balanced accuracy"))
+           ("knn_balanced_accuracy", "embedding: 10-NN classifier balanced accuracy"),
+           ("supported_share", "share of labels a majority of volunteers supports (cumulative votes ≥ 0.5)"),
+           ("supported_accuracy", "accuracy on those galaxies"),
+           ("supported_balanced_accuracy", "balanced accuracy on those galaxies"),
+           ("unsupported_accuracy", "accuracy on the others (labels resting on a minority of votes)"),
+           ("unsupported_balanced_accuracy", "balanced accuracy on the others"))
 
 
 def _pm(entry: Mapping) -> str:

@@ -98,3 +98,26 @@ def test_train_refuses_a_catalog_without_targets(tmp_path, morphcat):
     proc = morphcat("train", catalog, "--out", tmp_path / "m", "--epochs", "1")
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     assert "needs both a 'label' column" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cross_validation_writes_its_report_and_every_held_out_prediction(tmp_path, morphcat):
+    import polars as pl
+
+    survey = tmp_path / "survey"
+    assert morphcat("synth", survey, "--n", "60", "--seed", "7", "--size", "64", "--mix", "balanced").returncode == 0
+    report = tmp_path / "cv"
+    proc = morphcat("evaluate", "--cv", "2", survey / "catalog.parquet", "--out", report,
+                    "--models", "classifier,regressor", "--epochs", "1", "--image-size", "32")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in report.iterdir()) == ["confusion_catalog.png", "cv.json", "cv.md",
+                                                       "predictions.parquet", "reliability_catalog.png"]
+    catalog = pl.read_parquet(survey / "catalog.parquet")
+    held = pl.read_parquet(report / "predictions.parquet")
+    # every galaxy tested exactly once, with the label it has in the catalog
+    assert sorted(held["object_id"].to_list()) == sorted(catalog["object_id"].to_list())
+    assert held.join(catalog.select("object_id", "label"), on="object_id").filter(
+        pl.col("label") != pl.col("label_right")).height == 0
+    assert set(held["fold"].to_list()) == {0, 1}
+    entry = json.loads((report / "cv.json").read_text())["report"]["catalog"]
+    assert entry["rows"] == 60 and 0.0 <= entry["supported_share"]["mean"] <= 1.0
+    assert "share of labels a majority of volunteers supports" in (report / "cv.md").read_text()

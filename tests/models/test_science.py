@@ -177,3 +177,31 @@ def test_on_the_synthetic_survey_a_galaxys_embedding_neighbours_share_its_class(
     # Far above chance (1 / classes): neighbours in the embedding are galaxies of the same kind.
     assert entry["knn_label_agreement"]["mean"] > 1.6 / classes
     assert entry["knn_accuracy"]["mean"] > 1.6 / classes
+
+
+def test_scores_split_by_whether_the_volunteers_support_the_label_and_every_prediction_is_a_row():
+    from catalogs.tree import GZ2_TREE
+    from models.crossval import HeldOut, _fold_scores, held_out_table
+
+    smooth, odd = GZ2_TREE.answer("t01", "a01").index, GZ2_TREE.answer("t06", "a14").index
+    merger = GZ2_TREE.answer("t08", "a24").index
+    votes = np.zeros((4, 37))
+    votes[0, smooth] = 0.9  # elliptical, supported, predicted right
+    votes[1, smooth] = 0.8  # elliptical, supported, predicted merger
+    votes[2, [odd, merger]] = 0.8, 0.7  # merger, supported (0.7 cumulative), predicted right
+    votes[3, [odd, merger]] = 0.1, 0.07  # merger on a minority of votes, predicted elliptical
+    names = ["elliptical", "merger"]
+    h = HeldOut("gz2", 0, ["a", "b", "c", "d"], ["elliptical", "elliptical", "merger", "merger"], names,
+                probs=np.eye(2)[[0, 1, 1, 0]] * 0.8 + 0.1, probs_uncalibrated=np.eye(2)[[0, 1, 1, 0]],
+                ood_flag=np.zeros(4, bool), votes_true=votes)
+    s = _fold_scores(h)
+    assert s["supported_share"] == pytest.approx(0.75)
+    assert s["supported_accuracy"] == pytest.approx(2 / 3)
+    assert s["supported_balanced_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+    assert s["unsupported_accuracy"] == 0.0
+    t = held_out_table([h])
+    assert t.column_names == ["catalog", "fold", "object_id", "label", "label_pred", "confidence", "p_elliptical",
+                              "p_merger", "label_support"]
+    assert t.column("label_pred").to_pylist() == ["elliptical", "merger", "merger", "elliptical"]
+    assert t.column("confidence").to_pylist() == pytest.approx([0.9] * 4)
+    assert t.column("label_support").to_pylist() == pytest.approx([0.9, 0.8, 0.7, 0.07])
