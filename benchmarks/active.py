@@ -3,7 +3,8 @@
 A simulated active-learning loop on a labelled catalog (its labels play the volunteers): one
 stratified fold (``models.data.assign_folds``, as ``evaluate --cv``) is the fixed test set, the
 rest the pool. Every strategy starts from the same seeded ``start`` random labels; each round a
-classifier is trained from scratch on the labels so far (``models.train.train_morphology``, its
+classifier is trained on the labels so far, from scratch or from a pretrained backbone
+(``init_from``: e.g. one trained on the synthetic survey, which has seen no real label) (``models.train.train_morphology``, its
 validation split and calibration from those labels only), scored on the test set, and
 ``export.serve.select.choose`` (what ``morphcat select`` runs) picks the next ``step`` galaxies
 from the unlabelled pool. The table gives accuracy and balanced accuracy per round and strategy.
@@ -37,10 +38,11 @@ def _outputs(trained, config, catalog, rows: np.ndarray):
 
 def run_active_bench(catalog_path: Path, out: Path, strategies: Sequence[str] = DEFAULT_STRATEGIES, start: int = 100,
                      step: int = 100, rounds: int = 4, epochs: int | None = None, folds: int = 5, fold: int = 0,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, init_from: Path | None = None) -> dict:
     from catalogs.contract import Catalog, read_catalog
     from catalogs.inputs import dihedral_views
     from export.serve.select import choose
+    from models.artifacts import PRETRAINED_KIND, load_backbone, load_sidecar
     from models.calibration import softmax
     from models.classifier import logits
     from models.config import ModelConfig, TrainSettings
@@ -58,7 +60,10 @@ def run_active_bench(catalog_path: Path, out: Path, strategies: Sequence[str] = 
         raise ValueError(f"the pool has {len(pool)} labelled galaxies, fewer than the {start + step * rounds} "
                          f"{rounds} rounds would label")
     first = np.random.default_rng(seed).choice(pool, start, replace=False)
-    config = ModelConfig()
+    # A pretrained backbone fixes the config (input size, widths) to its own, read back from it.
+    config = ModelConfig() if init_from is None else \
+        ModelConfig.from_dict(load_sidecar(init_from, PRETRAINED_KIND)["config"])
+    init = None if init_from is None else load_backbone(init_from)
     settings = TrainSettings(seed=seed, test_fraction=0.0, **({"epochs": epochs} if epochs else {}))
     curves: dict[str, list[dict]] = {}
     for strategy in strategies:
@@ -66,7 +71,7 @@ def run_active_bench(catalog_path: Path, out: Path, strategies: Sequence[str] = 
         curve = []
         for r in range(rounds + 1):
             subset = Catalog(catalog.table.take(labelled), catalog.root, catalog.source_format)
-            (clf,) = train_morphology([subset], ["catalog"], config, settings, heads=("classifier",))
+            (clf,) = train_morphology([subset], ["catalog"], config, settings, heads=("classifier",), init=init)
             probs, _, good, _ = _outputs(clf, config, catalog, test)
             names = clf.sidecar["class_names"]
             truth = list(labels[good])
@@ -89,6 +94,7 @@ def run_active_bench(catalog_path: Path, out: Path, strategies: Sequence[str] = 
     summary = {"catalog": str(catalog_path), "test_rows": int(len(test)), "pool": int(len(pool)), "start": start,
                "start_ids": [ids[i] for i in np.sort(first)], "test_ids": [ids[i] for i in test],
                "step": step, "rounds": rounds, "epochs": settings.epochs, "fold": fold, "folds": folds,
+               "init_from": None if init_from is None else str(init_from), "image_size": config.image.size,
                "curves": curves}
     plot_curves(summary, out / "active.png")
     return write_summary(out, "active", summary, active_markdown(summary))
@@ -98,8 +104,9 @@ def active_markdown(s: dict) -> str:
     strategies = list(s["curves"])
     lines = [f"Simulated active learning on {s['catalog']}: test fold {s['fold']} of {s['folds']} "
              f"({s['test_rows']} galaxies), a pool of {s['pool']}, {s['start']} random labels then {s['step']} a round "
-             f"chosen by each strategy; a classifier trained from scratch each round ({s['epochs']} epochs at most). "
-             "Accuracy / balanced accuracy on the test fold:", "",
+             f"chosen by each strategy; a classifier trained each round ({s['epochs']} epochs at most) "
+             + (f"from the backbone of {s['init_from']}. " if s.get("init_from") else "from scratch. ")
+             + "Accuracy / balanced accuracy on the test fold:", "",
              "| labels | " + " | ".join(strategies) + " |", "|---:|" + "---|" * len(strategies)]
     for i, point in enumerate(s["curves"][strategies[0]]):
         cells = [f"{s['curves'][k][i]['accuracy']:.3f} / {s['curves'][k][i]['balanced_accuracy']:.3f}"

@@ -9,7 +9,10 @@ classical morphology adds.
    the same rule applied to the volunteers' weighted fractions before the redshift debiasing,
    against the catalog's (debiased) label: how often what the volunteers saw in these pixels gives
    the label the model is scored against.
-3. **Classical morphology** (statmorph: concentration, asymmetry, smoothness, Gini, M20, shape and
+3. **The floor for the vote fractions**: every galaxy's prediction is its training folds' mean
+   of the 37 cumulative fractions, RMSE both ways (per question and Kaggle) on the same folds as
+   ``evaluate --cv``: what a regressor that ignores the image scores.
+4. **Classical morphology** (statmorph: concentration, asymmetry, smoothness, Gini, M20, shape and
    Sérsic index, plus colour and brightness measured in statmorph's segment) on the model's own
    input, a logistic regression cross-validated over the folds ``evaluate --cv`` uses; with
    ``--cv-predictions`` (``evaluate --cv``'s ``predictions.parquet``) also the CNN's held-out
@@ -152,6 +155,21 @@ def cross_validated(features: np.ndarray, labels: np.ndarray, folds: np.ndarray,
     return scores(labels, pred, folds, class_names)
 
 
+def mean_vote_baseline(targets: np.ndarray, folds: np.ndarray) -> dict:
+    """RMSE (per question and Kaggle) of predicting the training folds' mean cumulative vote
+    fractions for every galaxy of the held-out fold, mean ± sd over the folds."""
+    from models.crossval import _mean_sd
+    from models.metrics import regression_metrics
+
+    per_fold = []
+    for k in np.unique(folds):
+        test = folds == k
+        mean = np.nanmean(targets[~test], axis=0)
+        per_fold.append(regression_metrics(targets[test], np.broadcast_to(mean, targets[test].shape)))
+    return {"rmse_per_question": _mean_sd([m["rmse_per_question"] for m in per_fold]),
+            "rmse_kaggle": _mean_sd([m["rmse_kaggle"] for m in per_fold])}
+
+
 def scores(labels: np.ndarray, pred: np.ndarray, folds: np.ndarray, class_names: Sequence[str]) -> dict:
     """Accuracy and balanced accuracy over the galaxy rows (artifacts left out, as ``evaluate
     --cv`` scores them) per fold, mean ± sd, and the pooled per-class recall."""
@@ -191,11 +209,12 @@ def run_labels_bench(catalog_paths: Sequence[Path], out: Path, hart: Path | None
         ids = table.column("object_id").to_pylist()
         labels = np.array(table.column("label").to_pylist(), dtype=object)
         entry: dict = {"rows": table.num_rows}
+        fold_of = folds_of([catalog], [name], folds)[0]
         if catalog.has_votes:
             entry["support"] = support_table(labels, kaggle_targets(table))
+            entry["mean_votes"] = mean_vote_baseline(kaggle_targets(table), fold_of)
         if hart is not None and catalog.has_votes:
             entry["raw_rule"] = raw_rule_agreement(hart, ids, labels)
-        fold_of = folds_of([catalog], [name], folds)[0]
         labelled = np.flatnonzero(labels != None)  # noqa: E711 (an object array)
         features, good, seconds = measure(catalog, labelled, spec)
         names = sorted(set(labels[good]))
@@ -248,6 +267,11 @@ def labels_markdown(s: dict) -> str:
                       f"{r['agreement']:.3f} of {r['galaxies']} galaxies (per label: "
                       + ", ".join(f"{c} {v:.2f}" for c, v in r["per_label"].items()) + "; raw classes: "
                       + ", ".join(f"{c} {v}" for c, v in r["raw_classes"].items()) + ").", ""]
+        if "mean_votes" in e:
+            v = e["mean_votes"]
+            lines += [f"Predicting every galaxy's training-fold mean vote fractions: RMSE {pm(v['rmse_per_question'])} "
+                      f"per question, {pm(v['rmse_kaggle'])} in the Kaggle definition (the floor a regressor must beat).",
+                      ""]
         rows = [("classical morphology (statmorph + colour), logistic regression", e["morphometry"])]
         if "cnn" in e:
             rows += [("the CNN's held-out predictions (evaluate --cv)", e["cnn"]),

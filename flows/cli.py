@@ -296,7 +296,7 @@ def _cmd_bench_active(args: argparse.Namespace) -> None:
     from benchmarks.active import run_active_bench
 
     run_active_bench(args.catalog, args.out, strategies=_kinds(args.strategies), start=args.start, step=args.step,
-                     rounds=args.rounds, epochs=args.epochs, seed=args.seed)
+                     rounds=args.rounds, epochs=args.epochs, seed=args.seed, init_from=args.init_from)
     print((args.out / "active.md").read_text())
 
 
@@ -608,6 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_positive_int, default=4)
     p.add_argument("--epochs", type=_positive_int, default=None, help="per training (default: morphcat train's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-from", type=Path, default=None, metavar="MODELS_DIR",
+                   help="start every round from this classifier's backbone (e.g. trained on morphcat synth)")
     p.set_defaults(func=_cmd_bench_active)
 
     p = sub.add_parser("bench-ood", help="measure how ood_flag separates galaxies from photos, empty sky and patterns")

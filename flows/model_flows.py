@@ -11,11 +11,10 @@ from prefect.cache_policies import NO_CACHE
 from catalogs.contract import read_catalog
 from catalogs.inputs import ImageSpec
 from flows.progress import epoch_bar
+from models.artifacts import PRETRAINED_KIND
 from models.config import BackboneConfig, ModelConfig, TrainSettings
 from models.errors import ArtifactError, TrainingError
 from models.train import MODEL_KINDS
-
-PRETRAINED_KIND = "classifier"  # whose backbone --init-from reads (the joint training shares it)
 
 
 def _headline(metric: str) -> bool:
@@ -49,9 +48,9 @@ def _pretraining_record(init_from: Path) -> dict:
 def _pretrained_backbone(init_from: Path | None):
     if init_from is None:
         return None
-    from models.artifacts import load_trained
+    from models.artifacts import load_backbone
 
-    return load_trained(init_from, PRETRAINED_KIND)[0].get_layer("backbone")
+    return load_backbone(init_from)
 
 
 def _catalogs(paths: list[Path]) -> tuple[list, tuple[str, ...]]:

@@ -50,3 +50,13 @@ def load_trained(models_dir: Path, kind: str) -> tuple[keras.Model, dict]:
 
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     return model, sidecar
+
+
+PRETRAINED_KIND = "classifier"  # whose backbone --init-from reads (the joint training shares it)
+
+
+def load_backbone(models_dir: Path) -> keras.Model:
+    """The trained backbone of the classifier in ``models_dir``: what a new training starts from."""
+    from models.classifier import BACKBONE_LAYER
+
+    return load_trained(models_dir, PRETRAINED_KIND)[0].get_layer(BACKBONE_LAYER)

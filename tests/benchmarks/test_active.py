@@ -31,3 +31,25 @@ def test_the_active_learning_bench_runs_each_strategy_from_the_same_start(tmp_pa
     assert json.loads((tmp_path / "out" / "active.json").read_text()) == s
     assert "| 30 |" in (tmp_path / "out" / "active.md").read_text()
     assert (tmp_path / "out" / "active.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_active_learning_bench_starts_each_round_from_a_pretrained_backbone(tmp_path):
+    from catalogs.contract import Catalog, write_catalog
+    from catalogs.inputs import ImageSpec
+    from catalogs.synthetic import render_survey
+    from models.artifacts import save_trained
+    from models.config import ModelConfig, TrainSettings
+    from models.train import train_morphology
+
+    table = render_survey(tmp_path / "s", n=60, seed=4, size=48, mix="balanced", workers=1)
+    catalog = Catalog(table, tmp_path / "s", "synthetic")
+    write_catalog(catalog, tmp_path / "s" / "catalog.parquet")
+    # Pretrained at 48 px, not the default size: the bench must take the config from the models.
+    (pretrained,) = train_morphology([catalog], ["s"], ModelConfig(image=ImageSpec(size=48)),
+                                     TrainSettings(epochs=1), heads=("classifier",))
+    save_trained(pretrained, tmp_path / "pre")
+    s = run_active_bench(tmp_path / "s" / "catalog.parquet", tmp_path / "out", strategies=("random", "entropy"),
+                         start=20, step=10, rounds=1, epochs=1, folds=3, init_from=tmp_path / "pre")
+    assert s["init_from"] == str(tmp_path / "pre") and s["image_size"] == 48
+    assert f"from the backbone of {tmp_path / 'pre'}" in (tmp_path / "out" / "active.md").read_text()
+    assert [p["labels"] for p in s["curves"]["entropy"]] == [20, 30]

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from benchmarks.labels import MORPHOMETRY, morphometry, raw_rule_agreement, run_labels_bench, support_table
+from benchmarks.labels import MORPHOMETRY, mean_vote_baseline, morphometry, raw_rule_agreement, run_labels_bench, support_table
 from catalogs.tree import GZ2_TREE
 
 
@@ -37,6 +37,18 @@ def test_the_rule_on_raw_votes_is_compared_with_the_catalog_labels(tmp_path):
     assert got["raw_classes"] == {"ambiguous": 1, "elliptical": 2, "spiral": 1}
     with pytest.raises(ValueError, match="no object_id"):
         raw_rule_agreement(csv, ["7"], ["spiral"])
+
+
+def test_the_vote_floor_predicts_the_other_folds_mean_fractions():
+    smooth, featured = GZ2_TREE.answer("t01", "a01").index, GZ2_TREE.answer("t01", "a02").index
+    t = np.full((3, 37), np.nan)  # only question 1 asked: a per-question and a Kaggle RMSE alike
+    t[:, smooth] = [1.0, 0.0, 0.5]
+    t[:, featured] = 1.0 - t[:, smooth]
+    got = mean_vote_baseline(t, np.array([0, 0, 1]))
+    # fold 0 is predicted 0.5 from galaxy 3 (errors 0.5, 0.5); fold 1 is predicted 0.5 (error 0)
+    assert got["rmse_kaggle"]["folds"] == [0.5, 0.0]
+    assert got["rmse_per_question"]["folds"] == [0.5, 0.0]
+    assert got["rmse_kaggle"]["mean"] == pytest.approx(0.25)
 
 
 def _disc(q: float, seed: int) -> np.ndarray:
