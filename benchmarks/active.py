@@ -3,9 +3,9 @@
 A simulated active-learning loop on a labelled catalog (its labels play the volunteers): one
 stratified fold (``models.data.assign_folds``, as ``evaluate --cv``) is the fixed test set, the
 rest the pool. Every strategy starts from the same seeded ``start`` random labels; each round a
-classifier is trained on the labels so far, from scratch or from a pretrained backbone
-(``init_from``: e.g. one trained on the synthetic survey, which has seen no real label) (``models.train.train_morphology``, its
-validation split and calibration from those labels only), scored on the test set, and
+classifier is trained on the labels so far (``models.train.train_morphology``, its validation
+split and calibration from those labels only; from scratch, or from the backbone of ``init_from``,
+e.g. one trained on the synthetic survey, which has seen no real label), scored on the test set, and
 ``export.serve.select.choose`` (what ``morphcat select`` runs) picks the next ``step`` galaxies
 from the unlabelled pool. The table gives accuracy and balanced accuracy per round and strategy.
 """

@@ -211,8 +211,9 @@ def run_labels_bench(catalog_paths: Sequence[Path], out: Path, hart: Path | None
         entry: dict = {"rows": table.num_rows}
         fold_of = folds_of([catalog], [name], folds)[0]
         if catalog.has_votes:
-            entry["support"] = support_table(labels, kaggle_targets(table))
-            entry["mean_votes"] = mean_vote_baseline(kaggle_targets(table), fold_of)
+            targets = kaggle_targets(table)
+            entry["support"] = support_table(labels, targets)
+            entry["mean_votes"] = mean_vote_baseline(targets, fold_of)
         if hart is not None and catalog.has_votes:
             entry["raw_rule"] = raw_rule_agreement(hart, ids, labels)
         labelled = np.flatnonzero(labels != None)  # noqa: E711 (an object array)
@@ -269,9 +270,9 @@ def labels_markdown(s: dict) -> str:
                       + ", ".join(f"{c} {v}" for c, v in r["raw_classes"].items()) + ").", ""]
         if "mean_votes" in e:
             v = e["mean_votes"]
-            lines += [f"Predicting every galaxy's training-fold mean vote fractions: RMSE {pm(v['rmse_per_question'])} "
-                      f"per question, {pm(v['rmse_kaggle'])} in the Kaggle definition (the floor a regressor must beat).",
-                      ""]
+            lines += [f"Predicting every galaxy's training-fold mean vote fractions: RMSE "
+                      f"{pm(v['rmse_per_question'])} per question, {pm(v['rmse_kaggle'])} in the Kaggle definition "
+                      "(the floor a regressor must beat).", ""]
         rows = [("classical morphology (statmorph + colour), logistic regression", e["morphometry"])]
         if "cnn" in e:
             rows += [("the CNN's held-out predictions (evaluate --cv)", e["cnn"]),

@@ -13,6 +13,8 @@ from models.errors import ArtifactError
 from models.metrics import plot_training_curves
 from models.train import MODEL_KINDS, TrainedModel
 
+PRETRAINED_KIND = "classifier"  # whose backbone --init-from reads (the joint training shares it)
+
 
 def save_trained(trained: TrainedModel, out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
@@ -50,9 +52,6 @@ def load_trained(models_dir: Path, kind: str) -> tuple[keras.Model, dict]:
 
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     return model, sidecar
-
-
-PRETRAINED_KIND = "classifier"  # whose backbone --init-from reads (the joint training shares it)
 
 
 def load_backbone(models_dir: Path) -> keras.Model:

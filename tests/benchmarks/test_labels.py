@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from benchmarks.labels import MORPHOMETRY, mean_vote_baseline, morphometry, raw_rule_agreement, run_labels_bench, support_table
+from benchmarks.labels import (MORPHOMETRY, mean_vote_baseline, morphometry, raw_rule_agreement, run_labels_bench,
+                               support_table)
 from catalogs.tree import GZ2_TREE
 
 
