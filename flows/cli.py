@@ -293,6 +293,15 @@ def _cmd_bench_unusual(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench_active(args: argparse.Namespace) -> None:
+    if args.head_only:
+        from benchmarks.active_probe import run_probe_bench
+
+        if args.init_from is None:
+            raise UsageError("--head-only needs --init-from: the pretrained classifier whose backbone is frozen")
+        run_probe_bench(args.catalog, args.out, args.init_from, strategies=_kinds(args.strategies), start=args.start,
+                        step=args.step, rounds=args.rounds, repeats=args.repeats, seed=args.seed)
+        print((args.out / "active.md").read_text())
+        return
     from benchmarks.active import run_active_bench
 
     run_active_bench(args.catalog, args.out, strategies=_kinds(args.strategies), start=args.start, step=args.step,
@@ -610,6 +619,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init-from", type=Path, default=None, metavar="MODELS_DIR",
                    help="start every round from this classifier's backbone (e.g. trained on morphcat synth)")
+    p.add_argument("--head-only", action="store_true",
+                   help="freeze the --init-from backbone and refit only a linear head each round: minutes, so every "
+                        "fold is the test set in turn, --repeats random starts each")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="random starts per fold (--head-only)")
     p.set_defaults(func=_cmd_bench_active)
 
     p = sub.add_parser("bench-ood", help="measure how ood_flag separates galaxies from photos, empty sky and patterns")

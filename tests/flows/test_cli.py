@@ -130,3 +130,10 @@ def test_serve_refuses_an_incomplete_schedule_before_contacting_prefect(args, ne
     proc = morphcat("serve", *args, timeout=120)
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_active_head_only_without_a_backbone_is_one_message_and_exit_2(tmp_path, morphcat):
+    proc = morphcat("bench-active", tmp_path / "c.parquet", "--out", tmp_path / "o", "--head-only", timeout=120)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert "--head-only needs --init-from" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
