@@ -96,7 +96,7 @@ def run_active_bench(catalog_path: Path, out: Path, strategies: Sequence[str] = 
                "step": step, "rounds": rounds, "epochs": settings.epochs, "fold": fold, "folds": folds,
                "init_from": None if init_from is None else str(init_from), "image_size": config.image.size,
                "curves": curves}
-    plot_curves(summary, out / "active.png")
+    plot_curves(summary["curves"], "balanced accuracy (test fold)", out / "active.png")
     return write_summary(out, "active", summary, active_markdown(summary))
 
 
@@ -115,17 +115,19 @@ def active_markdown(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(s: dict, path: Path) -> None:
+def plot_curves(curves: dict[str, list[dict]], ylabel: str, path: Path) -> None:
+    """Balanced accuracy against labelled galaxies, a line per strategy (``curves``: strategy →
+    points with ``labels`` and ``balanced_accuracy``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for strategy, curve in s["curves"].items():
+    for strategy, curve in curves.items():
         ax.plot([p["labels"] for p in curve], [p["balanced_accuracy"] for p in curve], marker="o", label=strategy)
     ax.set_xlabel("labelled galaxies")
-    ax.set_ylabel("balanced accuracy (test fold)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.active import plot_curves
 from benchmarks.report import write_summary
 
 PROBE_C = 1.0  # scikit-learn's default inverse regularisation; not tuned on the shared sample
@@ -125,7 +126,9 @@ def run_probe_bench(catalog_path: Path, out: Path, init_from: Path, strategies: 
                "folds": folds, "repeats": repeats, "head": f"logistic regression (C={PROBE_C}) on the frozen "
                "pooled features", "strategies": list(strategies), "table": summarise(runs, strategies),
                "runs": runs}
-    plot_probe(summary, out / "active.png")
+    mean_curves = {k: [{"labels": row["labels"], "balanced_accuracy": row[k]["balanced_accuracy"]}
+                       for row in summary["table"]] for k in strategies}
+    plot_curves(mean_curves, f"balanced accuracy (mean of {folds * repeats} runs)", out / "active.png")
     return write_summary(out, "active", summary, probe_markdown(summary))
 
 
@@ -162,20 +165,16 @@ def probe_markdown(s: dict) -> str:
     lines = [f"Simulated active learning on {s['catalog']} ({s['galaxies']} labelled galaxies), head only: the backbone "
              f"of {s['init_from']} frozen, a {s['head']} refitted each round. {s['folds']} folds × {s['repeats']} random "
              f"starts of {s['start']} labels, then {s['step']} a round chosen by each strategy. Mean balanced accuracy "
-             "on the test folds; in brackets the gain over random on the same fold and start (± standard error):",
-             "", "| labels | " + " | ".join(strategies) + " |", "|---:|" + "---|" * len(strategies)]
-    for row in s["table"]:
-        cells = [f"{row['random']['balanced_accuracy']:.3f}"]
-        cells += [f"{row[k]['balanced_accuracy']:.3f} ({row[k]['balanced_accuracy_gain']:+.3f} ± "
-                  f"{row[k]['balanced_accuracy_gain_se']:.3f})" for k in others]
-        lines.append(f"| {row['labels']} | " + " | ".join(cells) + " |")
-    lines += ["", "Mean accuracy (gain over random ± standard error):", "",
-              "| labels | " + " | ".join(strategies) + " |", "|---:|" + "---|" * len(strategies)]
-    for row in s["table"]:
-        cells = [f"{row['random']['accuracy']:.3f}"]
-        cells += [f"{row[k]['accuracy']:.3f} ({row[k]['accuracy_gain']:+.3f} ± {row[k]['accuracy_gain_se']:.3f})"
-                  for k in others]
-        lines.append(f"| {row['labels']} | " + " | ".join(cells) + " |")
+             "on the test folds; in brackets the gain over random on the same fold and start (± standard error):"]
+    for metric in ("balanced_accuracy", "accuracy"):
+        if metric == "accuracy":
+            lines += ["", "Mean accuracy (gain over random ± standard error):"]
+        lines += ["", "| labels | " + " | ".join(strategies) + " |", "|---:|" + "---|" * len(strategies)]
+        for row in s["table"]:
+            cells = [f"{row['random'][metric]:.3f}"]
+            cells += [f"{row[k][metric]:.3f} ({row[k][f'{metric}_gain']:+.3f} ± {row[k][f'{metric}_gain_se']:.3f})"
+                      for k in others]
+            lines.append(f"| {row['labels']} | " + " | ".join(cells) + " |")
     for metric, name in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy")):
         last = s["table"][-1]
         lines += ["", f"Labels each strategy needs to reach random's {name} at {last['labels']} labels "
@@ -185,21 +184,3 @@ def probe_markdown(s: dict) -> str:
             lines.append(f"- {k}: " + ("not within these rounds" if needed is None else
                                        f"{needed} ({1 - needed / last['labels']:.0%} fewer)"))
     return "\n".join(lines) + "\n"
-
-
-def plot_probe(s: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    x = [row["labels"] for row in s["table"]]
-    for strategy in s["strategies"]:
-        ax.plot(x, [row[strategy]["balanced_accuracy"] for row in s["table"]], marker="o", label=strategy)
-    ax.set_xlabel("labelled galaxies")
-    ax.set_ylabel(f"balanced accuracy (mean of {s['folds'] * s['repeats']} runs)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
