@@ -2,14 +2,15 @@
 
 Each variant is the default training (``models.config``) with a few settings changed, declared
 once in :data:`VARIANTS`. Every variant is cross-validated over the whole of every catalog given
-(``models.crossval``: stratified folds by a hash of ``object_id``, each galaxy tested once) and
-then timed where it matters to a survey: the training minutes per fold, and the images/s of its
-exported bundle annotating synthetic 424 px cutouts end to end (``catalog-annotate``, one
-process, this machine's cores). The table is the mean ± sd over the folds, per catalog.
+(``models.crossval``: stratified folds by a hash of ``object_id``, each galaxy tested once).
 
-Cross-validating a dozen variants on 2 cores takes hours, so the protocol can be shortened
-(``--folds``, ``--epochs``, ``--models``); whatever is used is written beside the results, and
-the variants are compared only with each other under the same protocol.
+Experiments outlive a working session, so the results live in a **ledger**: one JSON line per
+finished (variant, fold) cell, appended the moment the cell ends, with the commit, the CPU and
+its flags, the protocol (folds, epochs, models, catalogs by fingerprint, seed), the minutes it
+took and its scores per catalog and stratum. A run skips every cell already in the ledger under
+the same protocol, so a stopped run resumes where it stopped and a committed ledger accumulates
+across machines; the table is rendered from the ledger alone. Fold 0 also times the variant's
+exported bundle annotating synthetic 424 px cutouts end to end (``--throughput-images``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    REFERENCE: Variant("the default: galaxy-sized crop, 64 px, D4 augmentation, joint classifier + votes"),
+    REFERENCE: Variant("the default: a class head per label scheme, galaxy-sized crop, 64 px, D4 augmentation, "
+                       "joint classifier + votes, bfloat16 where the CPU has it"),
+    "union": Variant("one softmax over every catalog's classes (the previous default)",
+                     settings={"class_heads": "union"}),
+    "soft-0.5": Variant("class targets half the rule's label, half the volunteers' class shares (voted rows)",
+                        settings={"soft_targets": 0.5}),
+    "float32": Variant("float32 training everywhere (the default uses bfloat16 where the CPU has it)",
+                       settings={"precision": "float32"}),
     "fixed-crop-0.5": Variant("fixed central crop of half the cutout (the previous default)",
                               image={"framing": "fixed", "crop": 0.5}),
     "fixed-crop-0.7": Variant("fixed central crop of 0.7 of the cutout", image={"framing": "fixed", "crop": 0.7}),
@@ -77,91 +85,188 @@ def _throughput(models_dir: Path, work: Path, n_images: int) -> float:
     return float(rates[-1])
 
 
-def run_variant(name: str, catalogs: list[Path], out: Path, k: int, settings: TrainSettings,
-                kinds: tuple[str, ...], throughput_images: int) -> dict:
+def protocol_of(catalogs: list[Path], k: int, settings: TrainSettings, kinds: tuple[str, ...]) -> dict:
+    """What makes two cells comparable: the folds, the training budget, the models, the catalogs
+    (by content, not path) and the seed."""
     from catalogs.contract import read_catalog
-    from models.artifacts import save_trained
-    from models.crossval import cv_report, folds_of, run_fold
     from models.data import catalog_names
+    from models.train import catalog_fingerprint
+
+    names = catalog_names(catalogs)
+    return {"folds": k, "epochs": settings.epochs, "seed": settings.seed, "models": list(kinds),
+            "catalogs": {n: catalog_fingerprint(read_catalog(c)) for n, c in zip(names, catalogs)}}
+
+
+def _commit() -> str:
+    """The code's commit (``+dirty`` with uncommitted changes): which code a ledger line measured."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+class Ledger:
+    """The JSON-lines file of finished cells; a cell is (variant, fold) under one protocol."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def lines(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
+
+    def done(self, protocol: dict) -> set[tuple[str, int]]:
+        return {(x["variant"], x["fold"]) for x in self.lines() if x["protocol"] == protocol}
+
+    def append(self, line: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:  # one write per line: a killed run leaves whole lines only
+            f.write(json.dumps(line, default=float, sort_keys=True) + "\n")
+
+
+def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: list, protocol: dict,
+             settings: TrainSettings, out: Path, throughput_images: int) -> dict:
+    """Train and score one (variant, fold) cell; the ledger line it makes."""
+    from benchmarks.run import machine_line
+    from models.artifacts import save_trained
+    from models.crossval import fold_scores, run_fold
+    from models.precision import cpu_flags
 
     variant = VARIANTS[name]
     config, vsettings = variant_config(variant, ModelConfig(backbone=BackboneConfig()), settings)
-    loaded = [read_catalog(c) for c in catalogs]
-    names = catalog_names(catalogs)
-    folds = folds_of(loaded, names, k)
-    use = tuple(x for x in kinds if variant.votes or x != "regressor")
-    held_out, seconds = [], []
-    for fold in range(k):
-        t0 = time.perf_counter()
-        got, trained = run_fold(loaded, names, config, vsettings, folds, fold, use, views=variant.views)
-        seconds.append(time.perf_counter() - t0)
-        held_out += got
-        if fold == 0:
-            models_dir = out / name / "fold0-models"
-            for t in trained.values():
-                save_trained(t, models_dir)
-    result = {"variant": name, "what": variant.what, "config": config.to_dict(), "settings": asdict(vsettings),
-              "views": variant.views, "models": list(use), "train_minutes_per_fold": _minutes(seconds),
-              "report": {c: {k: v for k, v in e.items() if k not in ("reliability",)}
-                         for c, e in cv_report(held_out).items()}}
-    result["annotate_images_per_s"] = round(_throughput(out / name / "fold0-models", out / name, throughput_images)
-                                            / variant.views, 1) if throughput_images else None
-    (out / name / "result.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    return result
+    use = tuple(x for x in protocol["models"] if variant.votes or x != "regressor")
+    t0 = time.perf_counter()
+    held_out, trained = run_fold(loaded, list(names), config, vsettings, folds, fold, use, views=variant.views)
+    minutes = (time.perf_counter() - t0) / 60.0
+    line = {"variant": name, "fold": fold, "what": variant.what, "protocol": protocol, "commit": _commit(),
+            "machine": machine_line(_machine()), "cpu_flags": cpu_flags(), "minutes": round(minutes, 2),
+            "config": config.to_dict(), "settings": asdict(vsettings), "views": variant.views,
+            "train_images_per_second": {k: t.sidecar.get("train_images_per_second") for k, t in trained.items()},
+            "precision": trained[use[0]].sidecar.get("precision"),
+            "scores": {h.catalog: fold_scores(h) for h in held_out}}
+    if fold == 0 and throughput_images:
+        models_dir = out / name / "fold0-models"
+        for t in trained.values():
+            save_trained(t, models_dir)
+        line["annotate_images_per_s"] = round(_throughput(models_dir, out / name, throughput_images) / variant.views, 1)
+    return line
 
 
-def _minutes(seconds: list[float]) -> dict:
-    m = np.asarray(seconds) / 60.0
-    return {"mean": round(float(m.mean()), 2), "folds": m.round(2).tolist()}
+def _machine() -> dict:
+    from benchmarks.run import machine
+
+    return machine()
+
+
+def ledger_table(lines: list[dict], protocol: dict | None = None) -> list[dict]:
+    """Per variant (in ledger order) under ``protocol`` (default: the last line's): its folds'
+    scores aggregated per catalog (``models.crossval.aggregate_scores``), minutes per fold,
+    throughput."""
+    from models.crossval import aggregate_scores
+
+    if not lines:
+        return []
+    protocol = protocol or lines[-1]["protocol"]
+    mine = [x for x in lines if x["protocol"] == protocol]
+    rows = []
+    for name in dict.fromkeys(x["variant"] for x in mine):
+        cells = sorted((x for x in mine if x["variant"] == name), key=lambda x: x["fold"])
+        cells = list({x["fold"]: x for x in cells}.values())  # a repeated cell: its last line
+        catalogs = list(dict.fromkeys(c for x in cells for c in x["scores"]))
+        rate = next((x["annotate_images_per_s"] for x in cells if x.get("annotate_images_per_s")), None)
+        rows.append({"variant": name, "what": cells[-1]["what"], "folds": [x["fold"] for x in cells],
+                     "complete": len(cells) == protocol["folds"], "commits": sorted({x["commit"] for x in cells}),
+                     "minutes_per_fold": float(np.mean([x["minutes"] for x in cells])),
+                     "annotate_images_per_s": rate,
+                     "report": {c: aggregate_scores([x["scores"][c] for x in cells if c in x["scores"]])
+                                for c in catalogs}})
+    return rows
 
 
 def _pm(entry: dict | None, digits: int = 3) -> str:
     return "–" if entry is None else f"{entry['mean']:.{digits}f} ± {entry['sd']:.{digits}f}"
 
 
-def ablation_markdown(results: list[dict], protocol: dict) -> str:
-    catalogs = list(results[0]["report"]) if results else []
-    head = ["variant", "what"]
+def _stratum(e: dict, stratum: str, key: str = "accuracy") -> str:
+    s = e.get("strata", {}).get(stratum)
+    return "–" if not s or key not in s else f"{_pm(s[key])} (n={s['n']})"
+
+
+def _recall(e: dict, stratum: str, cls: str) -> str:
+    r = e.get("strata", {}).get(stratum, {}).get("recall", {}).get(cls)
+    return "–" if r is None else f"{r['recall']:.2f} [{r['low']:.2f}, {r['high']:.2f}] (n={r['n']})"
+
+
+def ablation_markdown(rows: list[dict], protocol: dict) -> str:
+    """One table per catalog (variants as rows): accuracy and balanced accuracy on all labels and
+    per stratum, merger recall, ECE, vote RMSE; then the cost of each variant."""
+    catalogs = list(dict.fromkeys(c for r in rows for c in r["report"]))
+    lines = [f"Protocol: {protocol['folds']}-fold cross-validation, at most {protocol['epochs']} epochs, seed "
+             f"{protocol['seed']}, models {', '.join(protocol['models'])}; catalogs "
+             + ", ".join(f"{n} ({f})" for n, f in protocol["catalogs"].items()) + ". Mean ± sd over the folds; "
+             "n: galaxies pooled over the folds; recalls pooled with their Wilson 95 % interval.", ""]
     for c in catalogs:
-        head += [f"{c} accuracy", f"{c} balanced accuracy", f"{c} merger recall"]
-    head += ["RMSE (per question)", "training min/fold", "annotate images/s"]
-    lines = [f"Protocol: {protocol['folds']}-fold cross-validation, at most {protocol['epochs']} epochs, models "
-             f"{', '.join(protocol['models'])}; machine: {protocol['machine']}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
-    for r in results:
-        cells = [r["variant"], r["what"]]
-        rmse = None
-        for c in catalogs:
-            e = r["report"].get(c, {})
-            cells += [_pm(e.get("accuracy")), _pm(e.get("balanced_accuracy")),
-                      _pm(e.get("recall", {}).get("merger"), 2)]
-            rmse = rmse or e.get("rmse_per_question")
-        cells += [_pm(rmse), f"{r['train_minutes_per_fold']['mean']:.1f}",
-                  "–" if r["annotate_images_per_s"] is None else f"{r['annotate_images_per_s']:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+        head = ["variant", "folds", "accuracy", "balanced accuracy", "supported", "visible", "confident",
+                "merger recall (supported)", "ECE", "RMSE per question", "RMSE Kaggle"]
+        lines += [f"### {c}", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+        for r in rows:
+            e = r["report"].get(c)
+            if e is None:
+                continue
+            merger = "supported" if "supported" in e.get("strata", {}) else "all"
+            lines.append("| " + " | ".join([
+                r["variant"], f"{len(r['folds'])}/{protocol['folds']}", _stratum(e, "all"),
+                _stratum(e, "all", "balanced_accuracy"), _stratum(e, "supported"), _stratum(e, "visible"),
+                _stratum(e, "confident"), _recall(e, merger, "merger"), _pm(e.get("ece_after")),
+                _pm(e.get("rmse_per_question")), _pm(e.get("rmse_kaggle"))]) + " |")
+        lines.append("")
+    lines += ["### cost", "", "| variant | what | minutes per fold | annotate images/s | commits |", "|---|---|---:|---:|---|"]
+    for r in rows:
+        rate = "–" if r["annotate_images_per_s"] is None else f"{r['annotate_images_per_s']:.0f}"
+        lines.append(f"| {r['variant']} | {r['what']} | {r['minutes_per_fold']:.1f} | {rate} | "
+                     f"{', '.join(c[:12] for c in r['commits'])} |")
     return "\n".join(lines) + "\n"
 
 
-def run_ablation(catalogs: list[Path], out: Path, variants: list[str], k: int = 3, epochs: int = 30,
-                 kinds: tuple[str, ...] = ("classifier", "regressor"), throughput_images: int = 300) -> dict:
-    """Cross-validate every variant in ``variants``; results already in ``out/<variant>/`` are
-    kept (a long ablation resumes where it stopped)."""
-    from benchmarks.run import machine, machine_line
+def run_ablation(catalogs: list[Path], out: Path, variants: list[str], ledger: Path | None = None, k: int = 3,
+                 epochs: int = TrainSettings.epochs, kinds: tuple[str, ...] = ("classifier", "regressor"),
+                 throughput_images: int = 300, progress=None) -> dict:
+    """Cross-validate every variant in ``variants``, one (variant, fold) cell at a time, each
+    appended to ``ledger`` (default ``out/ledger.jsonl``) as it finishes; cells already there
+    under the same protocol are skipped. Writes ``out/ablation.md`` and ``out/ablation.json``
+    from the ledger. ``progress``: called with a line per cell started."""
+    from catalogs.contract import read_catalog
+    from models.crossval import folds_of
+    from models.data import catalog_names
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    book = Ledger(ledger or out / "ledger.jsonl")
     settings = replace(TrainSettings(), epochs=epochs, patience=max(TrainSettings().patience, epochs))
-    results = []
-    for name in variants:
-        done = out / name / "result.json"
-        results.append(json.loads(done.read_text()) if done.is_file()
-                       else run_variant(name, catalogs, out, k, settings, kinds, throughput_images))
-    protocol = {"folds": k, "epochs": epochs, "models": list(kinds), "catalogs": [str(c) for c in catalogs],
-                "machine": machine_line(machine())}
-    summary = {"protocol": protocol, "results": results}
+    protocol = protocol_of(catalogs, k, settings, kinds)
+    done = book.done(protocol)
+    # Fold by fold across the variants: a stopped run leaves paired comparisons (same fold).
+    todo = [(v, f) for f in range(k) for v in variants if (v, f) not in done]
+    if todo:
+        loaded = [read_catalog(c) for c in catalogs]
+        names = catalog_names(catalogs)
+        folds = folds_of(loaded, names, k)
+        for v, f in todo:
+            if progress:
+                progress(f"{v}, fold {f + 1} of {k}")
+            book.append(run_cell(v, f, loaded, names, folds, protocol, settings, out, throughput_images))
+    rows = [r for r in ledger_table(book.lines(), protocol) if r["variant"] in variants]
+    summary = {"protocol": protocol, "ledger": str(book.path), "results": rows}
     (out / "ablation.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    (out / "ablation.md").write_text(ablation_markdown(results, protocol))
+    (out / "ablation.md").write_text(ablation_markdown(rows, protocol))
     return summary

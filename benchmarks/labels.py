@@ -8,7 +8,9 @@ classical morphology adds.
 2. **The rule on the raw votes** (``--hart``: the Hart16-layout CSV the catalog was ingested from):
    the same rule applied to the volunteers' weighted fractions before the redshift debiasing,
    against the catalog's (debiased) label: how often what the volunteers saw in these pixels gives
-   the label the model is scored against.
+   the label the model is scored against. With it, the **noise ceiling** (``noise_ceiling``): how
+   often a label survives when each galaxy's votes are drawn again from its debiased fractions with
+   its number of volunteers (``total_classifications``).
 3. **The floor for the vote fractions**: every galaxy's prediction is its training folds' mean
    of the 37 cumulative fractions, RMSE both ways (per question and Kaggle) on the same folds as
    ``evaluate --cv``: what a regressor that ignores the image scores.
@@ -56,6 +58,50 @@ def support_table(labels: Sequence, cumulative: np.ndarray) -> dict:
     out["all"] = {"galaxies": int(len(rated)), "supported": float(np.mean(rated >= SUPPORT_MAJORITY)),
                   "below_0_3": float(np.mean(rated < 0.3)), "median_support": float(np.median(rated))}
     return out
+
+
+CEILING_DRAWS = 200  # resampled vote sets per galaxy: the survival share's error is ≤ 0.035
+
+
+def noise_ceiling(per_question: np.ndarray, volunteers: np.ndarray, labels: Sequence, draws: int = CEILING_DRAWS,
+                  seed: int = 0) -> dict:
+    """How often a galaxy's label survives a second set of volunteers: per galaxy, ``draws`` times
+    each question's votes are resampled (multinomial) from its debiased fractions with the number
+    of volunteers who reached it (``volunteers`` × the cumulative share of its parent answer), and
+    the rule re-applied. The mean survival over galaxies, overall and per class, is the all-label
+    accuracy a perfect model of the volunteers would score."""
+    from catalogs.tree import GZ2_TREE
+
+    f = np.nan_to_num(np.asarray(per_question, dtype=np.float64), nan=0.0)
+    cumulative = GZ2_TREE.cumulative(f)
+    rng = np.random.default_rng(seed)
+    lab = np.asarray(list(labels), dtype=object)
+    survived = np.zeros(len(f))
+    for _ in range(draws):
+        sample = np.full_like(f, np.nan)
+        for (_, sl), parent in zip(GZ2_TREE.question_slices, GZ2_TREE.parent_index):
+            reach = np.ones(len(f)) if parent is None else cumulative[:, parent]
+            n = np.rint(np.asarray(volunteers, dtype=np.float64) * reach).astype(np.int64)
+            p = f[:, sl] / np.clip(f[:, sl].sum(axis=1, keepdims=True), 1e-12, None)
+            for i in np.flatnonzero(n > 0):
+                sample[i, sl] = rng.multinomial(n[i], p[i]) / n[i]
+        again = derive_labels({c: sample[:, j] for j, c in enumerate(GZ2_TREE.debiased_columns)})
+        survived += again == lab
+    share = survived / draws
+    rated = np.array([x is not None for x in lab])
+    return {"draws": draws, "galaxies": int(rated.sum()), "ceiling": float(share[rated].mean()),
+            "per_class": {c: float(share[lab == c].mean()) for c in sorted({x for x in lab[rated]})}}
+
+
+def volunteers_of(hart_csv: Path, object_ids: Sequence[str]) -> np.ndarray:
+    """Each galaxy's number of volunteers (``total_classifications`` of the Hart16-layout CSV);
+    NaN for an id it lacks."""
+    import pyarrow.csv as pv
+
+    table = pv.read_csv(hart_csv, convert_options=pv.ConvertOptions(
+        include_columns=["objid", "total_classifications"], column_types={"objid": "string"}))
+    by_id = dict(zip(table.column("objid").to_pylist(), table.column("total_classifications").to_pylist()))
+    return np.array([by_id.get(i, np.nan) for i in object_ids], dtype=np.float64)
 
 
 def raw_rule_agreement(hart_csv: Path, object_ids: Sequence[str], labels: Sequence) -> dict:
@@ -193,7 +239,7 @@ def run_labels_bench(catalog_paths: Sequence[Path], out: Path, hart: Path | None
 
     from catalogs.contract import read_catalog
     from catalogs.inputs import ImageSpec
-    from catalogs.targets import kaggle_targets
+    from catalogs.targets import kaggle_targets, vote_matrix
     from models.crossval import folds_of
     from models.data import catalog_names
 
@@ -216,6 +262,11 @@ def run_labels_bench(catalog_paths: Sequence[Path], out: Path, hart: Path | None
             entry["mean_votes"] = mean_vote_baseline(targets, fold_of)
         if hart is not None and catalog.has_votes:
             entry["raw_rule"] = raw_rule_agreement(hart, ids, labels)
+            volunteers = volunteers_of(hart, ids)
+            known = ~np.isnan(volunteers)
+            if known.any():
+                entry["noise_ceiling"] = noise_ceiling(vote_matrix(table.filter(known)), volunteers[known],
+                                                       labels[known])
         labelled = np.flatnonzero(labels != None)  # noqa: E711 (an object array)
         features, good, seconds = measure(catalog, labelled, spec)
         names = sorted(set(labels[good]))
@@ -268,6 +319,13 @@ def labels_markdown(s: dict) -> str:
                       f"{r['agreement']:.3f} of {r['galaxies']} galaxies (per label: "
                       + ", ".join(f"{c} {v:.2f}" for c, v in r["per_label"].items()) + "; raw classes: "
                       + ", ".join(f"{c} {v}" for c, v in r["raw_classes"].items()) + ").", ""]
+        if "noise_ceiling" in e:
+            c = e["noise_ceiling"]
+            lines += [f"Noise ceiling: resampling each galaxy's votes ({c['draws']} times, from its debiased fractions "
+                      f"with its number of volunteers) and re-applying the rule keeps the label {c['ceiling']:.3f} of the "
+                      f"time over {c['galaxies']} galaxies (per class: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in c["per_class"].items())
+                      + "): the all-label accuracy of a perfect model of the volunteers.", ""]
         if "mean_votes" in e:
             v = e["mean_votes"]
             lines += [f"Predicting every galaxy's training-fold mean vote fractions: RMSE "

@@ -37,6 +37,7 @@ from catalogs.contract import Catalog, read_catalog, write_catalog
 from catalogs.decoding import BATCH_SIZE
 from export.build.benchmark import timed_rates
 from flows.catalog_flows import synthesize_survey
+from models.precision import cpu_flags
 
 TARGETS = {  # name: (what it is, target, True when higher is better)
     "speedup_vs_keras": ("morphcat ÷ Keras path images/s", 4.0, True),
@@ -85,20 +86,6 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": None if memory is None else round(memory, 1),
             "cpu_flags": cpu_flags(), "platform": platform.platform(), "python": platform.python_version(),
             "onnxruntime": ort.__version__, "tensorflow": tf.__version__}
-
-
-# The instruction sets the speed of convolutions depends on: every figure is quoted with them.
-SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def cpu_flags() -> list[str]:
-    """Which of ``SPEED_FLAGS`` this CPU reports (Linux ``/proc/cpuinfo``; empty elsewhere)."""
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    have = set(line.split(":", 1)[1].split())
-    return [f for f in SPEED_FLAGS if f in have]
 
 
 def machine_line(m: dict) -> str:

@@ -17,6 +17,8 @@ caption             string     a description (e.g. ``catalogs.captions`` templat
 truth_class         string     ground truth of simulated objects (the synthetic survey)
 mask_path           string     footprint mask image relative to the root (the synthetic survey)
 t01_…_a01_…_debiased float64   GZ2 per-question vote fractions, Hart et al. (2016) names, in [0, 1]
+t01_…_a01_…_weighted_fraction  the same before debiasing (user-weighted raw votes): optional; what
+                               the pixels show, read by evaluation's "visible" stratum
 ==================  =========  ==================================================================
 
 Anything else is an unknown column and is refused, so a typo never silently drops data.
@@ -52,6 +54,7 @@ ROW_GROUP_ROWS = 1000  # the default shard size (catalogs.shards.SHARD_SIZE): on
 REQUIRED_COLUMNS = ("object_id", "image_path")
 _STRING_OPTIONAL = ("label", "caption", "truth_class", "mask_path")
 VOTE_COLUMNS = GZ2_TREE.debiased_columns
+RAW_VOTE_COLUMNS = GZ2_TREE.weighted_columns
 
 CATALOG_SCHEMA = pa.schema(
     [
@@ -61,9 +64,10 @@ CATALOG_SCHEMA = pa.schema(
         pa.field("dec", pa.float64()),
         *(pa.field(name, pa.string()) for name in _STRING_OPTIONAL),
         *(pa.field(name, pa.float64()) for name in VOTE_COLUMNS),
+        *(pa.field(name, pa.float64()) for name in RAW_VOTE_COLUMNS),
     ]
 )
-_RANGES = {"ra": (0.0, 360.0), "dec": (-90.0, 90.0), **{c: (0.0, 1.0) for c in VOTE_COLUMNS}}
+_RANGES = {"ra": (0.0, 360.0), "dec": (-90.0, 90.0), **{c: (0.0, 1.0) for c in VOTE_COLUMNS + RAW_VOTE_COLUMNS}}
 # Fractions stored as float32 upstream can exceed 1 by rounding.
 _RANGE_TOLERANCE = 1e-6
 # Ids that went through a float: scientific notation or a trailing ".0".
@@ -84,6 +88,10 @@ class Catalog:
     @property
     def has_votes(self) -> bool:
         return all(c in self.table.column_names for c in VOTE_COLUMNS)
+
+    @property
+    def has_raw_votes(self) -> bool:
+        return all(c in self.table.column_names for c in RAW_VOTE_COLUMNS)
 
     def image_file(self, row: int) -> Path:
         return resolve_image_path(self.root, self.table.column("image_path")[row].as_py())
@@ -129,7 +137,7 @@ def _check_types(table: pa.Table) -> list[Problem]:
             problems.append(Problem("missing_column", name, "required column is missing"))
     for name in table.column_names:
         if name not in expected:
-            hint = " (only the GZ2 '..._debiased' vote fractions are catalog columns)" if name.startswith("t") and "_a" in name else ""
+            hint = " (only the GZ2 '..._debiased' and '..._weighted_fraction' vote fractions are catalog columns)" if name.startswith("t") and "_a" in name else ""
             problems.append(Problem("unknown_column", name, f"not a catalog column{hint}"))
             continue
         got = table.schema.field(name).type

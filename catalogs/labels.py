@@ -68,3 +68,26 @@ def label_support(cumulative: np.ndarray, labels) -> np.ndarray:
         if j is not None and not np.isnan(c[i]).all():
             out[i] = c[i, j]
     return out
+
+
+def class_shares(cumulative: np.ndarray, class_names) -> np.ndarray:
+    """(N, C) the volunteers' shares behind each of ``class_names`` as a distribution: a rule
+    class gets the cumulative fraction of its deciding answer, ``ambiguous`` what the rule classes
+    leave of 1, any other class 0; each row normalised to sum 1 (uniform where all are 0). A soft
+    target: how the volunteers split, where the rule keeps only the winner. NaN rows for rows
+    without votes."""
+    c = np.asarray(cumulative, dtype=np.float64)
+    names = list(class_names)
+    if c.ndim != 2 or c.shape[1] != len(GZ2_TREE):
+        raise ValueError(f"expected cumulative fractions of shape (N, {len(GZ2_TREE)}), got {c.shape}")
+    out = np.zeros((len(c), len(names)))
+    for j, name in enumerate(names):
+        if name in _DECIDING_INDEX:
+            out[:, j] = np.clip(c[:, _DECIDING_INDEX[name]], 0.0, 1.0)
+    if AMBIGUOUS in names:
+        rule = [j for j, n in enumerate(names) if n in _DECIDING_INDEX]
+        out[:, names.index(AMBIGUOUS)] = np.clip(1.0 - out[:, rule].sum(axis=1), 0.0, 1.0)
+    total = out.sum(axis=1, keepdims=True)
+    out = np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / len(names))
+    out[np.isnan(c).all(axis=1)] = np.nan
+    return out

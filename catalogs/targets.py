@@ -17,11 +17,14 @@ from catalogs.labels import derive_labels
 from catalogs.tree import GZ2_TREE
 
 
-def vote_matrix(table: pa.Table) -> np.ndarray:
+def vote_matrix(table: pa.Table, columns=GZ2_TREE.debiased_columns) -> np.ndarray:
     """The (N, 37) per-question vote fractions in tree order; NaN where a value is null."""
-    return np.column_stack(
-        [table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in GZ2_TREE.debiased_columns]
-    )
+    return np.column_stack([table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in columns])
+
+
+def raw_vote_matrix(table: pa.Table) -> np.ndarray:
+    """:func:`vote_matrix` of the raw (user-weighted, not debiased) fractions."""
+    return vote_matrix(table, GZ2_TREE.weighted_columns)
 
 
 def kaggle_targets(table: pa.Table) -> np.ndarray:

@@ -61,7 +61,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     for result in train_models(catalogs=args.catalogs, out=args.out, models=kinds, epochs=args.epochs,
                                image_size=args.image_size, seed=args.seed, init_from=args.init_from,
                                backbone_from=args.backbone_from, progress=True):
-        print(f"{result['kind']}: {result['model']} ({result['epochs_run']} epochs, {result['train_seconds']} s)")
+        print(f"{result['kind']}: {result['model']} ({result['epochs_run']} epochs, {result['train_seconds']} s, "
+              f"{result['train_images_per_second']} training images/s)")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -221,8 +222,9 @@ def _cmd_bench_ablation(args: argparse.Namespace) -> None:
     from benchmarks.ablation import VARIANTS, run_ablation
 
     variants = _kinds(args.variants) if args.variants else list(VARIANTS)
-    run_ablation(args.catalogs, args.out, variants, k=args.folds, epochs=args.epochs,
-                           kinds=tuple(_kinds(args.models)), throughput_images=args.throughput_images)
+    run_ablation(args.catalogs, args.out, variants, ledger=args.ledger, k=args.folds, epochs=args.epochs,
+                 kinds=tuple(_kinds(args.models)), throughput_images=args.throughput_images,
+                 progress=lambda line: print(f"cross-validating {line}", flush=True))
     print((args.out / "ablation.md").read_text())
 
 
@@ -637,8 +639,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("catalogs", type=Path, nargs="+", metavar="CATALOG", help="catalogs to cross-validate on")
     p.add_argument("--out", type=Path, required=True, help="folder for each variant's results and ablation.json/md")
     p.add_argument("--variants", default=None, help="comma-separated subset (default: all; see benchmarks/ablation.py)")
+    p.add_argument("--ledger", type=Path, default=None,
+                   help="JSON-lines file each finished (variant, fold) is appended to and finished ones are skipped "
+                        "from (default: OUT/ledger.jsonl; the project's is benchmarks/results/ablation.jsonl)")
     p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=30, help="maximum epochs per fold")
+    p.add_argument("--epochs", type=int, default=TrainSettings.epochs, help="maximum epochs per fold")
     p.add_argument("--models", default="classifier,regressor", help="models each fold trains")
     p.add_argument("--throughput-images", type=int, default=300,
                    help="synthetic 424 px cutouts each variant's bundle annotates to time it (0: skip)")

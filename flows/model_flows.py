@@ -34,7 +34,8 @@ def _publish(trained, out: Path, init_from: Path | None = None) -> dict:
         key=f"{trained.kind}-training-curves", description=f"{trained.kind}: per-epoch training and validation metrics",
     )
     return {"kind": trained.kind, "train_seconds": trained.sidecar["train_seconds"],
-            "epochs_run": trained.sidecar["epochs_run"], **{k: str(v) for k, v in paths.items()}}
+            "epochs_run": trained.sidecar["epochs_run"],
+            "train_images_per_second": trained.sidecar["train_images_per_second"], **{k: str(v) for k, v in paths.items()}}
 
 
 def _pretraining_record(init_from: Path) -> dict:

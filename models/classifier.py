@@ -45,12 +45,22 @@ def check_class_names(class_names: Sequence[str]) -> list[str]:
     return names
 
 
-def classifier_head(pooled, config: ModelConfig, n_classes: int):
-    """GAP output → class probabilities: ``head_hidden`` → ``head_dropout`` → ``logits`` → ``probs``."""
-    x = keras.layers.Dense(config.head.hidden, activation="relu", name="head_hidden")(pooled)
-    x = keras.layers.Dropout(config.head.dropout, name="head_dropout")(x)
-    logits = keras.layers.Dense(n_classes, name="logits")(x)
-    return keras.layers.Softmax(name="probs")(logits)
+def head_suffix(head: int) -> str:
+    """Layer-name suffix of class head ``head``: none for the first (the exported one, whose layer
+    names Grad-CAM's export reads), ``_<k>`` for the k-th further label scheme."""
+    return "" if head == 0 else f"_{head}"
+
+
+def classifier_head(pooled, config: ModelConfig, n_classes: int, head: int = 0):
+    """GAP output → class probabilities: ``head_hidden`` → ``head_dropout`` → ``logits`` → ``probs``
+    (each name with :func:`head_suffix`)."""
+    sfx = head_suffix(head)
+    x = keras.layers.Dense(config.head.hidden, activation="relu", name=f"head_hidden{sfx}")(pooled)
+    x = keras.layers.Dropout(config.head.dropout, name=f"head_dropout{sfx}")(x)
+    # float32 outputs whatever the compute precision (models.precision): a bfloat16 softmax
+    # rounds small probabilities away.
+    logits = keras.layers.Dense(n_classes, name=f"logits{sfx}", dtype="float32")(x)
+    return keras.layers.Softmax(name=f"probs{sfx}", dtype="float32")(logits)
 
 
 def image_input(config: ModelConfig):
@@ -90,20 +100,22 @@ def pooled_features(classifier: keras.Model, images) -> np.ndarray:
     return np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, max(len(x), 1), 128)])
 
 
-def logits(classifier: keras.Model, images) -> np.ndarray:
-    """The ``logits`` layer's output (N, C) for an array of images (batches of 128)."""
-    model = keras.Model(classifier.input, classifier.get_layer("logits").output, name="logits_only")
+def logits(classifier: keras.Model, images, head: int = 0) -> np.ndarray:
+    """The ``logits`` layer's output (N, C) of class head ``head`` for an array of images
+    (batches of 128)."""
+    layer = classifier.get_layer(f"logits{head_suffix(head)}")
+    model = keras.Model(classifier.input, layer.output, name="logits_only")
     x = np.asarray(images, np.float32)
     return np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, max(len(x), 1), 128)])
 
 
-def fold_temperature(classifier: keras.Model, temperature: float) -> None:
+def fold_temperature(classifier: keras.Model, temperature: float, head: int = 0) -> None:
     """Make ``probs = softmax(logits / T)`` part of the model: the ``logits`` layer's kernel and
     bias are divided by ``T``, so Keras, the exported graph and every probability column carry
     the calibration with no extra layer (arg-max, hence Grad-CAM's class, unchanged)."""
     if not temperature > 0:
         raise ValueError(f"a temperature must be > 0, got {temperature}")
-    layer = classifier.get_layer("logits")
+    layer = classifier.get_layer(f"logits{head_suffix(head)}")
     layer.set_weights([w / np.float32(temperature) for w in layer.get_weights()])
 
 

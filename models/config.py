@@ -57,6 +57,15 @@ class TrainSettings:
     class_balance: float = 0.5
     augment: str = "d4"  # models.data.AUGMENTATIONS
     weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    # models.precision: "auto" trains in bfloat16 mixed precision where the CPU has bfloat16
+    # instructions (the saved models are float32 either way).
+    precision: str = "auto"
+    # models.heads: "scheme" gives every label scheme (GZ2 rule, GZ1, Kaggle, …) its own class
+    # head; "union" one softmax over every catalog's classes.
+    class_heads: str = "scheme"
+    # models.heads: weight of the volunteers' class shares in a voted row's class target (0: the
+    # rule's hard label only).
+    soft_targets: float = 0.0
 
 
 @dataclass(frozen=True)

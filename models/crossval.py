@@ -22,7 +22,7 @@ from catalogs.inputs import dihedral_views
 from catalogs.labels import ARTIFACT, SUPPORT_MAJORITY, label_support
 from catalogs.outputs import ood_flags
 from catalogs.sources import central_source_snr
-from catalogs.targets import kaggle_targets
+from catalogs.targets import kaggle_targets, raw_vote_matrix
 from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
 from models.calibration import expected_calibration_error, reliability, softmax
@@ -33,6 +33,7 @@ from models.data import assign_folds, decode_images
 from models.embedding import EmbeddingProjection
 from models.evaluate import choose_caption_source
 from models.metrics import caption_metrics, classification_metrics, regression_metrics
+from models.metrics.strata import STRATA, strata_scores, wilson_interval
 from models.ood import OodReference
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class HeldOut:
     probs_uncalibrated: np.ndarray | None = None
     ood_flag: np.ndarray | None = None
     votes_true: np.ndarray | None = None  # (n, 37) cumulative, NaN where none
+    votes_raw: np.ndarray | None = None  # (n, 37) cumulative from the raw (weighted) fractions
     votes_pred: np.ndarray | None = None
     captions: list[str | None] = field(default_factory=list)
     shipped_captions: list[str] | None = None  # what annotate would write (the chosen source)
@@ -154,12 +156,16 @@ def _predict(trained: dict, config: ModelConfig, name: str, catalog: Catalog, ro
     labels = column("label") if "label" in table.column_names else [None] * len(good)
     out = HeldOut(name, fold, ids, labels, [], failures=len(decoded.failures),
                   captions=column("caption") if "caption" in table.column_names else [None] * len(good))
+    if catalog.has_raw_votes:
+        out.votes_raw = GZ2_TREE.cumulative(raw_vote_matrix(table.take(good)))
     if "classifier" in trained:
         clf = trained["classifier"]
-        out.class_names = list(clf.sidecar["class_names"])
-        zs = [logits(clf.model, v) for v in _views(x, views)]
+        head, record = head_for(clf.sidecar, name)
+        model = clf.model if head == 0 else clf.extra_models[record["output"]]
+        out.class_names = list(record["class_names"])
+        zs = [logits(model, v, head) for v in _views(x, views)]
         out.probs = np.mean([softmax(z) for z in zs], axis=0)
-        t = clf.sidecar["calibration"]["temperature"]
+        t = record["calibration"]["temperature"]
         out.probs_uncalibrated = np.mean([softmax(z * t) for z in zs], axis=0)
         ood = OodReference.from_dict(clf.sidecar["ood"])
         pooled = pooled_features(clf.model, x)
@@ -186,7 +192,15 @@ def _predict(trained: dict, config: ModelConfig, name: str, catalog: Catalog, ro
     return out
 
 
-def _fold_scores(h: HeldOut) -> dict:
+def head_for(sidecar: dict, catalog: str) -> tuple[int, dict]:
+    """The class head that learnt ``catalog``'s labels (index, record), or the first (exported)
+    one for a catalog no head learnt."""
+    heads = sidecar.get("class_heads") or [{"class_names": sidecar["class_names"], "output": "probs",
+                                            "calibration": sidecar["calibration"], "catalogs": []}]
+    return next(((i, h) for i, h in enumerate(heads) if catalog in h["catalogs"]), (0, heads[0]))
+
+
+def fold_scores(h: HeldOut) -> dict:
     """One catalog × fold: the classification scores over its galaxy classes, artifacts flagged,
     calibration, RMSE both ways, captions."""
     s: dict = {"rows": len(h.object_ids)}
@@ -215,8 +229,8 @@ def _fold_scores(h: HeldOut) -> dict:
         if artifact.any():
             s["artifacts_flagged"] = float(np.mean((pred[artifact] == ARTIFACT) | h.ood_flag[artifact]))
             s["artifacts"] = int(artifact.sum())
-    if h.probs is not None and h.votes_true is not None and not np.isnan(h.votes_true).all():
-        s.update(_support_scores(h))
+    if h.probs is not None:
+        s.update(_strata(h))
     if h.votes_pred is not None and not np.isnan(h.votes_true).all():
         has = ~np.isnan(h.votes_true).all(axis=1)
         r = regression_metrics(h.votes_true[has], h.votes_pred[has])
@@ -228,23 +242,17 @@ def _fold_scores(h: HeldOut) -> dict:
     return s
 
 
-def _support_scores(h: HeldOut) -> dict:
-    """Accuracy split by whether the volunteers' votes support the galaxy's label
-    (``catalogs.labels.label_support`` ≥ ``SUPPORT_MAJORITY``): how far the label rule, not the
-    model, limits the headline score."""
-    support = label_support(h.votes_true, h.labels)
-    rated = ~np.isnan(support)
-    if not rated.any():
-        return {}
+def _strata(h: HeldOut) -> dict:
+    """Accuracy in strata of how well the volunteers back each label (``models.metrics.strata``),
+    and the share of rated labels a majority supports: how far the label rule, not the model,
+    limits the headline score."""
     pred = np.array(h.class_names, dtype=object)[h.probs.argmax(axis=1)]
-    lab = np.array(h.labels, dtype=object)
-    out = {"supported_share": float(np.mean(support[rated] >= SUPPORT_MAJORITY))}
-    for key, rows in (("supported", rated & (support >= SUPPORT_MAJORITY)),
-                      ("unsupported", rated & (support < SUPPORT_MAJORITY))):
-        if rows.any():
-            m = classification_metrics(list(lab[rows]), list(pred[rows]), h.class_names)
-            out[f"{key}_accuracy"] = m["accuracy"]
-            out[f"{key}_balanced_accuracy"] = m["balanced_accuracy"]
+    out: dict = {"strata": strata_scores(h.labels, pred, h.class_names, h.votes_true, h.votes_raw)}
+    if h.votes_true is not None and not np.isnan(h.votes_true).all():
+        support = label_support(h.votes_true, h.labels)
+        rated = ~np.isnan(support)
+        if rated.any():
+            out["supported_share"] = float(np.mean(support[rated] >= SUPPORT_MAJORITY))
     return out
 
 
@@ -280,29 +288,77 @@ def _mean_sd(values: list[float]) -> dict:
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "folds": v.round(4).tolist()}
 
 
+def _pooled_strata(per_fold: list[dict]) -> dict:
+    """Per stratum: galaxies pooled over the folds, accuracy and balanced accuracy as mean ± sd over
+    the folds, and each class's recall pooled over the folds with its Wilson 95 % interval."""
+    out: dict = {}
+    for stratum in [k for k in STRATA if any(k in f for f in per_fold)]:
+        folds = [f[stratum] for f in per_fold if stratum in f and f[stratum]["n"]]
+        entry: dict = {"n": sum(f[stratum]["n"] for f in per_fold if stratum in f)}
+        if folds:
+            entry["accuracy"] = _mean_sd([f["accuracy"] for f in folds])
+            entry["balanced_accuracy"] = _mean_sd([f["balanced_accuracy"] for f in folds])
+            recall = {}
+            for c in dict.fromkeys(c for f in folds for c in f["recall"]):
+                n = sum(f["recall"][c]["n"] for f in folds if c in f["recall"])
+                hits = int(round(sum(f["recall"][c]["recall"] * f["recall"][c]["n"] for f in folds if c in f["recall"])))
+                low, high = wilson_interval(hits, n)
+                recall[c] = {"recall": hits / n, "n": n, "low": low, "high": high}
+            entry["recall"] = recall
+        out[stratum] = entry
+    return out
+
+
+def _mean_vote_floors(parts: Sequence[HeldOut]) -> dict[str, list[float]]:
+    """Per fold, the RMSE (both ways) of predicting every held-out galaxy's votes as the mean of
+    its training galaxies' (the other folds'): the floor a vote model must beat."""
+    voted = [h for h in parts if h.votes_true is not None and not np.isnan(h.votes_true).all()]
+    if len(voted) < 2:
+        return {}
+    floors: dict[str, list[float]] = {"rmse_per_question_floor": [], "rmse_kaggle_floor": []}
+    for h in voted:
+        train = np.concatenate([o.votes_true for o in voted if o is not h])
+        mean = np.nanmean(train[~np.isnan(train).all(axis=1)], axis=0)
+        has = ~np.isnan(h.votes_true).all(axis=1)
+        r = regression_metrics(h.votes_true[has], np.tile(mean, (int(has.sum()), 1)))
+        floors["rmse_per_question_floor"].append(r["rmse_per_question"])
+        floors["rmse_kaggle_floor"].append(r["rmse_kaggle"])
+    return floors
+
+
+def aggregate_scores(scores: Sequence[dict]) -> dict:
+    """One catalog's :func:`fold_scores` over its folds: every score as mean ± sd, recalls per
+    class, the strata pooled (``_pooled_strata``), the caption source chosen per fold."""
+    entry: dict = {"folds": len(scores), "rows": sum(s["rows"] for s in scores)}
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece_before", "ece_after", "artifacts_flagged",
+                "rmse_per_question", "rmse_kaggle", "bleu4", "caption_agreement", "knn_label_agreement",
+                "knn_accuracy", "knn_balanced_accuracy", "supported_share"):
+        got = [s[key] for s in scores if s.get(key) is not None]
+        if got:
+            entry[key] = _mean_sd(got)
+    recalls = [s["recall"] for s in scores if "recall" in s]
+    if recalls:
+        entry["recall"] = {c: _mean_sd([r[c] for r in recalls if c in r]) for c in recalls[0]}
+    if any("strata" in s for s in scores):
+        entry["strata"] = _pooled_strata([s["strata"] for s in scores if "strata" in s])
+    sources = [s["caption_source"] for s in scores if "caption_source" in s]
+    if sources:
+        entry["caption_source"] = {src: sources.count(src) for src in sorted(set(sources))}
+    return entry
+
+
 def cv_report(held_out: Sequence[HeldOut]) -> dict:
-    """Per catalog: every score as mean ± sd over the folds, the pooled confusion matrix (over all
-    its labelled rows, artifacts included) and the pooled reliability curve before/after
-    temperature scaling."""
+    """Per catalog: every score as mean ± sd over the folds (:func:`aggregate_scores`), the
+    mean-vote floors, the pooled confusion matrix (over all its labelled rows, artifacts included)
+    and the pooled reliability curve before/after temperature scaling."""
     report: dict = {}
     for name in dict.fromkeys(h.catalog for h in held_out):
         parts = sorted((h for h in held_out if h.catalog == name), key=lambda h: h.fold)
-        scores = [_fold_scores(h) for h in parts]
-        entry: dict = {"folds": len(parts), "rows": sum(s["rows"] for s in scores),
-                       "undecodable": sum(h.failures for h in parts)}
-        for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece_before", "ece_after", "artifacts_flagged",
-                    "rmse_per_question", "rmse_kaggle", "bleu4", "caption_agreement", "knn_label_agreement",
-                    "knn_accuracy", "knn_balanced_accuracy", "supported_share", "supported_accuracy",
-                    "supported_balanced_accuracy", "unsupported_accuracy", "unsupported_balanced_accuracy"):
-            got = [s[key] for s in scores if s.get(key) is not None]
-            if got:
-                entry[key] = _mean_sd(got)
-        recalls = [s["recall"] for s in scores if "recall" in s]
-        if recalls:
-            entry["recall"] = {c: _mean_sd([r[c] for r in recalls if c in r]) for c in recalls[0]}
-        sources = [s["caption_source"] for s in scores if "caption_source" in s]
-        if sources:
-            entry["caption_source"] = {src: sources.count(src) for src in sorted(set(sources))}
+        entry = aggregate_scores([fold_scores(h) for h in parts])
+        entry["undecodable"] = sum(h.failures for h in parts)
+        floors = _mean_vote_floors(parts)
+        if floors:
+            entry.update({k: _mean_sd(v) for k, v in floors.items()})
         if parts[0].probs is not None:
             names = parts[0].class_names
             labels = [x for h in parts for x in h.labels]

@@ -16,27 +16,34 @@ from dataclasses import dataclass
 import keras
 
 from models.backbone import build_backbone
-from models.classifier import BACKBONE_LAYER, check_class_names, classifier_head, image_input
+from models.classifier import BACKBONE_LAYER, check_class_names, classifier_head, head_suffix, image_input
 from models.config import ModelConfig
 from models.regressor import regressor_head
 
 
 @dataclass(frozen=True)
 class MorphologyModels:
-    joint: keras.Model  # image → {"probs", "votes"}, for training
-    classifier: keras.Model  # image → probs
+    joint: keras.Model  # image → {"probs", "probs_1", …, "votes"}, for training
+    classifier: keras.Model  # image → probs (the first label scheme's head)
     regressor: keras.Model  # image → votes
+    heads: tuple[keras.Model, ...] = ()  # image → probs_k, the further label schemes' heads
 
 
-def build_morphology(config: ModelConfig, class_names: Sequence[str]) -> MorphologyModels:
-    names = check_class_names(class_names)
+def build_morphology(config: ModelConfig, class_names: Sequence[str],
+                     more_heads: Sequence[Sequence[str]] = ()) -> MorphologyModels:
+    """``class_names``: the classes of the first class head; ``more_heads``: those of one more
+    head per further label scheme (as zoobot gives each Galaxy Zoo campaign its own outputs), all
+    on the same pooled features."""
+    names = [check_class_names(class_names)] + [check_class_names(n) for n in more_heads]
     inputs = image_input(config)
     features = build_backbone(config.image, config.backbone, name=BACKBONE_LAYER)(inputs)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
-    probs = classifier_head(pooled, config, len(names))
+    probs = [classifier_head(pooled, config, len(n), head=i) for i, n in enumerate(names)]
     votes = regressor_head(pooled, config)
+    outputs = {f"probs{head_suffix(i)}": p for i, p in enumerate(probs)}
     return MorphologyModels(
-        joint=keras.Model(inputs, {"probs": probs, "votes": votes}, name="morphology"),
-        classifier=keras.Model(inputs, probs, name="classifier"),
+        joint=keras.Model(inputs, {**outputs, "votes": votes}, name="morphology"),
+        classifier=keras.Model(inputs, probs[0], name="classifier"),
         regressor=keras.Model(inputs, votes, name="regressor"),
+        heads=tuple(keras.Model(inputs, p, name=f"classifier{head_suffix(i)}") for i, p in enumerate(probs) if i),
     )

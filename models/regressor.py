@@ -113,8 +113,8 @@ def regressor_head(pooled, config: ModelConfig):
     """GAP output → ``votes``: ``votes_hidden`` → ``votes_dropout`` → ``answers_raw`` → ``votes``."""
     x = keras.layers.Dense(config.head.hidden, activation="relu", name="votes_hidden")(pooled)
     x = keras.layers.Dropout(config.head.dropout, name="votes_dropout")(x)
-    raw = keras.layers.Dense(N_OUTPUTS, name="answers_raw")(x)
-    return DecisionTreeLayer(name="votes")(raw)
+    raw = keras.layers.Dense(N_OUTPUTS, name="answers_raw", dtype="float32")(x)  # see classifier_head
+    return DecisionTreeLayer(name="votes", dtype="float32")(raw)
 
 
 def build_regressor(config: ModelConfig) -> keras.Model:

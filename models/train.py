@@ -23,19 +23,20 @@ import tensorflow as tf
 from catalogs.contract import Catalog
 from catalogs.errors import CatalogError
 from catalogs.inputs import dihedral_views
-from catalogs.labels import CLASSES
 from catalogs.outputs import EMBEDDING_DIM
 from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
 from models.calibration import expected_calibration_error, fit_temperature, softmax
 from models.captioner import EMBEDDING, LSTM, VOCAB_LOGITS, MaskedAccuracy, build_captioner, masked_loss
-from models.classifier import BACKBONE_LAYER, fold_temperature, logits
+from models.classifier import BACKBONE_LAYER, fold_temperature, head_suffix, logits
 from models.config import ModelConfig, TrainSettings
-from models.data import SPLIT_SALT, TrainingSet, augmenter, class_weights, training_set
+from models.data import SPLIT_SALT, TrainingSet, augmenter, training_set
 from models.embedding import fit_projection
 from models.errors import TrainingError
+from models.heads import class_heads, head_targets
 from models.morphology import build_morphology
 from models.ood import fit_reference
+from models.precision import dtype_policy, training_precision
 
 MODEL_KINDS = ("classifier", "regressor", "captioner")
 VOTES_LOSS_WEIGHT = 20.0  # MSE of fractions is ~100× smaller than a cross-entropy: weigh it up
@@ -144,26 +145,23 @@ def init_backbone(model: keras.Model, source: keras.Model | None) -> None:
     own.set_weights(theirs)
 
 
-def class_names_of(labels) -> list[str]:
-    """The union of the labels present, morphcat's own classes first in their order."""
-    present = {x for x in labels if x is not None}
-    canonical = [c for c in CLASSES if c in present]
-    return canonical + sorted(present - set(canonical))
-
-
 def _pixels(tset: TrainingSet, idx: np.ndarray, spec) -> np.ndarray:
     return tset.pixels[idx].astype(np.float32) * np.float32(spec.scale)
 
 
-def _calibrate(classifier: keras.Model, tset: TrainingSet, val: np.ndarray, index: dict, spec) -> dict:
-    """Fit the temperature on the validation rows, fold it into the classifier, and report the
-    validation ECE before and after."""
-    z = logits(classifier, _pixels(tset, val, spec))
+def _calibrate(classifier: keras.Model, head: int, tset: TrainingSet, val: np.ndarray, class_names, spec) -> dict:
+    """Fit class head ``head``'s own temperature on its validation rows, fold it into its logits,
+    and report the validation ECE before and after."""
+    if len(val) == 0:
+        raise CatalogError("no validation rows for a class head to calibrate on; the split is a hash of object_id, "
+                           "so use a larger catalog")
+    z = logits(classifier, _pixels(tset, val, spec), head)
+    index = {c: i for i, c in enumerate(class_names)}
     y = np.array([index[tset.labels[r]] for r in val])
     temperature = fit_temperature(z, y)
     before = expected_calibration_error(softmax(z), y)
     after = expected_calibration_error(softmax(z / temperature), y)
-    fold_temperature(classifier, temperature)
+    fold_temperature(classifier, temperature, head)
     return {"method": "temperature scaling on the validation split", "temperature": round(temperature, 6),
             "val_rows": int(len(val)), "val_ece_before": round(before, 4), "val_ece_after": round(after, 4)}
 
@@ -181,27 +179,21 @@ def _feature_references(classifier: keras.Model, tset: TrainingSet, train: np.nd
             "embedding": fit_projection(fit, EMBEDDING_DIM).to_dict()}
 
 
-def targets_and_weights(tset: TrainingSet, idx: np.ndarray, heads: Sequence[str], class_names: Sequence[str],
-                        settings: TrainSettings, balanced: bool) -> tuple:
-    """Targets and per-row loss weights of rows ``idx`` for the model outputs of ``heads``: a row
-    without a label weighs 0 in the class loss, one without votes 0 in the vote loss, so each
-    row trains only what it has targets for. ``balanced``: class weights (training rows) instead
-    of 1. One output gives arrays, two give dicts keyed by output name."""
-    index = {c: i for i, c in enumerate(class_names)}
+def targets_and_weights(tset: TrainingSet, idx: np.ndarray, kinds: Sequence[str], class_heads, row_head,
+                        settings: TrainSettings, balanced: bool) -> tuple[dict, dict]:
+    """Targets and per-row loss weights of rows ``idx`` per model output: every class head's
+    (``models.heads.head_targets``) when the classifier is trained, and ``votes`` when the
+    regressor is. A row without votes weighs 0 in the vote loss, one without a label (or of
+    another scheme) 0 in a class head's, so each row trains only what it has targets for.
+    ``balanced``: class weights (training rows) instead of 1."""
     y, w = {}, {}
-    if "classifier" in heads:
-        labelled = tset.has_label[idx]
-        y["probs"] = np.array([index.get(tset.labels[r], 0) for r in idx], np.int32)
-        w["probs"] = labelled.astype(np.float32)
-        if balanced and labelled.any():  # balanced over the labelled rows only
-            w["probs"][labelled] = class_weights(tset.labels[idx][labelled], class_names, settings.class_balance)
-    if "regressor" in heads:
+    if "classifier" in kinds:
+        y, w = head_targets(tset, idx, class_heads, row_head, settings.class_balance, settings.soft_targets, balanced)
+    if "regressor" in kinds:
         voted = tset.has_votes[idx]
         y["votes"] = np.nan_to_num(tset.votes[idx])
         # Keras averages over the batch: scaled so the vote loss is the mean over rows with votes.
         w["votes"] = voted.astype(np.float32) / max(float(voted.mean()), 1e-6)
-    if len(y) == 1:
-        return next(iter(y.values())), next(iter(w.values()))
     return y, w
 
 
@@ -232,43 +224,75 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
                            "time with --models to use what the catalogs have")
     usable = (has_label if "classifier" in heads else False) | (has_votes if "regressor" in heads else False)
     train, val = _check_rows(tset, usable, "the targets of the " + " and ".join(heads))
-    class_names = class_names_of(tset.labels[has_label]) if "classifier" in heads else []
-    index = {c: i for i, c in enumerate(class_names)}
-    models = build_morphology(config, class_names or ["_", "__"])
-    model = {("classifier", "regressor"): models.joint, ("classifier",): models.classifier,
-             ("regressor",): models.regressor}[tuple(h for h in ("classifier", "regressor") if h in heads)]
+    class_heads, row_head = _class_heads(tset, settings) if "classifier" in heads else ([], None)
+    head_names = [list(h.class_names) for h in class_heads] or [["_", "__"]]
+    precision = training_precision(settings.precision)
+    with dtype_policy(precision):
+        models = build_morphology(config, head_names[0], head_names[1:])
+    outputs = [f"probs{head_suffix(h)}" for h in range(len(class_heads))] + (["votes"] if "regressor" in heads else [])
+    model = keras.Model(models.joint.input, {o: models.joint.get_layer(o).output for o in outputs}, name="training")
     init_backbone(model, init)
 
-    losses = {"probs": keras.losses.SparseCategoricalCrossentropy(), "votes": keras.losses.MeanSquaredError()}
-    metrics = {"probs": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-               "votes": [keras.metrics.RootMeanSquaredError(name="rmse")]}
-    outputs = [o for h, o in (("classifier", "probs"), ("regressor", "votes")) if h in heads]
-    if len(outputs) > 1:
-        model.compile(optimizer=_optimizer(settings, len(train)), loss=losses, metrics=metrics,
-                      loss_weights={"probs": 1.0, "votes": VOTES_LOSS_WEIGHT})
-    else:
-        model.compile(optimizer=_optimizer(settings, len(train)), loss=losses[outputs[0]],
-                      metrics=metrics[outputs[0]])
-    train_ds = _batches(tset, train, *targets_and_weights(tset, train, heads, class_names, settings, True),
+    model.compile(optimizer=_optimizer(settings, len(train)),
+                  loss={o: keras.losses.MeanSquaredError() if o == "votes" else keras.losses.CategoricalCrossentropy()
+                        for o in outputs},
+                  # weighted: a row counts only in the outputs it has targets for (its weight is 0 elsewhere)
+                  weighted_metrics={o: [keras.metrics.RootMeanSquaredError(name="rmse") if o == "votes"
+                                        else keras.metrics.CategoricalAccuracy(name="accuracy")] for o in outputs},
+                  loss_weights={o: VOTES_LOSS_WEIGHT if o == "votes" else 1.0 for o in outputs})
+    train_ds = _batches(tset, train, *targets_and_weights(tset, train, heads, class_heads, row_head, settings, True),
                         spec, settings, train=True)
-    val_ds = _batches(tset, val, *targets_and_weights(tset, val, heads, class_names, settings, False),
+    val_ds = _batches(tset, val, *targets_and_weights(tset, val, heads, class_heads, row_head, settings, False),
                       spec, settings, train=False)
     history, seconds = _fit(model, train_ds, val_ds, settings, callbacks)
-    common = dict(train_seconds=round(seconds, 1), epochs_run=len(history.get("loss", [])),
-                  trained_jointly=len(heads) == 2)
+    if precision != "float32":
+        models = _as_float32(models, config, head_names)
+    epochs_run = len(history.get("loss", []))
+    common = dict(train_seconds=round(seconds, 1), epochs_run=epochs_run, trained_jointly=len(heads) == 2,
+                  precision=precision, train_images_per_second=images_per_second(len(train), epochs_run, seconds))
     trained = []
     if "classifier" in heads:
         clf = _base_sidecar("classifier", tset, config, settings)
         labelled_train, labelled_val = tset.rows_of("train", has_label), tset.rows_of("val", has_label)
-        clf.update(class_names=class_names, label_column="label",
-                   calibration=_calibrate(models.classifier, tset, labelled_val, index, spec),
+        head_models = (models.classifier, *models.heads)
+        records = [dict(head.to_dict(), output=f"probs{head_suffix(h)}",
+                        calibration=_calibrate(head_models[h], h, tset, tset.rows_of("val", row_head == h),
+                                               head.class_names, spec))
+                   for h, head in enumerate(class_heads)]
+        clf.update(class_names=list(class_heads[0].class_names), label_column="label",
+                   calibration=records[0]["calibration"], class_heads=records,
                    **_feature_references(models.classifier, tset, labelled_train, labelled_val, spec), **common)
-        trained.append(TrainedModel("classifier", models.classifier, clf, history))
+        trained.append(TrainedModel("classifier", models.classifier, clf, history,
+                                    extra_models={r["output"]: m for r, m in zip(records[1:], models.heads)}))
     if "regressor" in heads:
         reg = _base_sidecar("regressor", tset, config, settings)
         reg.update(target_columns=list(GZ2_TREE.kaggle_columns), answer_names=list(GZ2_TREE.output_names), **common)
         trained.append(TrainedModel("regressor", models.regressor, reg, history))
     return trained
+
+
+def _class_heads(tset: TrainingSet, settings: TrainSettings):
+    heads, row_head = class_heads(tset, settings.class_heads)
+    for h in heads:
+        if len(h.class_names) < 2:
+            raise CatalogError(f"the labels of {', '.join(h.catalogs)} hold one class ({h.class_names[0]!r}): a "
+                               "classifier head needs at least two")
+    return heads, row_head
+
+
+def images_per_second(n_train: int, epochs: int, seconds: float) -> float:
+    """Training throughput: training images seen per second of the whole fit (validation passes
+    included, as a user waits for them)."""
+    return round(n_train * epochs / seconds, 1) if seconds > 0 else 0.0
+
+
+def _as_float32(models, config: ModelConfig, head_names: Sequence[Sequence[str]]):
+    """The same models built in float32 with the trained weights (float32 variables under mixed
+    precision too): what is saved and exported computes in float32 only."""
+    with dtype_policy("float32"):
+        fresh = build_morphology(config, head_names[0], head_names[1:])
+    fresh.joint.set_weights(models.joint.get_weights())
+    return fresh
 
 
 def _pooled_features(backbone: keras.Model, images: tf.data.Dataset, views: bool) -> np.ndarray:
@@ -334,8 +358,11 @@ def train_captioner(catalogs: Sequence[Catalog], names: Sequence[str], config: M
     trainable.compile(optimizer=optimizer, loss=masked_loss, metrics=[MaskedAccuracy()])
     history, seconds = _fit(trainable, train, val, settings, callbacks)
     sidecar = _base_sidecar("captioner", tset, config, settings)
+    epochs_run = len(history.get("loss", []))
+    seen = len(rows["train"]) * (8 if backbone is not None else 1)  # 8 views of each precomputed
     sidecar.update(tokenizer=tokenizer.to_dict(), max_len=max_len, train_seconds=round(seconds, 1),
-                   epochs_run=len(history.get("loss", [])), training_mode=mode)
+                   epochs_run=epochs_run, training_mode=mode,
+                   train_images_per_second=images_per_second(seen, epochs_run, seconds))
     return TrainedModel("captioner", models.train, sidecar, history,
                         extra_models={"encoder": models.encoder, "step": models.step})
 

@@ -53,6 +53,7 @@ HART16_NAMES = ("gz2_hart16.csv", "gz2_hart16.csv.gz")
 MAPPING_NAMES = ("gz2_filename_mapping.csv", "gz2_filename_mapping.csv.gz")
 IMAGE_DIR = "images"
 VOTES = GZ2_TREE.debiased_columns
+RAW_VOTES = GZ2_TREE.weighted_columns  # kept when the source has all of them (evaluation's "visible")
 _ROW = "__source_row"
 
 
@@ -100,7 +101,7 @@ def _values(df: pl.DataFrame, path: Path, header: list[str]) -> dict[str, pa.Arr
     for col in ("ra", "dec"):
         if col in header:
             out[col] = float_column(df[col], path, col, rows)
-    for col in VOTES:
+    for col in VOTES + (RAW_VOTES if all(c in header for c in RAW_VOTES) else ()):
         out[col] = float_column(df[col], path, col, rows)
     return out
 
@@ -108,7 +109,7 @@ def _values(df: pl.DataFrame, path: Path, header: list[str]) -> dict[str, pa.Arr
 def _read_single(path: Path, header: list[str]) -> ReadResult:
     id_col = _id_column(path, header)
     require_columns(path, header, VOTES, "a GZ2 catalog needs the 37 Hart16 '_debiased' vote fractions")
-    wanted = [id_col, "asset_id", "filepath", "ra", "dec", *VOTES]
+    wanted = [id_col, "asset_id", "filepath", "ra", "dec", *VOTES, *RAW_VOTES]
     df = read_csv_columns(path, wanted).with_row_index(_ROW)
     for col in ("asset_id", "filepath"):
         if col not in df.columns:
@@ -144,7 +145,7 @@ def _read_release(hart_path: Path) -> ReadResult:
     by_sample = "sample" in header and "sample" in map_header
     keys = ["objid", "sample"] if by_sample else ["objid"]
 
-    hart = read_csv_columns(hart_path, [id_col, "sample", "ra", "dec", *VOTES]).with_row_index(_ROW)
+    hart = read_csv_columns(hart_path, [id_col, "sample", "ra", "dec", *VOTES, *RAW_VOTES]).with_row_index(_ROW)
     hart = hart.rename({id_col: "objid"}) if id_col != "objid" else hart
     mapping = read_csv_columns(map_path, keys + ["asset_id"])
     n_map = mapping.height

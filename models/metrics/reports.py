@@ -177,14 +177,29 @@ CV_ROWS = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
            ("knn_accuracy", "embedding: 10-NN classifier accuracy"),
            ("knn_balanced_accuracy", "embedding: 10-NN classifier balanced accuracy"),
            ("supported_share", "share of labels a majority of volunteers supports (cumulative votes ≥ 0.5)"),
-           ("supported_accuracy", "accuracy on those galaxies"),
-           ("supported_balanced_accuracy", "balanced accuracy on those galaxies"),
-           ("unsupported_accuracy", "accuracy on the others (labels resting on a minority of votes)"),
-           ("unsupported_balanced_accuracy", "balanced accuracy on the others"))
+           ("rmse_per_question_floor", "mean-vote floor, RMSE per question"),
+           ("rmse_kaggle_floor", "mean-vote floor, RMSE (Kaggle definition)"))
+STRATA_LABELS = {"all": "all labels", "supported": "supported (debiased votes ≥ 0.5)",
+                 "visible": "visible (raw and debiased votes ≥ 0.5)", "confident": "confident (debiased votes ≥ 0.8)"}
 
 
 def _pm(entry: Mapping) -> str:
     return f"{entry['mean']:.3f} ± {entry['sd']:.3f}"
+
+
+def _strata_lines(strata: Mapping) -> list[str]:
+    """Table rows per stratum: its galaxies, accuracy, balanced accuracy, and each class's pooled
+    recall with its count and Wilson 95 % interval."""
+    lines = []
+    for stratum, e in strata.items():
+        if "accuracy" not in e:
+            continue
+        recalls = ", ".join(f"{c} {r['recall']:.2f} [{r['low']:.2f}, {r['high']:.2f}] (n={r['n']})"
+                            for c, r in e["recall"].items())
+        lines += [f"| {STRATA_LABELS[stratum]}: accuracy (n = {e['n']}) | {_pm(e['accuracy'])} |",
+                  f"| {STRATA_LABELS[stratum]}: balanced accuracy | {_pm(e['balanced_accuracy'])} |",
+                  f"| {STRATA_LABELS[stratum]}: recall [Wilson 95 %] | {recalls} |"]
+    return lines
 
 
 def cv_markdown(report: Mapping, k: int) -> str:
@@ -196,6 +211,7 @@ def cv_markdown(report: Mapping, k: int) -> str:
                   "| metric | mean ± sd over folds |", "|---|---:|"]
         lines += [f"| {label} | {_pm(entry[key])} |" for key, label in CV_ROWS if key in entry]
         lines += [f"| recall, {c} | {_pm(v)} |" for c, v in entry.get("recall", {}).items()]
+        lines += _strata_lines(entry.get("strata", {}))
         if "caption_source" in entry:
             lines.append("| caption source chosen (folds) | "
                          + ", ".join(f"{s} {n}" for s, n in entry["caption_source"].items()) + " |")

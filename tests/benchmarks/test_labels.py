@@ -100,3 +100,30 @@ def test_the_bench_scores_the_morphometry_and_stacks_it_with_the_cv_predictions(
     held.with_columns(fold=1 - pl.col("fold")).write_parquet(tmp_path / "shifted.parquet")
     with pytest.raises(ValueError, match="folds"):
         run_labels_bench([path], tmp_path / "out2", cv_predictions=tmp_path / "shifted.parquet", folds=2)
+
+
+def _fractions(smooth: float) -> np.ndarray:
+    """Per-question fractions: t01 smooth / features / artifact, every other question even."""
+    from catalogs.tree import GZ2_TREE
+
+    f = np.zeros(37)
+    for _, sl in GZ2_TREE.question_slices:
+        f[sl] = 1.0 / (sl.stop - sl.start)
+    t01 = GZ2_TREE.question_slices[0][1]
+    f[t01] = smooth, 1.0 - smooth, 0.0
+    arms = GZ2_TREE.answer("t04", "a08").index
+    f[arms], f[arms + 1] = 0.0, 1.0  # no volunteer sees arms: the rule's spiral (checked first) never fires
+    return f
+
+
+def test_the_noise_ceiling_is_one_for_unanimous_votes_and_falls_for_split_ones():
+    from benchmarks.labels import noise_ceiling
+
+    unanimous = noise_ceiling(np.array([_fractions(1.0)] * 3), np.array([40, 40, 40]), ["elliptical"] * 3, draws=50)
+    assert unanimous["ceiling"] == 1.0 and unanimous["per_class"] == {"elliptical": 1.0}
+    # smooth 0.62 over 40 volunteers: the 0.6 threshold is crossed again only about half the time
+    split = noise_ceiling(np.array([_fractions(0.62)] * 3), np.array([40, 40, 40]), ["elliptical"] * 3, draws=200)
+    assert 0.3 < split["ceiling"] < 0.8
+    many = noise_ceiling(np.array([_fractions(0.7)]), np.array([400]), ["elliptical"], draws=100)
+    few = noise_ceiling(np.array([_fractions(0.7)]), np.array([10]), ["elliptical"], draws=100)
+    assert many["ceiling"] > few["ceiling"]  # more volunteers, a steadier label

@@ -112,8 +112,10 @@ def test_gz2_release_folder(gz2_release, tmp_path):
     assert _col(t, "dec") == [2.5, -1.75, 45.0]
     for j, name in enumerate(VOTES):
         assert _col(t, name) == [_votes(1)[j], _votes(2)[j], _votes(3)[j]]
-    assert set(t.column_names) == {"object_id", "image_path", "ra", "dec", *VOTES}
-    assert r.catalog.root == gz2_release.resolve()
+    # the raw (weighted) fractions come along when the release has them (evaluation's "visible")
+    assert all(_col(t, name) == [0.5] * 3 for name in GZ2_TREE.weighted_columns)
+    assert set(t.column_names) == {"object_id", "image_path", "ra", "dec", *VOTES, *GZ2_TREE.weighted_columns}
+    assert r.catalog.has_raw_votes and r.catalog.root == gz2_release.resolve()
     assert r.catalog.source_format == "gz2"
     assert all(r.catalog.image_file(i).is_file() for i in range(len(r.catalog)))
     assert _col(r.skipped, "object_id") == ["588017702948962343"]

@@ -96,6 +96,7 @@ def test_the_caption_source_follows_the_scores(learned, template, source):
 def test_rows_train_only_the_losses_they_have_targets_for():
     from models.config import TrainSettings
     from models.data import TrainingSet
+    from models.heads import ClassHead
     from models.train import targets_and_weights
 
     # Catalog 0 has labels and votes, catalog 1 labels only (like GZ1), one row of 1 has neither.
@@ -106,15 +107,17 @@ def test_rows_train_only_the_losses_they_have_targets_for():
                        np.array([f"o{i}" for i in range(6)], dtype=object), np.array(["train"] * 6), labels, votes,
                        np.array([None] * 6, dtype=object), np.zeros((6, 4, 4, 3), np.uint8), {})
     idx = np.arange(6)
-    y, w = targets_and_weights(tset, idx, ("classifier", "regressor"), ["spiral", "elliptical"],
+    heads, row_head = [ClassHead("union", ("gz2", "gz1"), ("spiral", "elliptical"))], np.array([0, 0, 0, 0, 0, -1])
+    y, w = targets_and_weights(tset, idx, ("classifier", "regressor"), heads, row_head,
                                TrainSettings(class_balance=1.0), balanced=True)
     assert w["votes"].tolist() == [2.0, 2.0, 2.0, 0.0, 0.0, 0.0]  # the mean over the rows with votes
     assert np.all(y["votes"][3:] == 0) and np.all(np.isfinite(y["votes"]))
     assert w["probs"][5] == 0.0 and np.all(w["probs"][:5] > 0)
     # balanced: both classes weigh the same in the class loss (2 spirals, 3 ellipticals)
     assert w["probs"][[0, 2]].sum() == pytest.approx(w["probs"][[1, 3, 4]].sum())
-    y1, w1 = targets_and_weights(tset, idx, ("regressor",), [], TrainSettings(), balanced=True)
-    assert y1.shape == (6, 37) and w1.tolist() == w["votes"].tolist()
+    assert y["probs"].tolist()[:2] == [[1, 0], [0, 1]] and y["probs"][5].tolist() == [0, 0]
+    y1, w1 = targets_and_weights(tset, idx, ("regressor",), [], None, TrainSettings(), balanced=True)
+    assert list(y1) == ["votes"] and y1["votes"].shape == (6, 37) and w1["votes"].tolist() == w["votes"].tolist()
 
 
 def test_a_catalog_without_votes_trains_beside_one_with_them(tmp_path):
@@ -136,12 +139,20 @@ def test_a_catalog_without_votes_trains_beside_one_with_them(tmp_path):
     clf, reg = trained
     assert [c["name"] for c in clf.sidecar["catalogs"]] == ["a", "b"]
     assert clf.sidecar["split"]["rows"]["b"]["train"] > 0 and reg.sidecar["trained_jointly"]
-    assert clf.sidecar["calibration"]["temperature"] > 0
-    assert set(clf.sidecar["class_names"]) == set(a.column("label").to_pylist()) | set(b.column("label").to_pylist())
+    # A head per label scheme: a's (it has GZ2 votes, the exported head) and b's, each calibrated
+    # on its own validation rows.
+    gz2, other = clf.sidecar["class_heads"]
+    assert (gz2["scheme"], gz2["catalogs"], other["scheme"], other["catalogs"]) == ("gz2", ["a"], "b", ["b"])
+    assert clf.sidecar["class_names"] == gz2["class_names"]
+    assert set(gz2["class_names"]) == set(a.column("label").to_pylist())
+    assert set(other["class_names"]) == set(b.column("label").to_pylist())
+    assert clf.sidecar["calibration"] == gz2["calibration"] and other["calibration"]["temperature"] > 0
+    assert list(clf.extra_models) == ["probs_1"] and clf.extra_models["probs_1"].output_shape[-1] == len(
+        other["class_names"])
 
 
 def test_embedding_neighbour_scores_from_hand_made_neighbours():
-    from models.crossval import HeldOut, _fold_scores
+    from models.crossval import HeldOut, fold_scores
 
     labels = ["spiral", "spiral", "elliptical", "artifact"]
     near = [["spiral"] * 7 + ["elliptical"] * 3,  # agreement 0.7, votes spiral (right)
@@ -151,7 +162,7 @@ def test_embedding_neighbour_scores_from_hand_made_neighbours():
     h = HeldOut("gz1", 0, ["a", "b", "c", "d"], labels, ["spiral", "elliptical", "artifact"],
                 probs=np.eye(3)[[0, 0, 1, 2]], probs_uncalibrated=np.eye(3)[[0, 0, 1, 2]],
                 ood_flag=np.zeros(4, bool), knn_labels=near)
-    s = _fold_scores(h)
+    s = fold_scores(h)
     assert s["knn_label_agreement"] == pytest.approx((0.7 + 0.4 + 0.5) / 3)
     assert s["knn_accuracy"] == pytest.approx(1 / 3)
     assert s["knn_balanced_accuracy"] == pytest.approx((0.5 + 0.0) / 2)
@@ -181,7 +192,7 @@ def test_on_the_synthetic_survey_a_galaxys_embedding_neighbours_share_its_class(
 
 def test_scores_split_by_whether_the_volunteers_support_the_label_and_every_prediction_is_a_row():
     from catalogs.tree import GZ2_TREE
-    from models.crossval import HeldOut, _fold_scores, held_out_table
+    from models.crossval import HeldOut, fold_scores, held_out_table
 
     smooth, odd = GZ2_TREE.answer("t01", "a01").index, GZ2_TREE.answer("t06", "a14").index
     merger = GZ2_TREE.answer("t08", "a24").index
@@ -194,14 +205,63 @@ def test_scores_split_by_whether_the_volunteers_support_the_label_and_every_pred
     h = HeldOut("gz2", 0, ["a", "b", "c", "d"], ["elliptical", "elliptical", "merger", "merger"], names,
                 probs=np.eye(2)[[0, 1, 1, 0]] * 0.8 + 0.1, probs_uncalibrated=np.eye(2)[[0, 1, 1, 0]],
                 ood_flag=np.zeros(4, bool), votes_true=votes)
-    s = _fold_scores(h)
+    s = fold_scores(h)
     assert s["supported_share"] == pytest.approx(0.75)
-    assert s["supported_accuracy"] == pytest.approx(2 / 3)
-    assert s["supported_balanced_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
-    assert s["unsupported_accuracy"] == 0.0
+    supported = s["strata"]["supported"]
+    assert supported["n"] == 3 and s["strata"]["all"]["n"] == 4
+    assert supported["accuracy"] == pytest.approx(2 / 3)
+    assert supported["balanced_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+    assert s["strata"]["confident"]["n"] == 2  # 0.9 and 0.8; the 0.7 merger is not confident
+    assert "visible" not in s["strata"]  # no raw votes given
     t = held_out_table([h])
     assert t.column_names == ["catalog", "fold", "object_id", "label", "label_pred", "confidence", "p_elliptical",
                               "p_merger", "label_support"]
     assert t.column("label_pred").to_pylist() == ["elliptical", "merger", "merger", "elliptical"]
     assert t.column("confidence").to_pylist() == pytest.approx([0.9] * 4)
     assert t.column("label_support").to_pylist() == pytest.approx([0.9, 0.8, 0.7, 0.07])
+
+
+def test_class_shares_follow_the_deciding_answers_and_leave_the_rest_to_ambiguous():
+    from catalogs.labels import class_shares
+
+    smooth, arms = GZ2_TREE.answer("t01", "a01").index, GZ2_TREE.answer("t04", "a08").index
+    votes = np.zeros((3, 37))
+    votes[0, [smooth, arms]] = 0.6, 0.2
+    votes[1, [smooth, arms]] = 0.3, 0.1
+    votes[2] = np.nan
+    shares = class_shares(votes, ["spiral", "elliptical", "ambiguous"])
+    assert shares[0] == pytest.approx([0.2, 0.6, 0.2])
+    assert shares[1] == pytest.approx([0.1, 0.3, 0.6])
+    assert np.isnan(shares[2]).all()
+    # without an ambiguous class the two shares are renormalised
+    assert class_shares(votes[:1], ["spiral", "elliptical"])[0] == pytest.approx([0.25, 0.75])
+
+
+def test_soft_targets_give_the_loss_a_hand_computed_value():
+    """Three galaxies: two voted (their targets blend the volunteers' shares in), one labelled only;
+    the class loss is the mean cross-entropy over the head's rows."""
+    import keras
+
+    from models.config import TrainSettings
+    from models.data import TrainingSet
+    from models.heads import ClassHead
+    from models.train import targets_and_weights
+
+    smooth, arms = GZ2_TREE.answer("t01", "a01").index, GZ2_TREE.answer("t04", "a08").index
+    votes = np.full((3, 37), np.nan, np.float32)
+    votes[:2] = 0.0
+    votes[0, [smooth, arms]] = 0.2, 0.8  # spiral, volunteers 0.8 / 0.2
+    votes[1, [smooth, arms]] = 0.7, 0.3  # elliptical, 0.3 / 0.7
+    labels = np.array(["spiral", "elliptical", "spiral"], dtype=object)
+    tset = TrainingSet(("gz2",), (None,), np.zeros(3, np.int64), np.arange(3), np.array(["a", "b", "c"], dtype=object),
+                       np.array(["train"] * 3), labels, votes, np.array([None] * 3, dtype=object),
+                       np.zeros((3, 4, 4, 3), np.uint8), {})
+    heads, row_head = [ClassHead("gz2", ("gz2",), ("spiral", "elliptical"))], np.zeros(3, np.int64)
+    y, w = targets_and_weights(tset, np.arange(3), ("classifier",), heads, row_head,
+                               TrainSettings(soft_targets=0.5, class_balance=0.0), balanced=True)
+    assert y["probs"] == pytest.approx(np.array([[0.9, 0.1], [0.15, 0.85], [1.0, 0.0]]))
+    probs = np.array([[0.7, 0.3], [0.4, 0.6], [0.5, 0.5]], np.float32)
+    by_hand = -np.mean([0.9 * np.log(0.7) + 0.1 * np.log(0.3), 0.15 * np.log(0.4) + 0.85 * np.log(0.6),
+                        np.log(0.5)])
+    loss = keras.losses.CategoricalCrossentropy()(y["probs"], probs, sample_weight=w["probs"])
+    assert float(loss) == pytest.approx(by_hand, rel=1e-5)
