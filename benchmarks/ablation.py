@@ -44,6 +44,8 @@ VARIANTS: dict[str, Variant] = {
                      settings={"class_heads": "union"}),
     "soft-0.5": Variant("class targets half the rule's label, half the volunteers' class shares (voted rows)",
                         settings={"soft_targets": 0.5}),
+    "raw-votes": Variant("the vote head learns the raw (weighted) fractions, what the pixels show (zoobot)",
+                         settings={"vote_targets": "raw"}),
     "float32": Variant("float32 training everywhere (the default uses bfloat16 where the CPU has it)",
                        settings={"precision": "float32"}),
     "fixed-crop-0.5": Variant("fixed central crop of half the cutout (the previous default)",

@@ -66,6 +66,9 @@ class TrainSettings:
     # models.heads: weight of the volunteers' class shares in a voted row's class target (0: the
     # rule's hard label only).
     soft_targets: float = 0.0
+    # models.data.training_set: which vote fractions the regressor learns, "debiased" (the
+    # catalog's) or "raw" (before the redshift debiasing: what is in the pixels).
+    vote_targets: str = "debiased"
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,9 @@ def fold_scores(h: HeldOut) -> dict:
         has = ~np.isnan(h.votes_true).all(axis=1)
         r = regression_metrics(h.votes_true[has], h.votes_pred[has])
         s.update(rmse_per_question=r["rmse_per_question"], rmse_kaggle=r["rmse_kaggle"])
+        if h.votes_raw is not None and not np.isnan(h.votes_raw).all():  # against what the pixels show
+            raw = ~np.isnan(h.votes_raw).all(axis=1)
+            s["rmse_kaggle_raw"] = regression_metrics(h.votes_raw[raw], h.votes_pred[raw])["rmse_kaggle"]
     if h.shipped_captions is not None:
         keep = [i for i, c in enumerate(h.captions) if c]
         c = caption_metrics([h.captions[i] for i in keep], [h.shipped_captions[i] for i in keep])
@@ -332,7 +335,7 @@ def aggregate_scores(scores: Sequence[dict]) -> dict:
     entry: dict = {"folds": len(scores), "rows": sum(s["rows"] for s in scores)}
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece_before", "ece_after", "artifacts_flagged",
                 "rmse_per_question", "rmse_kaggle", "bleu4", "caption_agreement", "knn_label_agreement",
-                "knn_accuracy", "knn_balanced_accuracy", "supported_share"):
+                "knn_accuracy", "knn_balanced_accuracy", "supported_share", "rmse_kaggle_raw"):
         got = [s[key] for s in scores if s.get(key) is not None]
         if got:
             entry[key] = _mean_sd(got)

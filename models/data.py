@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from catalogs.contract import Catalog
 from catalogs.decoding import decode_row
+from catalogs.errors import CatalogError
 from catalogs.imaging import ImageError
 from catalogs.inputs import ImageSpec
 
@@ -217,14 +218,22 @@ def catalog_names(paths) -> tuple[str, ...]:
     return tuple(f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths)
 
 
+VOTE_TARGETS = ("debiased", "raw")
+
+
 def training_set(catalogs, names, spec, val_fraction: float, test_fraction: float, test_masks=None,
-                 wanted=("label", "votes", "caption")) -> TrainingSet:
+                 wanted=("label", "votes", "caption"), vote_targets: str = "debiased") -> TrainingSet:
     """Decode, once, every row of ``catalogs`` that has one of the ``wanted`` targets and is not
     in its test split, and gather the targets. The split is a hash of ``object_id`` within each
     catalog (``assign_splits``); ``test_masks`` (one boolean array per catalog, for a
     cross-validation fold) replace the hashed test split, the validation split then being the same
-    hash over the remaining rows."""
-    from catalogs.targets import kaggle_targets
+    hash over the remaining rows. ``vote_targets="raw"``: the vote targets of catalogs with votes are
+    the raw (user-weighted) fractions, what the pixels show, instead of the debiased ones (zoobot
+    trains on raw votes); the labels stay the rule's on the debiased fractions."""
+    if vote_targets not in VOTE_TARGETS:
+        raise ValueError(f"vote_targets must be one of {VOTE_TARGETS}, got {vote_targets!r}")
+    from catalogs.targets import kaggle_targets, raw_vote_matrix
+    from catalogs.tree import GZ2_TREE
 
     parts = {k: [] for k in ("source", "row", "ids", "split", "labels", "votes", "captions", "pixels")}
     failures: dict[str, str] = {}
@@ -235,6 +244,11 @@ def training_set(catalogs, names, spec, val_fraction: float, test_fraction: floa
         labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * n
         captions = table.column("caption").to_pylist() if "caption" in table.column_names else [None] * n
         votes = kaggle_targets(table) if catalog.has_votes else np.full((n, 37), np.nan)
+        if vote_targets == "raw" and catalog.has_votes:
+            if not catalog.has_raw_votes:
+                raise CatalogError(f"{name}: raw vote targets need the '..._weighted_fraction' columns, which this "
+                                   "catalog lacks (ingest them from a Hart16-layout source)")
+            votes = GZ2_TREE.cumulative(raw_vote_matrix(table))
         if test_masks is None:
             split = assign_splits(ids, val_fraction, test_fraction)
         else:

@@ -212,7 +212,8 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
     keras.utils.set_random_seed(settings.seed)
     spec = config.image
     wanted = tuple(t for h, t in (("classifier", "label"), ("regressor", "votes")) if h in heads)
-    tset = training_set(catalogs, names, spec, settings.val_fraction, settings.test_fraction, test_masks, wanted)
+    tset = training_set(catalogs, names, spec, settings.val_fraction, settings.test_fraction, test_masks, wanted,
+                        settings.vote_targets)
     has_label, has_votes = tset.has_label, tset.has_votes
     lacking = [need for head, need, have in (("classifier", "a 'label' column with values", has_label),
                                              ("regressor", "the 37 GZ2 vote fractions", has_votes))

@@ -128,7 +128,9 @@ def _classifier(model, sidecar: dict, config: ModelConfig) -> Source:
     calibration = sidecar.get("calibration") or {"temperature": 1.0, "method": "none (trained before calibration)"}
     return Source("classifier", model, image, (unit,),
                   {"class_names": names, "ood": ood.summary(), "calibration": calibration,
-                   "embedding": embedding.summary()},
+                   "embedding": embedding.summary(),
+                   # every label scheme's head as trained (the graph serves the first one's classes)
+                   **({"class_heads": sidecar["class_heads"]} if "class_heads" in sidecar else {})},
                   lambda images: {spec.name: {"image": images}}, agreement)
 
 

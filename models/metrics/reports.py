@@ -178,7 +178,8 @@ CV_ROWS = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
            ("knn_balanced_accuracy", "embedding: 10-NN classifier balanced accuracy"),
            ("supported_share", "share of labels a majority of volunteers supports (cumulative votes ≥ 0.5)"),
            ("rmse_per_question_floor", "mean-vote floor, RMSE per question"),
-           ("rmse_kaggle_floor", "mean-vote floor, RMSE (Kaggle definition)"))
+           ("rmse_kaggle_floor", "mean-vote floor, RMSE (Kaggle definition)"),
+           ("rmse_kaggle_raw", "RMSE (Kaggle definition) against the raw, not debiased, votes"))
 STRATA_LABELS = {"all": "all labels", "supported": "supported (debiased votes ≥ 0.5)",
                  "visible": "visible (raw and debiased votes ≥ 0.5)", "confident": "confident (debiased votes ≥ 0.8)"}
 

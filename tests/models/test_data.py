@@ -61,3 +61,35 @@ def test_joint_model_shares_weights_with_the_standalone_models():
     np.testing.assert_allclose(joint["probs"], m.classifier(x, training=False), atol=1e-6)
     np.testing.assert_allclose(joint["votes"], m.regressor(x, training=False), atol=1e-6)
     assert m.classifier.get_layer("backbone") is m.regressor.get_layer("backbone")
+
+
+def _voted_catalog(tmp_path, raw: bool) -> Catalog:
+    from catalogs.tree import GZ2_TREE
+
+    (tmp_path / "img").mkdir(exist_ok=True)
+    for i in range(4):
+        Image.fromarray(np.full((40, 40, 3), 40 * i, np.uint8)).save(tmp_path / "img" / f"{i}.jpg")
+    columns = {"object_id": [f"o{i}" for i in range(4)], "image_path": [f"img/{i}.jpg" for i in range(4)],
+               "label": ["elliptical"] * 4}
+    columns.update({c: [0.5] * 4 for c in GZ2_TREE.debiased_columns})
+    if raw:
+        columns.update({c: [0.25] * 4 for c in GZ2_TREE.weighted_columns})
+    return Catalog(pa.table(columns), tmp_path, "gz2")
+
+
+@pytest.mark.parametrize("targets,raw,first", [("debiased", False, 0.5), ("debiased", True, 0.5), ("raw", True, 0.25)])
+def test_the_vote_targets_come_from_the_fractions_asked_for(tmp_path, targets, raw, first):
+    from models.data import training_set
+
+    tset = training_set([_voted_catalog(tmp_path, raw)], ["gz2"], ImageSpec(size=16, framing="fixed"), 0.0, 0.0,
+                        vote_targets=targets)
+    assert tset.votes[:, 0] == pytest.approx([first] * 4)  # t01 a01 is a root answer: cumulative = fraction
+
+
+def test_raw_vote_targets_refuse_a_catalog_without_raw_fractions(tmp_path):
+    from catalogs.errors import CatalogError
+    from models.data import training_set
+
+    with pytest.raises(CatalogError, match="weighted_fraction"):
+        training_set([_voted_catalog(tmp_path, False)], ["gz2"], ImageSpec(size=16, framing="fixed"), 0.0, 0.0,
+                     vote_targets="raw")
