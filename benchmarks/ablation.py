@@ -193,7 +193,11 @@ def ledger_table(lines: list[dict], protocol: dict | None = None) -> list[dict]:
 
 
 def _pm(entry: dict | None, digits: int = 3) -> str:
-    return "–" if entry is None else f"{entry['mean']:.{digits}f} ± {entry['sd']:.{digits}f}"
+    if entry is None:
+        return "–"
+    if len(entry.get("folds", [])) == 1:  # one fold has no spread to show
+        return f"{entry['mean']:.{digits}f}"
+    return f"{entry['mean']:.{digits}f} ± {entry['sd']:.{digits}f}"
 
 
 def _stratum(e: dict, stratum: str, key: str = "accuracy") -> str:

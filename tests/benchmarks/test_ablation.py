@@ -50,7 +50,7 @@ def test_the_table_comes_from_the_ledger_lines_of_one_protocol():
     assert rows[0]["report"]["gz2"]["strata"]["all"]["accuracy"]["mean"] == pytest.approx(0.7)
     assert rows[0]["report"]["gz2"]["strata"]["all"]["n"] == 20
     md = ablation_markdown(rows, PROTOCOL)
-    assert "### gz2" in md and "| default | 2/2 | 0.700 ± 0.141 (n=20) |" in md and "| union | 1/2 |" in md
+    assert "### gz2" in md and "| default | 2/2 | 0.700 ± 0.141 (n=20) |" in md and "| union | 1/2 | 0.700 (n=10) |" in md  # one fold: no spread shown
     assert ledger_table(lines, PROTOCOL) == rows  # the same lines, the same table
 
 
