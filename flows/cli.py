@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -24,6 +25,7 @@ from export.serve.similar import DEFAULT_K
 from export.serve.unusual import DEFAULT_N
 from flows.common import UsageError, direct_run_settings, quiet_bad_input_tracebacks
 from flows.progress import quiet_tensorflow
+from flows.temporary_server import api_url_configured, temporary_server
 from models.config import TrainSettings
 
 # Telemetry cannot reach its host from survey clusters (nor from here) and only logs errors.
@@ -31,6 +33,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 EXIT_BAD_INPUT = 2
 DEPLOYMENT_COMMANDS = ("serve",)
+SELF_STOPPING = ("serve", "app")  # they stop what they serve on SIGINT and SIGTERM themselves
+NO_FLOW_COMMANDS = ("similar", "unusual", "select", "app")  # queries and the web demo: no Prefect API
 TRAIN_EXTRA = ("tensorflow", "keras", "tf2onnx", "onnx", "sacrebleu")  # pyproject's `train` extra
 
 
@@ -678,15 +682,44 @@ TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ab
                        "bench-active", "bench-decode", "bench-gpu", "bench-labels")
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached the command: it unwinds like Ctrl-C (flows end crashed, task
+    runners and the temporary server are shut down) and exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (a service manager, ``kill``) stops the command as Ctrl-C does, instead of ending
+    it before any cleanup. A SIGINT the shell ignores (``nohup``, ``&``) stays ignored."""
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _raise_stopped)
+
+
+# What a stopped command leaves, for its message (the others write their outputs whole or not at all).
+STOPPED_HINTS = {"annotate": "finished shards are kept; the same command resumes from there"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_bad_input_tracebacks()
+    if args.command not in SELF_STOPPING:
+        _stop_on_signals()
     try:
         if args.command in TENSORFLOW_COMMANDS:
             quiet_tensorflow()
         # serve's flow runs are deployment runs, in subprocesses that inherit these settings: they
         # keep Prefect's heartbeats; every other command runs its flows here and now.
-        with nullcontext() if args.command in DEPLOYMENT_COMMANDS else direct_run_settings():
+        own_server = args.command not in NO_FLOW_COMMANDS and not api_url_configured()
+        with temporary_server() if own_server else nullcontext(), \
+                nullcontext() if args.command in DEPLOYMENT_COMMANDS else direct_run_settings():
             args.func(args)
     except MorphcatError as exc:
         print(f"morphcat {args.command}: {exc}", file=sys.stderr)
@@ -697,6 +730,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"morphcat {args.command}: needs {exc.name}, which an annotation-only install lacks: "
               "pip install 'morphcat[train]'", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Stopped as exc:
+        hint = STOPPED_HINTS.get(args.command)
+        print(f"morphcat {args.command}: stopped by {exc}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        return 128 + exc.signum
     return 0
 
 
