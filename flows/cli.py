@@ -33,7 +33,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 EXIT_BAD_INPUT = 2
 DEPLOYMENT_COMMANDS = ("serve",)
-SELF_STOPPING = ("serve", "app")  # they stop what they serve on SIGINT and SIGTERM themselves
+SELF_STOPPING = ("app",)  # it stops its web server on SIGINT and SIGTERM itself
 NO_FLOW_COMMANDS = ("similar", "unusual", "select", "app")  # queries and the web demo: no Prefect API
 TRAIN_EXTRA = ("tensorflow", "keras", "tf2onnx", "onnx", "sacrebleu")  # pyproject's `train` extra
 
@@ -130,7 +130,23 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     elif any(value is not None for value in given.values()):
         raise UsageError("--catalog, --bundle and --out set the scheduled run: give --cron too "
                            "(on-demand runs take them as -p parameters)")
-    serve_deployments(schedule, limit=args.limit)
+    from prefect.settings import PREFECT_API_URL
+
+    def serving(names: list[str]) -> None:
+        print(f"morphcat serve: serving {', '.join(names)} to the Prefect server at {PREFECT_API_URL.value()} "
+              "(Ctrl-C or SIGTERM stops); start a run with: prefect deployment run NAME -p …", flush=True)
+
+    end = serve_deployments(schedule, limit=args.limit, on_serving=serving)
+    if end.paused:
+        print(f"morphcat serve: stopped; paused {', '.join(end.paused)}", file=sys.stderr)
+    reasons: dict[str, list[str]] = {}
+    for name, why in end.not_paused.items():
+        reasons.setdefault(why, []).append(name)
+    for why, names in reasons.items():
+        print(f"morphcat serve: could not pause {', '.join(names)} ({why}); a schedule among them goes on "
+              "creating runs until `prefect deployment pause NAME`", file=sys.stderr)
+    if not end.runner_stopped:
+        print("morphcat serve: the runner did not stop in time; exiting without it", file=sys.stderr)
 
 
 def _cmd_hats(args: argparse.Namespace) -> None:
