@@ -162,38 +162,35 @@ def _cmd_hats(args: argparse.Namespace) -> None:
 
 def _cmd_similar(args: argparse.Namespace) -> None:
     # A query, not a batch stage: no flow (a Prefect run would cost seconds around milliseconds).
-    from rich.console import Console
-    from rich.table import Table
-
     from export.serve.similar import similar
+    from flows.tables import print_table
 
     run, table = similar(args.annotations, object_id=args.object_id, image=args.image, bundle=args.bundle,
                          k=args.k, run_id=args.run)
     info = run.info
     how = "built" if run.built else "read"
-    console = Console()
-    console.print(f"run {run.run_id}: {info['rows']} embeddings, {info['kind']} index {how} "
-                  f"({run.folder}); most like {args.object_id or args.image}:")
-    shown = Table(*table.columns)
-    for row in table.iter_rows():
-        shown.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
-    console.print(shown)
+    # What the table is goes to stderr: piped, stdout is the table alone.
+    print(f"run {run.run_id}: {info['rows']} embeddings, {info['kind']} index {how} ({run.folder}); most like "
+          f"{args.object_id or args.image}:", file=sys.stderr, flush=True)
+    print_table(table)
     if args.output is not None:
         (table.write_csv if args.output.suffix == ".csv" else table.write_parquet)(args.output)
-        console.print(f"written to {args.output}")
+        print(f"written to {args.output}", file=sys.stderr)
 
 
 def _cmd_unusual(args: argparse.Namespace) -> None:
     # Like similar: one computation over a finished run, no flow around it.
     from export.serve.unusual import write_unusual
+    from flows.tables import print_table
 
     r = write_unusual(args.annotations, n=args.n, run_id=args.run, catalog=args.catalog)
-    print(f"run {r.run_id}: {r.table.height} galaxies ranked → {r.parquet}")
-    print(r.table.head(10).select("rank", "object_id", "score", "label_pred", "reason"))
+    print(f"run {r.run_id}: {r.table.height} galaxies ranked → {r.parquet}; the first 10:", file=sys.stderr,
+          flush=True)
+    print_table(r.table.head(10).select("rank", "object_id", "score", "label_pred", "reason"))
     if r.sheet is not None:
-        print(f"contact sheet of the top {min(args.n, r.table.height)}: {r.sheet}")
+        print(f"contact sheet of the top {min(args.n, r.table.height)}: {r.sheet}", file=sys.stderr)
     else:
-        print(f"no contact sheet: {r.no_sheet_reason}")
+        print(f"no contact sheet: {r.no_sheet_reason}", file=sys.stderr)
 
 
 def _cmd_select(args: argparse.Namespace) -> None:
