@@ -23,6 +23,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:__array__ imp
 STOP_BOUND = 20  # s: generous on a loaded 2-core machine; the commands take a few
 
 
+def _as_a_terminal_job() -> None:
+    """In the child before exec: SIGINT handled by default, as for a terminal's foreground job,
+    even where this test runs with it ignored (``nohup``, ``&``), which the child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _without_api(tmp_path: Path) -> tuple[dict[str, str], str]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     return tagged(env | {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
@@ -37,7 +43,7 @@ def test_ctrl_c_stops_a_training_run_and_leaves_nothing(tmp_path):
     with log_path.open("w") as log:
         proc = subprocess.Popen([str(BIN / "morphcat"), "train", str(catalog), "--out", str(out), "--models",
                                  "classifier", "--epochs", "1000", "--image-size", "32"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_as_a_terminal_job)
     try:
         _wait(lambda: "Beginning flow run" in log_path.read_text(), 300, "the training flow starting", proc)
         time.sleep(3)  # into the epochs
