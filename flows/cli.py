@@ -330,10 +330,11 @@ def _cmd_bench_active(args: argparse.Namespace) -> None:
 
 def _cmd_bench_ood(args: argparse.Namespace) -> None:
     from benchmarks.ood import ood_markdown, run_ood_bench
+    from catalogs.atomic import write_text
 
     result = run_ood_bench(args.out, args.bundle, args.catalog, synthetic=args.synthetic, seed=args.seed)
     text = ood_markdown(result)
-    (args.out / "ood.md").write_text(text)
+    write_text(args.out / "ood.md", text)
     print(text)
     print(f"results: {args.out / 'ood.json'}, {args.out / 'ood.md'}")
 
