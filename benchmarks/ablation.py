@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catalogs.atomic import write_text
 from models.config import BackboneConfig, ModelConfig, TrainSettings
 
 REFERENCE = "default"
@@ -273,6 +274,6 @@ def run_ablation(catalogs: list[Path], out: Path, variants: list[str], ledger: P
             book.append(run_cell(v, f, loaded, names, folds, protocol, settings, out, throughput_images))
     rows = [r for r in ledger_table(book.lines(), protocol) if r["variant"] in variants]
     summary = {"protocol": protocol, "ledger": str(book.path), "results": rows}
-    (out / "ablation.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    (out / "ablation.md").write_text(ablation_markdown(rows, protocol))
+    write_text(out / "ablation.json", json.dumps(summary, indent=2, default=float) + "\n")
+    write_text(out / "ablation.md", ablation_markdown(rows, protocol))
     return summary

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import write_summary
+from catalogs.atomic import atomic_path
 
 DEFAULT_STRATEGIES = ("random", "entropy", "margin", "bald", "diverse")
 
@@ -130,5 +131,6 @@ def plot_curves(curves: dict[str, list[dict]], ylabel: str, path: Path) -> None:
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from catalogs.atomic import atomic_path, write_text
 from catalogs.contract import read_catalog, write_catalog
 from catalogs.decoding import BATCH_SIZE
 from catalogs.shards import SHARD_SIZE
@@ -123,8 +124,8 @@ def write_load_results(r: dict, out: Path) -> dict[str, Path]:
 
     out = Path(out)
     paths = {"json": out / "load.json", "md": out / "load.md", "png": out / "load.png"}
-    paths["json"].write_text(json.dumps(r, indent=2) + "\n")
-    paths["md"].write_text(load_markdown(r))
+    write_text(paths["json"], json.dumps(r, indent=2) + "\n")
+    write_text(paths["md"], load_markdown(r))
     fig, ax = plt.subplots(figsize=(7, 3.2))
     t, rss = zip(*r["rss_samples"]) if r["rss_samples"] else ((), ())
     ax.plot(t, rss)
@@ -133,6 +134,7 @@ def write_load_results(r: dict, out: Path) -> dict[str, Path]:
     ax.set_ylim(bottom=0)
     ax.set_title(f"catalog-annotate on {r['rows']:,} rows")
     fig.tight_layout()
-    fig.savefig(paths["png"], dpi=110)
+    with atomic_path(paths["png"]) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return paths

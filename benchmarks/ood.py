@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from catalogs.atomic import write_text
 from catalogs.contract import Catalog, read_catalog, write_catalog
 from catalogs.outputs import PREDICTIONS
 from catalogs.shards import run_folder
@@ -129,7 +130,7 @@ def run_ood_bench(out: Path, bundle: Path, catalog: Path | None, synthetic: int 
     result = {"bundle_id": summary["bundle_id"], "rows": summary["catalog_rows"], "errors": summary["errors"],
               "groups": separation(predictions, groups, "group").to_dicts(),
               "kinds": separation(predictions, groups, "kind").to_dicts()}
-    (out / "ood.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "ood.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

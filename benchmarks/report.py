@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from catalogs.atomic import atomic_path, write_text
+
 THROUGHPUTS = (("morphcat", "morphcat_ips", "catalog-annotate end to end (decode, classifier + Grad-CAM, "
                                             "regressor, captions, CAM statistics, Parquet)"),
                ("Keras path", "keras_ips", "tf.data + compiled Keras models + GradientTape Grad-CAM + "
@@ -16,8 +18,8 @@ THROUGHPUTS = (("morphcat", "morphcat_ips", "catalog-annotate end to end (decode
 
 def write_summary(out: Path, stem: str, summary: dict, markdown: str) -> dict:
     """A benchmark's figures as ``OUT/<stem>.json`` and its table as ``OUT/<stem>.md``."""
-    (Path(out) / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (Path(out) / f"{stem}.md").write_text(markdown)
+    write_text(Path(out) / f"{stem}.json", json.dumps(summary, indent=2) + "\n")
+    write_text(Path(out) / f"{stem}.md", markdown)
     return summary
 
 
@@ -78,14 +80,15 @@ def plot_results(r: dict, path: Path) -> None:
     ax.set_title(f"annotate throughput, N = {r['n']}, {r['machine']['cores']} cores, {r['provider']}")
     ax.set_xlim(0, max(values) * 1.15)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
 def write_results(r: dict, out: Path) -> dict[str, Path]:
     out = Path(out)
     paths = {"json": out / "results.json", "md": out / "results.md", "png": out / "results.png"}
-    paths["json"].write_text(json.dumps(r, indent=2) + "\n")
-    paths["md"].write_text(results_markdown(r))
+    write_text(paths["json"], json.dumps(r, indent=2) + "\n")
+    write_text(paths["md"], results_markdown(r))
     plot_results(r, paths["png"])
     return paths

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.load import load_catalog
+from catalogs.atomic import write_text
 from catalogs.decoding import BATCH_SIZE
 from catalogs.shards import SHARD_SIZE
 
@@ -77,8 +78,8 @@ def run_shard_bench(out: Path, bundle: Path, rows: list[int], images: int = 1000
                                       3),
                "process_startup_ratio": round(float(np.median(large["process_startup_seconds"])
                                                     / np.median(small["process_startup_seconds"])), 3)}
-    (out / "shards.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "shards.md").write_text(shard_markdown(summary))
+    write_text(out / "shards.json", json.dumps(summary, indent=2) + "\n")
+    write_text(out / "shards.md", shard_markdown(summary))
     return summary
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -24,6 +25,7 @@ from export.serve.similar import DEFAULT_K
 from export.serve.unusual import DEFAULT_N
 from flows.common import UsageError, direct_run_settings, quiet_bad_input_tracebacks
 from flows.progress import quiet_tensorflow
+from flows.temporary_server import api_url_configured, temporary_server
 from models.config import TrainSettings
 
 # Telemetry cannot reach its host from survey clusters (nor from here) and only logs errors.
@@ -31,6 +33,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 EXIT_BAD_INPUT = 2
 DEPLOYMENT_COMMANDS = ("serve",)
+SELF_STOPPING = ("app",)  # it stops its web server on SIGINT and SIGTERM itself
+NO_FLOW_COMMANDS = ("similar", "unusual", "select", "app")  # queries and the web demo: no Prefect API
 TRAIN_EXTRA = ("tensorflow", "keras", "tf2onnx", "onnx", "sacrebleu")  # pyproject's `train` extra
 
 
@@ -126,7 +130,23 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     elif any(value is not None for value in given.values()):
         raise UsageError("--catalog, --bundle and --out set the scheduled run: give --cron too "
                            "(on-demand runs take them as -p parameters)")
-    serve_deployments(schedule, limit=args.limit)
+    from prefect.settings import PREFECT_API_URL
+
+    def serving(names: list[str]) -> None:
+        print(f"morphcat serve: serving {', '.join(names)} to the Prefect server at {PREFECT_API_URL.value()} "
+              "(Ctrl-C or SIGTERM stops); start a run with: prefect deployment run NAME -p …", flush=True)
+
+    end = serve_deployments(schedule, limit=args.limit, on_serving=serving)
+    if end.paused:
+        print(f"morphcat serve: stopped; paused {', '.join(end.paused)}", file=sys.stderr)
+    reasons: dict[str, list[str]] = {}
+    for name, why in end.not_paused.items():
+        reasons.setdefault(why, []).append(name)
+    for why, names in reasons.items():
+        print(f"morphcat serve: could not pause {', '.join(names)} ({why}); a schedule among them goes on "
+              "creating runs until `prefect deployment pause NAME`", file=sys.stderr)
+    if not end.runner_stopped:
+        print("morphcat serve: the runner did not stop in time; exiting without it", file=sys.stderr)
 
 
 def _cmd_hats(args: argparse.Namespace) -> None:
@@ -142,38 +162,35 @@ def _cmd_hats(args: argparse.Namespace) -> None:
 
 def _cmd_similar(args: argparse.Namespace) -> None:
     # A query, not a batch stage: no flow (a Prefect run would cost seconds around milliseconds).
-    from rich.console import Console
-    from rich.table import Table
-
     from export.serve.similar import similar
+    from flows.tables import print_table
 
     run, table = similar(args.annotations, object_id=args.object_id, image=args.image, bundle=args.bundle,
                          k=args.k, run_id=args.run)
     info = run.info
     how = "built" if run.built else "read"
-    console = Console()
-    console.print(f"run {run.run_id}: {info['rows']} embeddings, {info['kind']} index {how} "
-                  f"({run.folder}); most like {args.object_id or args.image}:")
-    shown = Table(*table.columns)
-    for row in table.iter_rows():
-        shown.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
-    console.print(shown)
+    # What the table is goes to stderr: piped, stdout is the table alone.
+    print(f"run {run.run_id}: {info['rows']} embeddings, {info['kind']} index {how} ({run.folder}); most like "
+          f"{args.object_id or args.image}:", file=sys.stderr, flush=True)
+    print_table(table)
     if args.output is not None:
         (table.write_csv if args.output.suffix == ".csv" else table.write_parquet)(args.output)
-        console.print(f"written to {args.output}")
+        print(f"written to {args.output}", file=sys.stderr)
 
 
 def _cmd_unusual(args: argparse.Namespace) -> None:
     # Like similar: one computation over a finished run, no flow around it.
     from export.serve.unusual import write_unusual
+    from flows.tables import print_table
 
     r = write_unusual(args.annotations, n=args.n, run_id=args.run, catalog=args.catalog)
-    print(f"run {r.run_id}: {r.table.height} galaxies ranked → {r.parquet}")
-    print(r.table.head(10).select("rank", "object_id", "score", "label_pred", "reason"))
+    print(f"run {r.run_id}: {r.table.height} galaxies ranked → {r.parquet}; the first 10:", file=sys.stderr,
+          flush=True)
+    print_table(r.table.head(10).select("rank", "object_id", "score", "label_pred", "reason"))
     if r.sheet is not None:
-        print(f"contact sheet of the top {min(args.n, r.table.height)}: {r.sheet}")
+        print(f"contact sheet of the top {min(args.n, r.table.height)}: {r.sheet}", file=sys.stderr)
     else:
-        print(f"no contact sheet: {r.no_sheet_reason}")
+        print(f"no contact sheet: {r.no_sheet_reason}", file=sys.stderr)
 
 
 def _cmd_select(args: argparse.Namespace) -> None:
@@ -313,10 +330,11 @@ def _cmd_bench_active(args: argparse.Namespace) -> None:
 
 def _cmd_bench_ood(args: argparse.Namespace) -> None:
     from benchmarks.ood import ood_markdown, run_ood_bench
+    from catalogs.atomic import write_text
 
     result = run_ood_bench(args.out, args.bundle, args.catalog, synthetic=args.synthetic, seed=args.seed)
     text = ood_markdown(result)
-    (args.out / "ood.md").write_text(text)
+    write_text(args.out / "ood.md", text)
     print(text)
     print(f"results: {args.out / 'ood.json'}, {args.out / 'ood.md'}")
 
@@ -678,15 +696,44 @@ TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ab
                        "bench-active", "bench-decode", "bench-gpu", "bench-labels")
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached the command: it unwinds like Ctrl-C (flows end crashed, task
+    runners and the temporary server are shut down) and exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (a service manager, ``kill``) stops the command as Ctrl-C does, instead of ending
+    it before any cleanup. A SIGINT the shell ignores (``nohup``, ``&``) stays ignored."""
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _raise_stopped)
+
+
+# What a stopped command leaves, for its message (the others write their outputs whole or not at all).
+STOPPED_HINTS = {"annotate": "finished shards are kept; the same command resumes from there"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_bad_input_tracebacks()
+    if args.command not in SELF_STOPPING:
+        _stop_on_signals()
     try:
         if args.command in TENSORFLOW_COMMANDS:
             quiet_tensorflow()
         # serve's flow runs are deployment runs, in subprocesses that inherit these settings: they
         # keep Prefect's heartbeats; every other command runs its flows here and now.
-        with nullcontext() if args.command in DEPLOYMENT_COMMANDS else direct_run_settings():
+        own_server = args.command not in NO_FLOW_COMMANDS and not api_url_configured()
+        with temporary_server() if own_server else nullcontext(), \
+                nullcontext() if args.command in DEPLOYMENT_COMMANDS else direct_run_settings():
             args.func(args)
     except MorphcatError as exc:
         print(f"morphcat {args.command}: {exc}", file=sys.stderr)
@@ -697,6 +744,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"morphcat {args.command}: needs {exc.name}, which an annotation-only install lacks: "
               "pip install 'morphcat[train]'", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Stopped as exc:
+        hint = STOPPED_HINTS.get(args.command)
+        print(f"morphcat {args.command}: stopped by {exc}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        return 128 + exc.signum
     return 0
 
 

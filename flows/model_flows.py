@@ -8,6 +8,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from catalogs.atomic import atomic_path, write_text
 from catalogs.contract import read_catalog
 from catalogs.inputs import ImageSpec
 from flows.progress import epoch_bar
@@ -114,7 +115,7 @@ def choose_captions(catalog_paths: list[Path], out: Path, regressor_dir: Path) -
     path = out / "captioner.json"
     side = json.loads(path.read_text())
     side["caption_choice"] = {**choice, "regressor_from": str(regressor_dir)}
-    path.write_text(json.dumps(side, indent=2, sort_keys=True, default=str))
+    write_text(path, json.dumps(side, indent=2, sort_keys=True, default=str))
     return choice
 
 
@@ -197,7 +198,7 @@ def score_models(models_dir: Path, catalog_path: Path, out: Path) -> dict:
     if "caption" in catalog.table.column_names:
         if "captioner" in present:
             parts["captions"], refs, hyps, _ = evaluate_captioner(*load_trained(models_dir, "captioner"), catalog)
-            (out / "captions.tsv").write_text(
+            write_text(out / "captions.tsv",
                 "reference\thypothesis\n" + "".join(f"{r}\t{h}\n" for r, h in zip(refs, hyps)))
         if predicted_votes is not None:
             parts["template_baseline"] = template_baseline(catalog, *predicted_votes)
@@ -225,7 +226,7 @@ def evaluate_models(models_dir: Path, catalog: Path, out: Path) -> dict:
     if baseline:
         markdown += (f"\n\nTemplate captions from the regressor's predicted votes (baseline): "
                      f"BLEU-4 {baseline['bleu4']:.3f}, feature agreement {baseline['caption_agreement']:.3f}")
-    (Path(out) / "metrics.md").write_text(markdown + "\n")
+    write_text(Path(out) / "metrics.md", markdown + "\n")
     create_markdown_artifact(markdown, key="evaluation", description=f"morphcat evaluate {models_dir} on {catalog}")
     return metrics
 
@@ -283,9 +284,10 @@ def cross_validate(catalogs: list[Path], out: Path, k: int = 5,
                              f"{name}: calibration of the classifier ({k}-fold, pooled)")
     summary = {"k": k, "catalogs": [str(c) for c in catalogs], "models": list(models), "config": config,
                "settings": settings, "report": report}
-    (out / "cv.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    pq.write_table(held_out_table(held_out), out / "predictions.parquet")
+    write_text(out / "cv.json", json.dumps(summary, indent=2, default=float) + "\n")
+    with atomic_path(out / "predictions.parquet") as tmp:
+        pq.write_table(held_out_table(held_out), tmp)
     markdown = cv_markdown(report, k)
-    (out / "cv.md").write_text(markdown)
+    write_text(out / "cv.md", markdown)
     create_markdown_artifact(markdown, key="cross-validation", description=f"{k}-fold cross-validation")
     return summary

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import keras
 
+from catalogs.atomic import atomic_path, write_text
 from models.errors import ArtifactError
 from models.metrics import plot_training_curves
 from models.train import MODEL_KINDS, TrainedModel
@@ -20,10 +21,11 @@ def save_trained(trained: TrainedModel, out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / f"{trained.kind}.keras"
-    trained.model.save(model_path)
+    with atomic_path(model_path) as tmp:
+        trained.model.save(tmp)
     sidecar = dict(trained.sidecar, history=trained.history)
     sidecar_path = out_dir / f"{trained.kind}.json"
-    sidecar_path.write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str))
+    write_text(sidecar_path, json.dumps(sidecar, indent=2, sort_keys=True, default=str))
     paths = {"model": model_path, "sidecar": sidecar_path}
     if trained.history:
         paths["curves"] = plot_training_curves(trained.history, out_dir / f"{trained.kind}_curves.png",

@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from catalogs.atomic import atomic_path
+
 __all__ = [
     "confusion_matrix_figure",
     "plot_confusion_matrix",
@@ -36,7 +38,8 @@ def _new_figure(**kwargs) -> Figure:
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     return path
 
 

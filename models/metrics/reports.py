@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from catalogs.atomic import write_text
+
 __all__ = [
     "HEADLINE_KEYS",
     "SECTIONS",
@@ -118,7 +120,7 @@ def write_metrics_json(metrics: Mapping, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_json_safe(_with_headline(metrics)), indent=2, allow_nan=False, ensure_ascii=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    write_text(path, text + "\n")
     return path
 
 

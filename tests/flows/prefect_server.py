@@ -1,14 +1,20 @@
 """What the deployment tests share: the Prefect executables, a free loopback port, waiting for a
-condition, stopping a process (the server fixture itself is in ``conftest.py``)."""
+condition, stopping a process, a real Prefect server (the ``server`` fixture in ``conftest.py``
+runs one per test module)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 BIN = Path(sys.executable).parent
 
@@ -39,3 +45,31 @@ def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def prefect_server(home: Path) -> Iterator[tuple[dict[str, str], subprocess.Popen]]:
+    """``prefect server start`` on a free loopback port with its own SQLite database in ``home``;
+    yields the environment that points clients at it and the server's process (stopped, if the
+    test has not, on the way out). Asserts that the server logged no error."""
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    log = (home / "server.log").open("w")
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def healthy():
+        try:
+            return httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        _wait(healthy, 120, "prefect server start", proc)
+        yield env, proc
+    finally:
+        _stop(proc)
+        log.close()
+        errors = [line for line in (home / "server.log").read_text().splitlines() if "| ERROR" in line]
+        assert not errors, f"the Prefect server logged errors: {errors[:3]}"

@@ -1,7 +1,9 @@
 """A real Dask cluster that loses a worker: ``dask scheduler`` and two ``dask worker`` processes
 on local ports, ``morphcat annotate --runner dask --dask-address …``, one worker killed with
 SIGKILL while shards are in flight. The output must be exactly what an undisturbed run writes:
-every row once, byte-identical Parquet per shard."""
+every row once, byte-identical Parquet per shard. Neither the command nor the workers have a
+PREFECT_API_URL: the command's temporary server serves the run, and the workers, which receive
+its URL with each task, must never start one of their own (a worker killed would orphan it)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pytest
 
 from catalogs.contract import Catalog, write_catalog
 from catalogs.synthetic import render_survey
+from tests.flows.processes import alive, left_after, tagged
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
 
@@ -41,11 +44,11 @@ def _wait(predicate, timeout: float, what: str):
 
 
 @pytest.fixture
-def cluster(tmp_path, prefect_harness):
-    """A scheduler and two single-threaded worker processes; yields (address, workers, env)."""
-    from prefect.settings import PREFECT_API_URL
-
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+def cluster(tmp_path):
+    """A scheduler and two single-threaded worker processes, started without PREFECT_API_URL;
+    yields (address, workers, the tag in their environment)."""
+    env, tag = tagged({k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+                      | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_HOME": str(tmp_path / "worker-prefect")})
     info = tmp_path / "scheduler.json"
     procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
                                "--no-dashboard", "--scheduler-file", str(info)], env=env,
@@ -66,7 +69,7 @@ def cluster(tmp_path, prefect_harness):
                 return len(client.scheduler_info()["workers"]) == 2
 
         _wait(connected, 90, "two workers joining the scheduler")
-        yield address, workers, env
+        yield address, workers, tag
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -76,7 +79,7 @@ def cluster(tmp_path, prefect_harness):
 
 
 def test_a_worker_killed_mid_run_changes_nothing_in_the_output(cluster, tiny_bundle, morphcat, tmp_path):
-    address, workers, env = cluster
+    address, workers, worker_tag = cluster
     root = tmp_path / "survey"
     table = render_survey(root, n=N, seed=41, size=64, mix="balanced", workers=1)
     catalog = write_catalog(Catalog(table, root, "synthetic"), root / "catalog.parquet")
@@ -86,6 +89,8 @@ def test_a_worker_killed_mid_run_changes_nothing_in_the_output(cluster, tiny_bun
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     out = tmp_path / "disturbed"
+    env, run_tag = tagged({k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+                          | {"PREFECT_HOME": str(tmp_path / "prefect")})
     run = subprocess.Popen([str(BIN / "morphcat"), "annotate", str(catalog), "--bundle", str(tiny_bundle), "--out",
                             str(out), "--shard-size", str(SHARD), "--batch-size", "2", "--runner", "dask",
                             "--dask-address", address], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -97,6 +102,8 @@ def test_a_worker_killed_mid_run_changes_nothing_in_the_output(cluster, tiny_bun
     os.killpg(workers[0].pid, signal.SIGKILL)  # the worker and its nanny: a node lost
     stdout, stderr = run.communicate(timeout=600)
     assert run.returncode == 0, stderr[-3000:]
+    assert left_after(run_tag, 15) == []  # its temporary server ended with it
+    assert not [p for p in alive(worker_tag) if "prefect.server.api.server:create_app" in p]
     assert workers[0].wait(30) == -signal.SIGKILL and workers[1].poll() is None
     assert written_before_kill < N // SHARD  # the kill landed while shards were still to do
 

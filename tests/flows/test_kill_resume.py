@@ -20,6 +20,7 @@ import pytest
 
 from catalogs.contract import Catalog, write_catalog
 from catalogs.synthetic import render_survey
+from tests.flows.processes import alive, left_after, tagged
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
@@ -97,3 +98,25 @@ def test_a_run_killed_at_random_moments_resumes_to_identical_output(setting, tin
         assert again.wait(600) == 0, trial
         assert _files(out) == reference, trial
         assert not any((out / ".staging").iterdir()), trial
+
+
+def test_a_killed_run_leaves_no_process_behind(setting, tiny_bundle, tmp_path):
+    """Without PREFECT_API_URL the command starts its own temporary Prefect server. Killed with
+    SIGKILL mid-run (at its 5th shard-file rename), nothing it started may outlive it by more
+    than a few seconds, the server included; the rerun still ends identical."""
+    catalog, env, reference, _ = setting
+    own = {k: v for k, v in env.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(tmp_path / "prefect")}
+    own, tag = tagged(own)
+    out = tmp_path / "out"
+    proc = _annotate(catalog, tiny_bundle, out, own, kill_at_rename=5)
+    server_seen = []
+    while proc.poll() is None:  # the server is there while the run is: it serves it
+        server_seen += [p for p in alive(tag) if "prefect.server.api.server:create_app" in p]
+        time.sleep(0.2)
+    assert proc.returncode == -signal.SIGKILL
+    assert server_seen, "the run started no temporary server: nothing was tested"
+    assert left_after(tag, 15) == []
+    assert 0 < len(_files(out)) < len(reference)  # killed mid-run
+    again = _annotate(catalog, tiny_bundle, out, env)
+    assert again.wait(600) == 0
+    assert _files(out) == reference

@@ -5,6 +5,7 @@ galaxies volunteers should label next, as a Panoptes manifest."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def test_similar_by_object_id_lists_its_neighbours_and_saves_the_index_once(run,
     target = pred["object_id"][5]
     proc = morphcat("similar", run, "--object-id", target, "-k", 5, "--output", run.parent / "near.csv")
     assert proc.returncode == 0, proc.stderr
-    assert f"{N} embeddings, exact index built" in proc.stdout
+    assert f"{N} embeddings, exact index built" in proc.stderr
     listed = pl.read_csv(run.parent / "near.csv")
     assert listed["rank"].to_list() == [1, 2, 3, 4, 5] and target not in listed["object_id"].to_list()
     assert {"similarity", "label_pred", "confidence", "ood_flag", "ra", "dec"} <= set(listed.columns)
@@ -111,7 +112,18 @@ def test_similar_by_object_id_lists_its_neighbours_and_saves_the_index_once(run,
     info = json.loads((folder / "index.json").read_text())
     assert info["rows"] == N and info["kind"] == EXACT and info["metric"] == "cosine"
     again = morphcat("similar", run, "--object-id", target, "-k", 5)
-    assert again.returncode == 0 and "exact index read" in again.stdout
+    assert again.returncode == 0 and "exact index read" in again.stderr
+
+
+def test_similar_piped_prints_csv_with_the_k_ids_whole(run, morphcat):
+    pred = pl.read_parquet(run / "predictions" / "**" / "*.parquet")
+    proc = morphcat("similar", run, "--object-id", pred["object_id"][3], "-k", 7)  # stdout is a pipe
+    assert proc.returncode == 0, proc.stderr
+    listed = pl.read_csv(io.StringIO(proc.stdout), schema_overrides={"object_id": pl.String})
+    vectors = pred["embedding"].to_numpy()
+    order = [i for i in np.argsort(-(vectors @ vectors[3])) if i != 3][:7]
+    assert listed["object_id"].to_list() == pred["object_id"].gather(order).to_list()
+    assert listed["rank"].to_list() == list(range(1, 8))
 
 
 def test_similar_by_image_finds_the_galaxy_itself_first(run, survey, tiny_bundle, morphcat):
@@ -172,7 +184,7 @@ def test_unusual_ranks_every_galaxy_once_and_draws_the_top(run, survey, morphcat
                                                             .to_numpy()) / 2, rtol=1e-5)
     assert ranked["reason"].str.contains("isolated").all() and ranked["reason"].str.contains("unlike").all()
     assert (folder / "contact_sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "contact sheet of the top 6" in proc.stdout
+    assert "contact sheet of the top 6" in proc.stderr
 
 
 def test_unusual_without_the_catalog_still_ranks_and_says_why_there_is_no_sheet(survey, tiny_bundle, tmp_path,
@@ -186,7 +198,7 @@ def test_unusual_without_the_catalog_still_ranks_and_says_why_there_is_no_sheet(
     shutil.rmtree(moved)
     proc = morphcat("unusual", out)
     assert proc.returncode == 0, proc.stderr
-    assert "no contact sheet: catalog" in proc.stdout and "--catalog" in proc.stdout
+    assert "no contact sheet: catalog" in proc.stderr and "--catalog" in proc.stderr
     (folder,) = (out / "unusual").iterdir()
     assert pl.read_parquet(folder / "unusual.parquet").height == N and not (folder / "contact_sheet.png").exists()
 
