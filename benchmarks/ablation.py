@@ -63,7 +63,7 @@ def variant_config(variant: Variant, base: ModelConfig, settings: TrainSettings)
 def _throughput(models_dir: Path, work: Path, n_images: int) -> float:
     """images/s of the variant's exported bundle annotating ``n_images`` synthetic 424 px
     cutouts (the second of two runs: the first warms the caches)."""
-    from export.build.exporter import export_bundle
+    from export.builder.exporter import export_bundle
     from flows.annotate_flows import catalog_annotate
     from flows.catalog_flows import synthesize_survey
 

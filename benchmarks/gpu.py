@@ -44,7 +44,7 @@ def best_images_per_second(session, x: np.ndarray, runs: int = TIMED_RUNS) -> fl
 
 def build_bundle(out: Path, size: int, seed: int) -> Path:
     """Throw-away default-architecture models at ``size`` px and their bundle with a float16 copy."""
-    from export.build.exporter import export_bundle
+    from export.builder.exporter import export_bundle
     from flows.catalog_flows import synthesize_survey
     from flows.model_flows import train_models
 

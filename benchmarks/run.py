@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 
 from catalogs.contract import Catalog, read_catalog, write_catalog
 from catalogs.decoding import BATCH_SIZE
-from export.build.benchmark import timed_rates
+from export.builder.benchmark import timed_rates
 from flows.catalog_flows import synthesize_survey
 
 TARGETS = {  # name: (what it is, target, True when higher is better)
@@ -66,7 +66,7 @@ class BenchSettings:
 
 def median_rate(run: Callable[[], int], repeats: int) -> tuple[float, list[float]]:
     """Median rows per second of ``repeats`` timed calls of ``run`` after a warm-up
-    (``export.build.benchmark.timed_rates``), and every timed rate."""
+    (``export.builder.benchmark.timed_rates``), and every timed rate."""
     rates = timed_rates(run, repeats)
     return float(np.median(rates)), rates
 
@@ -108,7 +108,7 @@ def machine_line(m: dict) -> str:
 def build_inputs(out: Path, settings: BenchSettings) -> tuple[Path, Path, Path, Path]:
     """The N-galaxy catalog, its 10·N twin (the same images under new ids), the models and the
     bundle, under ``out``."""
-    from export.build.exporter import export_bundle
+    from export.builder.exporter import export_bundle
 
     survey = out / "survey"
     catalog = survey / "catalog.parquet"

@@ -23,7 +23,7 @@ RARE = ("merger",)
 def run_unusual_bench(out: Path, n: int = 2000, train_n: int = 1500, epochs: int = 20, size: int = 128,
                       seed: int = 0) -> dict:
     from catalogs.contract import Catalog, read_catalog, write_catalog
-    from export.build.exporter import export_bundle
+    from export.builder.exporter import export_bundle
     from export.serve.unusual import write_unusual
     from flows.annotate_flows import catalog_annotate
     from flows.catalog_flows import synthesize_survey

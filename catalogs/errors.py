@@ -3,7 +3,7 @@
 :class:`MorphcatError` is what the CLI reports as one message with exit status 2 and no
 traceback: something the user acts on (a catalog to fix, a model to re-train, a bundle to
 re-export), never a bug. Each stage has its own subclasses: :class:`CatalogError` here (a
-catalog or its source), ``models.errors.TrainingError``, ``export.build.errors.ExportError``,
+catalog or its source), ``models.errors.TrainingError``, ``export.builder.errors.ExportError``,
 ``export.serve.errors.BundleError``.
 
 Every catalog error says what is wrong in words a user can act on: the column, the first

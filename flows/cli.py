@@ -85,7 +85,7 @@ def _kinds(text: str) -> list[str]:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from export.build.report import bundle_markdown
+    from export.builder.report import bundle_markdown
     from flows.export_flows import export_onnx
 
     manifest = export_onnx(models_dir=args.models_dir, out=args.out, catalog=args.catalog, int8=args.int8,

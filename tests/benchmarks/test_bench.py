@@ -52,7 +52,7 @@ class _Clock:
 
 
 def test_the_timer_leaves_the_warm_up_out_and_reports_rows_per_second(monkeypatch):
-    from export.build import benchmark
+    from export.builder import benchmark
 
     clock, durations = _Clock(), iter([99.0, 0.5, 2.0, 1.0])  # the warm-up is the slow one
 

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export.build.exporter import export_bundle
+from export.builder.exporter import export_bundle
 from export.serve.bundle import IMAGE_INPUT, MERGED_NAME, read_manifest
 from export.serve.providers import CPU, CUDA, cuda_unavailable_reason
 from flows.cli import EXIT_BAD_INPUT

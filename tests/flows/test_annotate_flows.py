@@ -234,8 +234,8 @@ def test_a_wrong_model_is_refused_before_any_work(case, survey, tiny_bundle, mor
 
 
 def test_an_int8_run_is_its_own_run_and_says_what_ran(survey, tiny_models, thread_run, morphcat, tmp_path):
-    from export.build import quantize
-    from export.build.exporter import export_bundle
+    from export.builder import quantize
+    from export.builder.exporter import export_bundle
 
     with pytest.MonkeyPatch.context() as mp:  # the tiny models cannot pass the real gate: judge leniently
         mp.setattr(quantize, "GATE", {k: (op, 0.0 if op == ">=" else 1.0) for k, (op, _) in quantize.GATE.items()})
