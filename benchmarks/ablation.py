@@ -1,4 +1,4 @@
-"""``morphcat bench-ablation``: which modelling choices help, cross-validated, with their cost.
+"""``morphcat bench ablation``: which modelling choices help, cross-validated, with their cost.
 
 Each variant is the default training (``models.config``) with a few settings changed, declared
 once in :data:`VARIANTS`. Every variant is cross-validated over the whole of every catalog given

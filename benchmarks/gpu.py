@@ -1,4 +1,4 @@
-"""``morphcat bench-gpu`` (what ``benchmarks/gpu.sh`` runs): the image graph on a GPU at several
+"""``morphcat bench gpu`` (what ``benchmarks/gpu.sh`` runs): the image graph on a GPU at several
 input sizes, fp32 against float16, and annotation end to end with its decode stage.
 
 On the device ``--device`` names (``auto``: CUDA when it can run here, else the CPU, said plainly):

@@ -1,4 +1,4 @@
-"""``morphcat bench-load``: does annotation memory stay flat on a large catalog?
+"""``morphcat bench load``: does annotation memory stay flat on a large catalog?
 
 A catalog of ``rows`` objects whose images are ``images`` synthetic cutouts reused through their
 paths (ids suffixed, as :func:`benchmarks.run.repeated` makes them) is annotated by

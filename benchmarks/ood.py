@@ -1,4 +1,4 @@
-"""``morphcat bench-ood``: how well a bundle's ``ood_flag`` separates galaxies from non-galaxies.
+"""``morphcat bench ood``: how well a bundle's ``ood_flag`` separates galaxies from non-galaxies.
 
 Annotates, with ``catalog-annotate``, one catalog of three groups:
 

@@ -1,4 +1,4 @@
-"""``morphcat bench``: annotate throughput of morphcat against the Keras path, the seed project's
+"""``morphcat bench throughput``: annotate throughput of morphcat against the Keras path, the seed project's
 captioning and the machine's limits, side by side in one process tree on one machine.
 
 Stages, on a synthetic catalog of N 424×424 JPEGs and one set of trained models (``--models``,
@@ -19,6 +19,7 @@ Each throughput is the median of ``repeats`` timed runs after one untimed warm-u
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -80,11 +81,19 @@ def machine() -> dict:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else None
     import onnxruntime as ort
-    import tensorflow as tf
 
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": None if memory is None else round(memory, 1),
             "cpu_flags": cpu_flags(), "platform": platform.platform(), "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "tensorflow": tf.__version__}
+            "onnxruntime": ort.__version__, "tensorflow": installed_version("tensorflow")}
+
+
+def installed_version(package: str) -> str | None:
+    """``package``'s installed version, read without importing it (the benchmarks that need no
+    TensorFlow never start it), or None where it is not installed."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 # The instruction sets the speed of convolutions depends on: every figure is quoted with them.

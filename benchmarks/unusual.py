@@ -1,4 +1,4 @@
-"""``morphcat bench-unusual``: do rare galaxies the models never saw rise to the top of
+"""``morphcat bench unusual``: do rare galaxies the models never saw rise to the top of
 ``morphcat unusual``?
 
 A classifier is trained on a synthetic survey from which every galaxy of the rare classes

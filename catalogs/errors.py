@@ -23,6 +23,11 @@ class MorphcatError(ValueError):
     """A user error of any stage: reported as one message (exit status 2), never a traceback."""
 
 
+class UsageError(MorphcatError):
+    """Parameters that contradict each other or lack a companion. Its message names them in
+    backticks (`shards`) when the library raises it; the command line shows its flags instead."""
+
+
 class CatalogError(MorphcatError):
     """The catalog (or its source) cannot be used as it is."""
 

@@ -22,7 +22,7 @@ from prefect.futures import as_completed
 from catalogs.decoding import BATCH_SIZE
 from catalogs.shards import SHARD_SIZE, account_rows, discard_incomplete, finished_shards, prepare_run
 from export.serve.shard import opened_bundle, opened_catalog, peak_rss_mb, run_shard, threads_per_worker
-from flows.common import UsageError
+from catalogs.errors import UsageError
 from flows.progress import StageBar
 
 RUNNERS = ("thread", "process", "dask")

@@ -87,7 +87,7 @@ def test_settings_below_one_are_refused():
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 def test_bench_measures_every_path_and_writes_its_results(tmp_path, tiny_models, morphcat):
     out = tmp_path / "bench"
-    proc = morphcat("bench", "--n", 6, "--out", out, "--models", tiny_models, "--repeats", 1, "--seed-images", 1,
+    proc = morphcat("bench", "throughput", "--n", 6, "--out", out, "--models", tiny_models, "--repeats", 1, "--seed-images", 1,
                     "--batch-size", 4)
     assert proc.returncode == 0, proc.stderr
     r = json.loads((out / "results.json").read_text())
@@ -155,7 +155,7 @@ def test_memory_is_read_only_of_a_started_child():
 @pytest.mark.slow
 def test_bench_load_accounts_for_every_row_and_samples_memory(tmp_path, tiny_bundle, morphcat):
     out = tmp_path / "load"
-    proc = morphcat("bench-load", "--bundle", tiny_bundle, "--out", out, "--rows", "90", "--images", "12",
+    proc = morphcat("bench", "load", "--bundle", tiny_bundle, "--out", out, "--rows", "90", "--images", "12",
                     "--size", "64", "--shard-size", "20")
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((out / "load.json").read_text())
@@ -181,7 +181,7 @@ def test_non_galaxy_images_are_of_every_kind_and_deterministic():
 def test_bench_ood_reports_every_group(tmp_path, galaxy_bundle, morphcat):
     survey = tmp_path / "given"
     assert morphcat("synth", survey, "--n", "6", "--seed", "8", "--size", "96").returncode == 0
-    proc = morphcat("bench-ood", "--bundle", galaxy_bundle, "--out", tmp_path / "ood",
+    proc = morphcat("bench", "ood", "--bundle", galaxy_bundle, "--out", tmp_path / "ood",
                     "--catalog", survey / "catalog.parquet", "--synthetic", "5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((tmp_path / "ood" / "ood.json").read_text())

@@ -1,4 +1,4 @@
-"""``morphcat bench-gpu`` (``benchmarks/gpu.sh``): on a machine with CUDA it measures the GPU; on
+"""``morphcat bench gpu`` (``benchmarks/gpu.sh``): on a machine with CUDA it measures the GPU; on
 one without, it says so and measures the CPU, writing every figure; asked for CUDA where it
 cannot run, it refuses. Each test runs where its case can happen and says why it skips elsewhere."""
 
@@ -33,7 +33,7 @@ def _fp16_agreement(bundle, batch: int, providers: list[str]) -> float:
 def _bench_measures(tmp_path, tiny_models, morphcat, device: str, provider: str) -> tuple[dict, str]:
     out = tmp_path / "gpu"
     export_bundle(tiny_models, out / "bundle-32", synthetic_images=8, fp16=True)  # spares the training
-    proc = morphcat("bench-gpu", "--out", out, "--sizes", "32", "--batch", 4, "--n", 8, "--device", device)
+    proc = morphcat("bench", "gpu", "--out", out, "--sizes", "32", "--batch", 4, "--n", 8, "--device", device)
     assert proc.returncode == 0, proc.stderr
     assert "| 32 px | 4 |" in proc.stdout
     s = json.loads((out / "gpu.json").read_text())
@@ -67,7 +67,7 @@ def test_with_cuda_the_gpu_bench_measures_the_gpu(tmp_path, tiny_models, morphca
 
 @pytest.mark.skipif(NO_CUDA is None, reason="this machine can run CUDA: there is nothing to refuse")
 def test_the_gpu_bench_refuses_cuda_where_it_cannot_run(tmp_path, morphcat):
-    proc = morphcat("bench-gpu", "--out", tmp_path / "gpu", "--device", "cuda")
+    proc = morphcat("bench", "gpu", "--out", tmp_path / "gpu", "--device", "cuda")
     assert proc.returncode == EXIT_BAD_INPUT
     assert "CUDA cannot run here" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "gpu").exists()
