@@ -44,15 +44,15 @@ def best_images_per_second(session, x: np.ndarray, runs: int = TIMED_RUNS) -> fl
 
 def build_bundle(out: Path, size: int, seed: int) -> Path:
     """Throw-away default-architecture models at ``size`` px and their bundle with a float16 copy."""
+    from catalogs.synthetic import synthesize_survey
     from export.builder.exporter import export_bundle
-    from flows.catalog_flows import synthesize_survey
     from flows.model_flows import train_models
 
     bundle = out / f"bundle-{size}"
     if (bundle / "bundle.json").is_file():
         return bundle
-    report = synthesize_survey(out=out / "train-survey", n=TRAIN_GALAXIES, seed=seed + 1, size=424, mix="balanced")
-    train_models(catalogs=[Path(report.catalog_path)], out=out / f"models-{size}",
+    catalog = synthesize_survey(out=out / "train-survey", n=TRAIN_GALAXIES, seed=seed + 1, size=424, mix="balanced")
+    train_models(catalogs=[catalog], out=out / f"models-{size}",
                  models=["classifier", "regressor", "captioner"], epochs=1, image_size=size, seed=seed)
     export_bundle(out / f"models-{size}", bundle, fp16=True)
     return bundle
@@ -81,12 +81,13 @@ def image_graph(bundle: Path, batch: int, device: str) -> dict:
 
 
 def end_to_end(out: Path, bundle: Path, n: int, device: str, seed: int) -> dict:
-    """catalog-annotate images/s over ``n`` JPEGs, decode alone and inference alone."""
+    """Annotation images/s over ``n`` JPEGs (``annotate_catalog``, what ``morphcat annotate`` runs), decode alone
+    and inference alone."""
     from catalogs.contract import read_catalog
     from catalogs.decoding import BATCH_SIZE, iter_model_inputs
+    from catalogs.synthetic import synthesize_survey
+    from export.serve.catalog import annotate_catalog
     from export.serve.runtime import open_bundle
-    from flows.annotate_flows import catalog_annotate
-    from flows.catalog_flows import synthesize_survey
 
     survey = out / "survey"
     if not (survey / "catalog.parquet").is_file():
@@ -108,7 +109,7 @@ def end_to_end(out: Path, bundle: Path, n: int, device: str, seed: int) -> dict:
     infer_ips = len(pixels) / (time.perf_counter() - t)
     # The factor is computed from the figures as written, so gpu.json agrees with itself.
     decode_ips, infer_ips = round(decode_ips, 1), round(infer_ips, 1)
-    summaries = [catalog_annotate(catalog=survey / "catalog.parquet", bundle=bundle, out=out / "runs" / f"run{k}",
+    summaries = [annotate_catalog(catalog=survey / "catalog.parquet", bundle=bundle, out=out / "runs" / f"run{k}",
                                   device=device) for k in range(2)]  # the first warms the process up
     summary = summaries[-1]
     limit, by = ("decode", infer_ips / decode_ips) if decode_ips < infer_ips else ("inference", decode_ips / infer_ips)

@@ -23,7 +23,7 @@ from pathlib import Path
 from catalogs.contract import read_catalog, write_catalog
 from catalogs.decoding import BATCH_SIZE
 from catalogs.shards import SHARD_SIZE
-from flows.catalog_flows import synthesize_survey
+from catalogs.synthetic import synthesize_survey
 
 SAMPLE_SECONDS = 1.0
 FIRST_SAMPLE_POLL_SECONDS = 0.02  # until the child has exec'd: the first sample comes early

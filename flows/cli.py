@@ -92,7 +92,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_annotate(args: argparse.Namespace) -> None:
-    from flows.annotate_flows import catalog_annotate, parse_shards
+    from flows.annotate_flows import catalog_annotate
 
     summary = catalog_annotate(catalog=args.catalog, bundle=args.bundle, out=args.out, shard_size=args.shard_size,
                                batch_size=args.batch_size, runner=args.runner, workers=args.workers,
@@ -187,6 +187,17 @@ def _cmd_select(args: argparse.Namespace) -> None:
     print(f"run {chosen.run_id}: {chosen.subjects.height} of {chosen.candidates} candidate galaxies chosen by "
           f"{args.strategy} → {args.out} (a Zooniverse subject manifest: the image column is 'image', "
           "'#' columns are hidden from volunteers)")
+
+
+def parse_shards(text: str) -> list[int]:
+    """``"0-9,42"`` → ``[0, 1, …, 9, 42]``: shard numbers and inclusive ranges, comma-separated."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
+            raise UsageError(f"--shards takes shard numbers and ranges like 0-9,42, not {text!r}")
+        out.update(range(int(lo), int(hi if dash else lo) + 1))
+    return sorted(out)
 
 
 def _cron(text: str) -> str:

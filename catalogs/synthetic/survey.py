@@ -160,3 +160,15 @@ def render_survey(out_dir: Path, n: int, seed: int, size: int = 424, mix: str = 
             "label": [str(x) for x in labels], "truth_class": [r["truth_class"] for r in rows],
             "mask_path": [r["mask_path"] for r in rows]}
     return pa.table(data, schema=_schema())
+
+
+def synthesize_survey(out: Path, n: int, seed: int, size: int = 424, mix: str = "gz2",
+                      workers: int | None = None, progress: Callable[[int], None] | None = None) -> Path:
+    """Render the survey (:func:`render_survey`) into ``out`` and write its catalog, with the
+    targets ingest derives from votes, as ``out/catalog.parquet``; returns that path."""
+    from catalogs.contract import Catalog, write_catalog
+    from catalogs.targets import catalog_with_targets
+
+    out = Path(out)
+    table = render_survey(out, n=n, seed=seed, size=size, mix=mix, workers=workers, progress=progress)
+    return write_catalog(catalog_with_targets(Catalog(table, out, "synthetic")), out / "catalog.parquet")
