@@ -46,7 +46,7 @@ def build_bundle(out: Path, size: int, seed: int) -> Path:
     """Throw-away default-architecture models at ``size`` px and their bundle with a float16 copy."""
     from catalogs.synthetic import synthesize_survey
     from export.builder.exporter import export_bundle
-    from flows.model_flows import train_models
+    from models.pipeline import train_models
 
     bundle = out / f"bundle-{size}"
     if (bundle / "bundle.json").is_file():

@@ -148,7 +148,7 @@ def repeated(catalog: Catalog, times: int) -> Catalog:
 
 
 def train_throwaway_models(survey: Path, models_dir: Path, settings: BenchSettings) -> None:
-    from flows.model_flows import train_models
+    from models.pipeline import train_models
 
     catalog = synthesize_survey(out=survey, n=settings.train_galaxies, seed=settings.seed + 1, size=424,
                                 mix="balanced")

@@ -27,7 +27,7 @@ def run_unusual_bench(out: Path, n: int = 2000, train_n: int = 1500, epochs: int
     from export.builder.exporter import export_bundle
     from export.serve.catalog import annotate_catalog
     from export.serve.unusual import write_unusual
-    from flows.model_flows import train_models
+    from models.pipeline import train_models
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
