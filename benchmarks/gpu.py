@@ -51,7 +51,7 @@ def build_bundle(out: Path, size: int, seed: int) -> Path:
     bundle = out / f"bundle-{size}"
     if (bundle / "bundle.json").is_file():
         return bundle
-    catalog = synthesize_survey(out=out / "train-survey", n=TRAIN_GALAXIES, seed=seed + 1, size=424, mix="balanced")
+    catalog = synthesize_survey(out=out / "train-survey", n=TRAIN_GALAXIES, seed=seed + 1, mix="balanced")
     train_models(catalogs=[catalog], out=out / f"models-{size}",
                  models=["classifier", "regressor", "captioner"], epochs=1, image_size=size, seed=seed)
     export_bundle(out / f"models-{size}", bundle, fp16=True)
@@ -91,7 +91,7 @@ def end_to_end(out: Path, bundle: Path, n: int, device: str, seed: int) -> dict:
 
     survey = out / "survey"
     if not (survey / "catalog.parquet").is_file():
-        synthesize_survey(out=survey, n=n, seed=seed, size=424, mix="balanced")
+        synthesize_survey(out=survey, n=n, seed=seed, mix="balanced")
     catalog = read_catalog(survey / "catalog.parquet")
     paths = catalog.table.column("image_path").to_pylist()
     loaded = open_bundle(bundle, device=device)

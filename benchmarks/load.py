@@ -22,6 +22,7 @@ from pathlib import Path
 
 from catalogs.contract import read_catalog, write_catalog
 from catalogs.decoding import BATCH_SIZE
+from catalogs.inputs import CUTOUT_SIZE
 from catalogs.shards import SHARD_SIZE
 from catalogs.synthetic import synthesize_survey
 
@@ -63,7 +64,7 @@ def _rss_mb(pid: int, command: list[str]) -> float | None:
     return None
 
 
-def run_load(out: Path, bundle: Path, rows: int, images: int, *, size: int = 424, shard_size: int = SHARD_SIZE,
+def run_load(out: Path, bundle: Path, rows: int, images: int, *, size: int = CUTOUT_SIZE, shard_size: int = SHARD_SIZE,
              batch_size: int = BATCH_SIZE, seed: int = 0) -> dict:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)

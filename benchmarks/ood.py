@@ -23,10 +23,11 @@ import polars as pl
 import pyarrow as pa
 
 from catalogs.contract import Catalog, read_catalog, write_catalog
+from catalogs.inputs import CUTOUT_SIZE
 from catalogs.outputs import PREDICTIONS
 from catalogs.shards import run_folder
 
-SIDE = 424
+SIDE = CUTOUT_SIZE
 PHOTOS = ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png")
 
 

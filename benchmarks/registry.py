@@ -16,6 +16,7 @@ from pathlib import Path
 from catalogs.arguments import names, positive_int, whole_numbers
 from catalogs.decoding import BATCH_SIZE
 from catalogs.errors import UsageError
+from catalogs.inputs import CUTOUT_SIZE
 from catalogs.shards import SHARD_SIZE
 
 SCALE = "throughput and scale"
@@ -112,7 +113,7 @@ def _throughput(args: argparse.Namespace) -> None:
            _out("folder for the inputs, the run and load.json/md/png"),
            arg("--rows", type=int, default=100_000, help="catalog rows (default 100000)"),
            arg("--images", type=int, default=1000, help="distinct synthetic images they point at (default 1000)"),
-           arg("--size", type=int, default=424, help="cutout size in pixels (default 424, as GZ2)"),
+           arg("--size", type=int, default=CUTOUT_SIZE, help=f"cutout size in pixels (default {CUTOUT_SIZE}, as GZ2)"),
            arg("--shard-size", type=int, default=SHARD_SIZE),
            arg("--batch-size", type=int, default=BATCH_SIZE),
            tensorflow=False)

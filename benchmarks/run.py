@@ -123,7 +123,7 @@ def build_inputs(out: Path, settings: BenchSettings) -> tuple[Path, Path, Path, 
     survey = out / "survey"
     catalog = survey / "catalog.parquet"
     if not catalog.is_file():
-        synthesize_survey(out=survey, n=settings.n, seed=settings.seed, size=424, mix="balanced")
+        synthesize_survey(out=survey, n=settings.n, seed=settings.seed, mix="balanced")
     catalog_10n = survey / "catalog-10n.parquet"
     if not catalog_10n.is_file():
         write_catalog(repeated(read_catalog(catalog), 10), catalog_10n)
@@ -150,8 +150,7 @@ def repeated(catalog: Catalog, times: int) -> Catalog:
 def train_throwaway_models(survey: Path, models_dir: Path, settings: BenchSettings) -> None:
     from models.pipeline import train_models
 
-    catalog = synthesize_survey(out=survey, n=settings.train_galaxies, seed=settings.seed + 1, size=424,
-                                mix="balanced")
+    catalog = synthesize_survey(out=survey, n=settings.train_galaxies, seed=settings.seed + 1, mix="balanced")
     train_models(catalogs=[catalog], out=models_dir,
                  models=["classifier", "regressor", "captioner"], epochs=1, seed=settings.seed)
 

@@ -21,6 +21,7 @@ from catalogs import synthetic
 from catalogs.contract import Catalog, resolve_image_path, write_catalog
 from catalogs.errors import PathEscapeError
 from catalogs.hats import MARGIN_ARCSEC, write_hats
+from catalogs.inputs import CUTOUT_SIZE
 from catalogs.readers import ReadResult, read_source
 from catalogs.targets import catalog_with_targets
 
@@ -134,7 +135,7 @@ def render_survey(out: Path, n: int, seed: int, size: int, mix: str, workers: in
 
 
 @flow(name="synthesize-survey")
-def synthesize_survey(out: Path, n: int, seed: int, size: int = 424, mix: str = "gz2",
+def synthesize_survey(out: Path, n: int, seed: int, size: int = CUTOUT_SIZE, mix: str = "gz2",
                       workers: int | None = None) -> IngestReport:
     """Render a synthetic GZ2-style survey into ``out`` and write ``out/catalog.parquet``
     (``catalogs.synthetic.synthesize_survey``)."""

@@ -17,7 +17,8 @@ from catalogs.arguments import names, positive_int
 from catalogs.decoding import BATCH_SIZE
 from catalogs.errors import CatalogError, MorphcatError, UsageError
 from catalogs.hats import MARGIN_ARCSEC
-from catalogs.inputs import ImageSpec
+from catalogs.inputs import CUTOUT_SIZE, ImageSpec
+from catalogs.readers import FORMATS
 from catalogs.shards import SHARD_SIZE
 from export.serve.bundle import PRECISIONS
 from export.serve.select import DEFAULT_N as SELECT_N
@@ -296,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, help="output folder (images/, masks/, catalog.parquet)")
     p.add_argument("--n", type=int, default=200, help="number of galaxies (default 200)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=424, help="cutout size in pixels (default 424, as GZ2)")
+    p.add_argument("--size", type=int, default=CUTOUT_SIZE, help=f"cutout size in pixels (default {CUTOUT_SIZE}, as GZ2)")
     p.add_argument("--mix", choices=["gz2", "balanced"], default="gz2",
                    help="class proportions: GZ2's, or the 5 classes equalised")
     p.add_argument("--workers", type=int, default=None,
@@ -305,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="turn a GZ2 / Kaggle / folder / FITS source into a catalog")
     p.add_argument("src", type=Path, help="source file or folder")
-    p.add_argument("--format", required=True, choices=["gz2", "kaggle", "folder", "fits", "hats"])
+    p.add_argument("--format", required=True, choices=list(FORMATS))
     p.add_argument("--out", type=Path, required=True, help="catalog Parquet to write")
     p.add_argument("--id-column", default="object_id", help="manifest id column (folder, hats formats)")
     p.add_argument("--path-column", default="image_path", help="manifest image-path column (folder, hats formats)")
@@ -443,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=424)
+    p.add_argument("--size", type=int, default=CUTOUT_SIZE)
     p.add_argument("--epochs", type=int, default=TrainSettings.epochs, help="maximum training epochs")
     p.set_defaults(func=_cmd_demo, tensorflow=True)
 
