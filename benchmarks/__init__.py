@@ -1,1 +1,1 @@
-"""Reproducible benchmarks (``morphcat bench``); see :mod:`benchmarks.run`."""
+"""Reproducible benchmarks (``morphcat bench NAME``, declared in :mod:`benchmarks.registry`)."""

@@ -1,4 +1,4 @@
-"""``morphcat bench-ablation``: which modelling choices help, cross-validated, with their cost.
+"""``morphcat bench ablation``: which modelling choices help, cross-validated, with their cost.
 
 Each variant is the default training (``models.config``) with a few settings changed, declared
 once in :data:`VARIANTS`. Every variant is cross-validated over the whole of every catalog given
@@ -74,16 +74,16 @@ def variant_config(variant: Variant, base: ModelConfig, settings: TrainSettings)
 def _throughput(models_dir: Path, work: Path, n_images: int) -> float:
     """images/s of the variant's exported bundle annotating ``n_images`` synthetic 424 px
     cutouts (the second of two runs: the first warms the caches)."""
-    from export.build.exporter import export_bundle
-    from flows.annotate_flows import catalog_annotate
-    from flows.catalog_flows import synthesize_survey
+    from catalogs.synthetic import synthesize_survey
+    from export.builder.exporter import export_bundle
+    from export.serve.catalog import annotate_catalog
 
     survey = work.parent / "throughput-survey"
     if not (survey / "catalog.parquet").is_file():
         synthesize_survey(out=survey, n=n_images, seed=5, size=424, mix="gz2")
     bundle = work / "bundle"
     export_bundle(models_dir, bundle)
-    rates = [catalog_annotate(catalog=survey / "catalog.parquet", bundle=bundle, out=work / f"annotate-{i}")
+    rates = [annotate_catalog(catalog=survey / "catalog.parquet", bundle=bundle, out=work / f"annotate-{i}")
              ["images_per_second"] for i in range(2)]
     return float(rates[-1])
 

@@ -1,4 +1,4 @@
-"""``morphcat bench-active``: does choosing which galaxies get labelled beat choosing at random?
+"""``morphcat bench active``: does choosing which galaxies get labelled beat choosing at random?
 
 A simulated active-learning loop on a labelled catalog (its labels play the volunteers): one
 stratified fold (``models.data.assign_folds``, as ``evaluate --cv``) is the fixed test set, the

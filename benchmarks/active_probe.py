@@ -1,4 +1,4 @@
-"""``morphcat bench-active --head-only``: the active-learning loop averaged over every fold and
+"""``morphcat bench active --head-only``: the active-learning loop averaged over every fold and
 several starts, affordable because only a linear head is retrained each round.
 
 ``benchmarks.active`` retrains the whole classifier per round (~6 min a strategy-round on 2

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.child CATALOG BUNDLE OUT BATCH [SHARD_SIZE]``: one ``catalog-annotate`` run in a
+"""``python -m benchmarks.child CATALOG BUNDLE OUT BATCH [SHARD_SIZE]``: one annotation run in a
 process of its own, its summary as JSON on the last line of stdout (the benchmark reads the
 run's peak RSS from it)."""
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from flows.annotate_flows import catalog_annotate
+    from export.serve.catalog import annotate_catalog
 
     catalog, bundle, out, batch, *shard = argv
     options = {"shard_size": int(shard[0])} if shard else {}
-    summary = catalog_annotate(catalog=Path(catalog), bundle=Path(bundle), out=Path(out), batch_size=int(batch),
+    summary = annotate_catalog(catalog=Path(catalog), bundle=Path(bundle), out=Path(out), batch_size=int(batch),
                                **options)
     print(json.dumps(summary))
     return 0

@@ -1,4 +1,4 @@
-"""``morphcat bench-decode``: what decoding at reduced JPEG scale saves, and what it changes.
+"""``morphcat bench decode``: what decoding at reduced JPEG scale saves, and what it changes.
 
 For each folder of JPEG cutouts and each framing (``galaxy``, the default, and ``fixed``),
 ``catalogs.inputs.model_input`` runs over the same files (one thread, after a warm-up pass) with

@@ -1,4 +1,4 @@
-"""``morphcat bench-gpu`` (what ``benchmarks/gpu.sh`` runs): the image graph on a GPU at several
+"""``morphcat bench gpu`` (what ``benchmarks/gpu.sh`` runs): the image graph on a GPU at several
 input sizes, fp32 against float16, and annotation end to end with its decode stage.
 
 On the device ``--device`` names (``auto``: CUDA when it can run here, else the CPU, said plainly):
@@ -44,15 +44,15 @@ def best_images_per_second(session, x: np.ndarray, runs: int = TIMED_RUNS) -> fl
 
 def build_bundle(out: Path, size: int, seed: int) -> Path:
     """Throw-away default-architecture models at ``size`` px and their bundle with a float16 copy."""
-    from export.build.exporter import export_bundle
-    from flows.catalog_flows import synthesize_survey
-    from flows.model_flows import train_models
+    from catalogs.synthetic import synthesize_survey
+    from export.builder.exporter import export_bundle
+    from models.pipeline import train_models
 
     bundle = out / f"bundle-{size}"
     if (bundle / "bundle.json").is_file():
         return bundle
-    report = synthesize_survey(out=out / "train-survey", n=TRAIN_GALAXIES, seed=seed + 1, size=424, mix="balanced")
-    train_models(catalogs=[Path(report.catalog_path)], out=out / f"models-{size}",
+    catalog = synthesize_survey(out=out / "train-survey", n=TRAIN_GALAXIES, seed=seed + 1, mix="balanced")
+    train_models(catalogs=[catalog], out=out / f"models-{size}",
                  models=["classifier", "regressor", "captioner"], epochs=1, image_size=size, seed=seed)
     export_bundle(out / f"models-{size}", bundle, fp16=True)
     return bundle
@@ -81,16 +81,17 @@ def image_graph(bundle: Path, batch: int, device: str) -> dict:
 
 
 def end_to_end(out: Path, bundle: Path, n: int, device: str, seed: int) -> dict:
-    """catalog-annotate images/s over ``n`` JPEGs, decode alone and inference alone."""
+    """Annotation images/s over ``n`` JPEGs (``annotate_catalog``, what ``morphcat annotate`` runs), decode alone
+    and inference alone."""
     from catalogs.contract import read_catalog
     from catalogs.decoding import BATCH_SIZE, iter_model_inputs
+    from catalogs.synthetic import synthesize_survey
+    from export.serve.catalog import annotate_catalog
     from export.serve.runtime import open_bundle
-    from flows.annotate_flows import catalog_annotate
-    from flows.catalog_flows import synthesize_survey
 
     survey = out / "survey"
     if not (survey / "catalog.parquet").is_file():
-        synthesize_survey(out=survey, n=n, seed=seed, size=424, mix="balanced")
+        synthesize_survey(out=survey, n=n, seed=seed, mix="balanced")
     catalog = read_catalog(survey / "catalog.parquet")
     paths = catalog.table.column("image_path").to_pylist()
     loaded = open_bundle(bundle, device=device)
@@ -108,7 +109,7 @@ def end_to_end(out: Path, bundle: Path, n: int, device: str, seed: int) -> dict:
     infer_ips = len(pixels) / (time.perf_counter() - t)
     # The factor is computed from the figures as written, so gpu.json agrees with itself.
     decode_ips, infer_ips = round(decode_ips, 1), round(infer_ips, 1)
-    summaries = [catalog_annotate(catalog=survey / "catalog.parquet", bundle=bundle, out=out / "runs" / f"run{k}",
+    summaries = [annotate_catalog(catalog=survey / "catalog.parquet", bundle=bundle, out=out / "runs" / f"run{k}",
                                   device=device) for k in range(2)]  # the first warms the process up
     summary = summaries[-1]
     limit, by = ("decode", infer_ips / decode_ips) if decode_ips < infer_ips else ("inference", decode_ips / infer_ips)

@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make setup
-exec .venv/bin/morphcat bench-gpu --out "${1:-gpu-bench}"
+exec .venv/bin/morphcat bench gpu --out "${1:-gpu-bench}"

@@ -1,4 +1,4 @@
-"""``morphcat bench-labels``: how far the labels, not the model, limit the accuracy, and what
+"""``morphcat bench labels``: how far the labels, not the model, limit the accuracy, and what
 classical morphology adds.
 
 1. **Label support** (catalogs with GZ2 votes): the GZ2 class rule reads *per-question* debiased

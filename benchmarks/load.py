@@ -1,4 +1,4 @@
-"""``morphcat bench-load``: does annotation memory stay flat on a large catalog?
+"""``morphcat bench load``: does annotation memory stay flat on a large catalog?
 
 A catalog of ``rows`` objects whose images are ``images`` synthetic cutouts reused through their
 paths (ids suffixed, as :func:`benchmarks.run.repeated` makes them) is annotated by
@@ -23,8 +23,9 @@ from pathlib import Path
 from catalogs.atomic import atomic_path, write_text
 from catalogs.contract import read_catalog, write_catalog
 from catalogs.decoding import BATCH_SIZE
+from catalogs.inputs import CUTOUT_SIZE
 from catalogs.shards import SHARD_SIZE
-from flows.catalog_flows import synthesize_survey
+from catalogs.synthetic import synthesize_survey
 
 SAMPLE_SECONDS = 1.0
 FIRST_SAMPLE_POLL_SECONDS = 0.02  # until the child has exec'd: the first sample comes early
@@ -64,7 +65,7 @@ def _rss_mb(pid: int, command: list[str]) -> float | None:
     return None
 
 
-def run_load(out: Path, bundle: Path, rows: int, images: int, *, size: int = 424, shard_size: int = SHARD_SIZE,
+def run_load(out: Path, bundle: Path, rows: int, images: int, *, size: int = CUTOUT_SIZE, shard_size: int = SHARD_SIZE,
              batch_size: int = BATCH_SIZE, seed: int = 0) -> dict:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)

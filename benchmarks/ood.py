@@ -1,4 +1,4 @@
-"""``morphcat bench-ood``: how well a bundle's ``ood_flag`` separates galaxies from non-galaxies.
+"""``morphcat bench ood``: how well a bundle's ``ood_flag`` separates galaxies from non-galaxies.
 
 Annotates, with ``catalog-annotate``, one catalog of three groups:
 
@@ -24,10 +24,11 @@ import pyarrow as pa
 
 from catalogs.atomic import write_text
 from catalogs.contract import Catalog, read_catalog, write_catalog
+from catalogs.inputs import CUTOUT_SIZE
 from catalogs.outputs import PREDICTIONS
 from catalogs.shards import run_folder
 
-SIDE = 424
+SIDE = CUTOUT_SIZE
 PHOTOS = ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png")
 
 
@@ -66,7 +67,7 @@ def build_catalog(out: Path, catalog: Path | None, synthetic: int, seed: int) ->
     """The three groups in one catalog under ``out``, and object_id → group, kind."""
     from PIL import Image
 
-    from flows.catalog_flows import synthesize_survey
+    from catalogs.synthetic import synthesize_survey
 
     root = out / "images"
     if root.exists():
@@ -85,9 +86,9 @@ def build_catalog(out: Path, catalog: Path | None, synthetic: int, seed: int) ->
         Image.fromarray(image).save(root / "non-galaxy" / name)
         add(f"non-galaxy-{kind}", f"non-galaxy/{name}", "non-galaxy", kind.split("/")[0])
     if synthetic:
-        report = synthesize_survey(out=out / "synthetic", n=synthetic, seed=seed, size=SIDE, mix="gz2")
-        shutil.copytree(Path(report.catalog_path).parent / "images", root / "synthetic")
-        for oid, path in zip(*_ids_paths(read_catalog(Path(report.catalog_path)))):
+        synthetic_catalog = synthesize_survey(out=out / "synthetic", n=synthetic, seed=seed, size=SIDE, mix="gz2")
+        shutil.copytree(synthetic_catalog.parent / "images", root / "synthetic")
+        for oid, path in zip(*_ids_paths(read_catalog(synthetic_catalog))):
             add(f"synthetic-{oid}", f"synthetic/{Path(path).name}", "synthetic", "synthetic galaxy")
     if catalog is not None:
         given = read_catalog(Path(catalog))
@@ -120,12 +121,12 @@ def separation(predictions: pl.DataFrame, groups: pl.DataFrame, by: str) -> pl.D
 
 
 def run_ood_bench(out: Path, bundle: Path, catalog: Path | None, synthetic: int = 200, seed: int = 0) -> dict:
-    from flows.annotate_flows import catalog_annotate
+    from export.serve.catalog import annotate_catalog
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     path, groups = build_catalog(out, catalog, synthetic, seed)
-    summary = catalog_annotate(catalog=path, bundle=Path(bundle), out=out / "annotations")
+    summary = annotate_catalog(catalog=path, bundle=Path(bundle), out=out / "annotations")
     predictions = pl.read_parquet(run_folder(out / "annotations", PREDICTIONS, summary["run_id"]) / "*.parquet")
     result = {"bundle_id": summary["bundle_id"], "rows": summary["catalog_rows"], "errors": summary["errors"],
               "groups": separation(predictions, groups, "group").to_dicts(),

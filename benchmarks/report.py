@@ -8,7 +8,7 @@ from pathlib import Path
 
 from catalogs.atomic import atomic_path, write_text
 
-THROUGHPUTS = (("morphcat", "morphcat_ips", "catalog-annotate end to end (decode, classifier + Grad-CAM, "
+THROUGHPUTS = (("morphcat", "morphcat_ips", "annotate_catalog end to end (decode, classifier + Grad-CAM, "
                                             "regressor, captions, CAM statistics, Parquet)"),
                ("Keras path", "keras_ips", "tf.data + compiled Keras models + GradientTape Grad-CAM + "
                                            "batched greedy captions"),
@@ -54,8 +54,7 @@ def results_markdown(r: dict) -> str:
                 f"| onnxruntime only | {r['ort_gflops']:.0f} | {r['ort_fraction_of_peak']:.0%} of peak |",
                 f"| morphcat end to end | {r['pipeline_gflops']:.0f} | {r['pipeline_fraction_of_peak']:.0%} of peak, "
                 f"{r['pipeline_fraction_of_limit']:.0%} of the decode + onnxruntime limit |",
-                f"| fixed cost of a run (1 image, warm process) | {r['fixed_seconds']:.2f} s | "
-                f"{r['fixed_seconds_with_heartbeats']:.2f} s with Prefect's flow-run heartbeats (a deployment's run) |",
+                f"| fixed cost of a run (1 image, warm process) | {r['fixed_seconds']:.2f} s | |",
                 f"| opening the bundle (a fresh worker, once) | {r['bundle_open_seconds']:.2f} s | |",
                 f"| reading and validating the catalog | {r['catalog_open_seconds']:.2f} s | |"]
         lines[-3:-3] = roof

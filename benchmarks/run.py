@@ -1,12 +1,13 @@
-"""``morphcat bench``: annotate throughput of morphcat against the Keras path, the seed project's
+"""``morphcat bench throughput``: annotate throughput of morphcat against the Keras path, the seed project's
 captioning and the machine's limits, side by side in one process tree on one machine.
 
 Stages, on a synthetic catalog of N 424×424 JPEGs and one set of trained models (``--models``,
 or default-architecture models trained for one epoch here: throughput depends on the
 architecture, not on how well it was trained) exported to one bundle:
 
-- ``morphcat``: the ``catalog-annotate`` flow end to end (decode, classifier + Grad-CAM,
-  regressor, captions, Grad-CAM statistics, Parquet), into a fresh output folder each time;
+- ``morphcat``: ``export.serve.catalog.annotate_catalog`` end to end, what ``morphcat annotate``
+  runs inside its Prefect flow (decode, classifier + Grad-CAM, regressor, captions, Grad-CAM
+  statistics, Parquet), into a fresh output folder each time;
 - ``keras``: :mod:`benchmarks.keras_path` on the same trained models;
 - ``decode``: morphcat's decoder alone (same decoder, same threads): the input limit;
 - ``ort``: the bundle's sessions alone on pre-decoded tensors: the inference limit;
@@ -19,6 +20,7 @@ Each throughput is the median of ``repeats`` timed runs after one untimed warm-u
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -35,8 +37,8 @@ import pyarrow.compute as pc
 
 from catalogs.contract import Catalog, read_catalog, write_catalog
 from catalogs.decoding import BATCH_SIZE
-from export.build.benchmark import timed_rates
-from flows.catalog_flows import synthesize_survey
+from catalogs.synthetic import synthesize_survey
+from export.builder.benchmark import timed_rates
 from models.precision import cpu_flags
 
 TARGETS = {  # name: (what it is, target, True when higher is better)
@@ -67,7 +69,7 @@ class BenchSettings:
 
 def median_rate(run: Callable[[], int], repeats: int) -> tuple[float, list[float]]:
     """Median rows per second of ``repeats`` timed calls of ``run`` after a warm-up
-    (``export.build.benchmark.timed_rates``), and every timed rate."""
+    (``export.builder.benchmark.timed_rates``), and every timed rate."""
     rates = timed_rates(run, repeats)
     return float(np.median(rates)), rates
 
@@ -81,11 +83,19 @@ def machine() -> dict:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else None
     import onnxruntime as ort
-    import tensorflow as tf
 
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": None if memory is None else round(memory, 1),
             "cpu_flags": cpu_flags(), "platform": platform.platform(), "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "tensorflow": tf.__version__}
+            "onnxruntime": ort.__version__, "tensorflow": installed_version("tensorflow")}
+
+
+def installed_version(package: str) -> str | None:
+    """``package``'s installed version, read without importing it (the benchmarks that need no
+    TensorFlow never start it), or None where it is not installed."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def machine_line(m: dict) -> str:
@@ -95,12 +105,12 @@ def machine_line(m: dict) -> str:
 def build_inputs(out: Path, settings: BenchSettings) -> tuple[Path, Path, Path, Path]:
     """The N-galaxy catalog, its 10·N twin (the same images under new ids), the models and the
     bundle, under ``out``."""
-    from export.build.exporter import export_bundle
+    from export.builder.exporter import export_bundle
 
     survey = out / "survey"
     catalog = survey / "catalog.parquet"
     if not catalog.is_file():
-        synthesize_survey(out=survey, n=settings.n, seed=settings.seed, size=424, mix="balanced")
+        synthesize_survey(out=survey, n=settings.n, seed=settings.seed, mix="balanced")
     catalog_10n = survey / "catalog-10n.parquet"
     if not catalog_10n.is_file():
         write_catalog(repeated(read_catalog(catalog), 10), catalog_10n)
@@ -125,16 +135,15 @@ def repeated(catalog: Catalog, times: int) -> Catalog:
 
 
 def train_throwaway_models(survey: Path, models_dir: Path, settings: BenchSettings) -> None:
-    from flows.model_flows import train_models
+    from models.pipeline import train_models
 
-    report = synthesize_survey(out=survey, n=settings.train_galaxies, seed=settings.seed + 1, size=424,
-                               mix="balanced")
-    train_models(catalogs=[Path(report.catalog_path)], out=models_dir,
+    catalog = synthesize_survey(out=survey, n=settings.train_galaxies, seed=settings.seed + 1, mix="balanced")
+    train_models(catalogs=[catalog], out=models_dir,
                  models=["classifier", "regressor", "captioner"], epochs=1, seed=settings.seed)
 
 
 def annotate_in_fresh_process(catalog: Path, bundle: Path, out: Path, batch_size: int) -> dict:
-    """The ``catalog-annotate`` summary of a run in a new Python process (its peak RSS is then
+    """The summary of an annotation run in a new Python process (its peak RSS is then
     that run's alone)."""
     proc = subprocess.run([sys.executable, "-m", "benchmarks.child", str(catalog), str(bundle), str(out),
                            str(batch_size)], capture_output=True, text=True, check=False)
@@ -147,9 +156,9 @@ def run_benchmark(out: Path, settings: BenchSettings, log: Callable[[str], None]
     from benchmarks.keras_path import KerasPath
     from benchmarks.seed_path import seed_seconds_per_image
     from catalogs.decoding import iter_model_inputs
+    from export.serve.catalog import annotate_catalog
     from export.serve.runtime import open_bundle
     from export.serve.shard import threads_per_worker
-    from flows.annotate_flows import catalog_annotate
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -187,11 +196,11 @@ def run_benchmark(out: Path, settings: BenchSettings, log: Callable[[str], None]
         lambda: sum(len(bundle.captions(pixels[i:i + batch])) for i in range(0, n, batch)), reps)
     result["morphcat_caption_s_per_image"] = 1.0 / captions_ips
 
-    log("morphcat (catalog-annotate)…")
+    log("morphcat (annotate_catalog)…")
     runs = iter(range(reps + 1))
 
     def morphcat() -> int:
-        summary = catalog_annotate(catalog=catalog_path, bundle=bundle_path, out=out / "runs" / f"rep{next(runs)}",
+        summary = annotate_catalog(catalog=catalog_path, bundle=bundle_path, out=out / "runs" / f"rep{next(runs)}",
                                    batch_size=batch)
         return summary["rows_this_run"]
 
@@ -261,26 +270,19 @@ def embedding_cost(bundle_path: Path, pixels: np.ndarray, threads: int, repeats:
 def fixed_costs(catalog_path: Path, bundle: Path, out: Path, batch: int, repeats: int, threads: int) -> dict:
     """What every run pays whatever its size, each the median of ``repeats`` after a warm-up:
 
-    - ``fixed_seconds``: a ``catalog-annotate`` run of one image in a warm process (the flow and
-      its task run, the catalog check, the bundle from the process's cache, the summary), with
-      this process's Prefect settings (``morphcat``'s own runs: no heartbeats, see
-      ``flows.common.direct_run_settings``);
-    - ``fixed_seconds_with_heartbeats``: the same with Prefect's default flow-run heartbeats, as
-      a deployment's run has them;
+    - ``fixed_seconds``: an ``annotate_catalog`` run of one image in a warm process (planning,
+      the catalog check, the bundle from the process's cache, accounting, the summary);
     - ``bundle_open_seconds``: opening the bundle anew (verification, onnxruntime sessions, the
       int8 probe), which a fresh worker process pays once;
     - ``catalog_open_seconds``: reading and validating the N-row catalog.
     """
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-    from prefect.settings.models.flows import FlowsSettings
-
+    from export.serve.catalog import annotate_catalog
     from export.serve.runtime import open_bundle
-    from flows.annotate_flows import catalog_annotate
 
     catalog = read_catalog(catalog_path)
     one = out / "catalog.parquet"
     write_catalog(Catalog(catalog.table.slice(0, 1), catalog.root, catalog.source_format), one)
-    runs = iter(range(2 * (repeats + 1)))
+    runs = iter(range(repeats + 1))
 
     def median_seconds(call: Callable[[], object]) -> float:
         times = []
@@ -291,12 +293,9 @@ def fixed_costs(catalog_path: Path, bundle: Path, out: Path, batch: int, repeats
         return round(float(np.median(times[1:])), 3)
 
     def annotate_one() -> None:
-        catalog_annotate(catalog=one, bundle=bundle, out=out / f"run{next(runs)}", batch_size=batch)
+        annotate_catalog(catalog=one, bundle=bundle, out=out / f"run{next(runs)}", batch_size=batch)
 
     result = {"fixed_seconds": median_seconds(annotate_one)}
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY:
-                             FlowsSettings.model_fields["heartbeat_frequency"].default}):
-        result["fixed_seconds_with_heartbeats"] = median_seconds(annotate_one)
     result["bundle_open_seconds"] = median_seconds(lambda: open_bundle(bundle, intra_op_threads=threads))
     result["catalog_open_seconds"] = median_seconds(lambda: read_catalog(catalog_path))
     return result

@@ -1,4 +1,4 @@
-"""``morphcat bench-shard``: does one shard's worker cost depend on the size of the catalog?
+"""``morphcat bench shard``: does one shard's worker cost depend on the size of the catalog?
 
 For catalogs of each size in ``rows`` (the same synthetic images reused through their paths, as
 :func:`benchmarks.load.load_catalog` builds them; written in row groups like every catalog), the

@@ -1,4 +1,4 @@
-"""``morphcat bench-similar``: what "more like this" costs at survey scale, and how right HNSW is.
+"""``morphcat bench similar``: what "more like this" costs at survey scale, and how right HNSW is.
 
 For each size in ``rows`` (synthetic unit vectors of the embedding width, drawn around a few
 thousand cluster centres so that neighbourhoods exist as they do for galaxies, unlike uniform

@@ -1,4 +1,4 @@
-"""``morphcat bench-unusual``: do rare galaxies the models never saw rise to the top of
+"""``morphcat bench unusual``: do rare galaxies the models never saw rise to the top of
 ``morphcat unusual``?
 
 A classifier is trained on a synthetic survey from which every galaxy of the rare classes
@@ -23,11 +23,11 @@ RARE = ("merger",)
 def run_unusual_bench(out: Path, n: int = 2000, train_n: int = 1500, epochs: int = 20, size: int = 128,
                       seed: int = 0) -> dict:
     from catalogs.contract import Catalog, read_catalog, write_catalog
-    from export.build.exporter import export_bundle
+    from catalogs.synthetic import synthesize_survey
+    from export.builder.exporter import export_bundle
+    from export.serve.catalog import annotate_catalog
     from export.serve.unusual import write_unusual
-    from flows.annotate_flows import catalog_annotate
-    from flows.catalog_flows import synthesize_survey
-    from flows.model_flows import train_models
+    from models.pipeline import train_models
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ def run_unusual_bench(out: Path, n: int = 2000, train_n: int = 1500, epochs: int
     survey = out / "survey"
     if not (survey / "catalog.parquet").is_file():
         synthesize_survey(out=survey, n=n, seed=seed + 2, size=size, mix="gz2")
-    catalog_annotate(catalog=survey / "catalog.parquet", bundle=bundle, out=out / "annotations")
+    annotate_catalog(catalog=survey / "catalog.parquet", bundle=bundle, out=out / "annotations")
     ranked = write_unusual(out / "annotations", n=100).table
     classes = pl.read_parquet(survey / "catalog.parquet").select("object_id", "truth_class")
     ranked = ranked.join(classes, on="object_id", how="left")

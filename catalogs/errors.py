@@ -3,7 +3,7 @@
 :class:`MorphcatError` is what the CLI reports as one message with exit status 2 and no
 traceback: something the user acts on (a catalog to fix, a model to re-train, a bundle to
 re-export), never a bug. Each stage has its own subclasses: :class:`CatalogError` here (a
-catalog or its source), ``models.errors.TrainingError``, ``export.build.errors.ExportError``,
+catalog or its source), ``models.errors.TrainingError``, ``export.builder.errors.ExportError``,
 ``export.serve.errors.BundleError``.
 
 Every catalog error says what is wrong in words a user can act on: the column, the first
@@ -21,6 +21,11 @@ MAX_QUOTED_ROWS = 5
 
 class MorphcatError(ValueError):
     """A user error of any stage: reported as one message (exit status 2), never a traceback."""
+
+
+class UsageError(MorphcatError):
+    """Parameters that contradict each other or lack a companion. Its message names them in
+    backticks (`shards`) when the library raises it; the command line shows its flags instead."""
 
 
 class CatalogError(MorphcatError):

@@ -45,6 +45,8 @@ from catalogs.imaging import (
 )
 from catalogs.sources import galaxy_extent
 
+CUTOUT_SIZE = 424  # px: GZ2's SDSS cutouts (and the synthetic survey's, catalogs.synthetic)
+
 FRAMINGS = ("fixed", "galaxy")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from catalogs.captions import template_captions
+from catalogs.contract import Catalog, conform
 from catalogs.labels import derive_labels
 from catalogs.tree import GZ2_TREE
 
@@ -47,3 +48,10 @@ def with_derived_targets(table: pa.Table) -> pa.Table:
         captions = np.asarray(template_captions(ids, votes), dtype=object)
         table = table.append_column("caption", pa.array(np.where(has_votes, captions, None).tolist(), pa.string()))
     return table
+
+
+def catalog_with_targets(catalog: Catalog) -> Catalog:
+    """``catalog`` with its derived targets (:func:`with_derived_targets`), checked against the
+    catalog contract: what ingest and the synthetic survey write."""
+    table = conform(with_derived_targets(catalog.table), f"{catalog.source_format} catalog")
+    return Catalog(table, catalog.root, catalog.source_format)

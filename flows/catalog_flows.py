@@ -18,11 +18,12 @@ from prefect.cache_policies import NO_CACHE
 from rich.progress import Progress
 
 from catalogs import synthetic
-from catalogs.contract import Catalog, conform, resolve_image_path, write_catalog
+from catalogs.contract import Catalog, resolve_image_path, write_catalog
 from catalogs.errors import PathEscapeError
 from catalogs.hats import MARGIN_ARCSEC, write_hats
+from catalogs.inputs import CUTOUT_SIZE
 from catalogs.readers import ReadResult, read_source
-from catalogs.targets import with_derived_targets
+from catalogs.targets import catalog_with_targets
 
 # How many missing image paths a report quotes.
 _QUOTED = 5
@@ -63,8 +64,7 @@ def read_catalog_source(src: Path, fmt: str, options: dict) -> ReadResult:
 
 @task(cache_policy=NO_CACHE)
 def derive_targets(catalog: Catalog) -> Catalog:
-    table = conform(with_derived_targets(catalog.table), f"{catalog.source_format} catalog")
-    return Catalog(table, catalog.root, catalog.source_format)
+    return catalog_with_targets(catalog)
 
 
 @task(cache_policy=NO_CACHE)
@@ -127,26 +127,23 @@ def ingest_catalog(src: Path, fmt: str, out: Path, options: dict | None = None) 
 
 
 @task(cache_policy=NO_CACHE)
-def render_galaxies(out: Path, n: int, seed: int, size: int, mix: str, workers: int | None) -> pa.Table:
+def render_survey(out: Path, n: int, seed: int, size: int, mix: str, workers: int | None) -> Path:
     with Progress(transient=True) as bar:
         job = bar.add_task(f"rendering {n} galaxies", total=n)
-        return synthetic.render_survey(
-            out, n=n, seed=seed, size=size, mix=mix, workers=workers,
-            progress=lambda done: bar.update(job, completed=done)
-        )
+        return synthetic.synthesize_survey(out, n=n, seed=seed, size=size, mix=mix, workers=workers,
+                                           progress=lambda done: bar.update(job, completed=done))
 
 
 @flow(name="synthesize-survey")
-def synthesize_survey(out: Path, n: int, seed: int, size: int = 424, mix: str = "gz2",
+def synthesize_survey(out: Path, n: int, seed: int, size: int = CUTOUT_SIZE, mix: str = "gz2",
                       workers: int | None = None) -> IngestReport:
-    """Render a synthetic GZ2-style survey into ``out`` and write ``out/catalog.parquet``."""
-    out = Path(out)
-    table = render_galaxies(out, n, seed, size, mix, workers)
-    catalog = derive_targets(Catalog(table, out, "synthetic"))
-    path = save_catalog(catalog, out / "catalog.parquet")
+    """Render a synthetic GZ2-style survey into ``out`` and write ``out/catalog.parquet``
+    (``catalogs.synthetic.synthesize_survey``)."""
+    path = render_survey(Path(out), n, seed, size, mix, workers)
+    table = pq.read_table(path)
     report = IngestReport(
-        catalog_path=str(path), rows=len(catalog), source_format="synthetic",
-        label_counts=_label_counts(catalog.table),
+        catalog_path=str(path), rows=table.num_rows, source_format="synthetic",
+        label_counts=_label_counts(table),
     )
     create_markdown_artifact(report.markdown(), key="synthesize-survey", description="morphcat synth")
     return report

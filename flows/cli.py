@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+from catalogs.arguments import names, positive_int
 from catalogs.decoding import BATCH_SIZE
-from catalogs.errors import CatalogError, MorphcatError
+from catalogs.errors import CatalogError, MorphcatError, UsageError
 from catalogs.hats import MARGIN_ARCSEC
-from catalogs.inputs import ImageSpec
+from catalogs.inputs import CUTOUT_SIZE, ImageSpec
+from catalogs.readers import FORMATS
 from catalogs.shards import SHARD_SIZE
 from export.serve.bundle import PRECISIONS
 from export.serve.select import DEFAULT_N as SELECT_N
 from export.serve.select import STRATEGIES
 from export.serve.similar import DEFAULT_K
 from export.serve.unusual import DEFAULT_N
-from flows.common import UsageError, direct_run_settings, quiet_bad_input_tracebacks
+from flows.common import direct_run_settings, quiet_bad_input_tracebacks
 from flows.progress import quiet_tensorflow
 from flows.temporary_server import api_url_configured, temporary_server
 from models.config import TrainSettings
@@ -61,7 +64,7 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from flows.model_flows import train_models
 
-    kinds = _kinds(args.models)
+    kinds = names(args.models)
     for result in train_models(catalogs=args.catalogs, out=args.out, models=kinds, epochs=args.epochs,
                                image_size=args.image_size, seed=args.seed, init_from=args.init_from,
                                backbone_from=args.backbone_from, progress=True):
@@ -75,7 +78,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.cv is not None:
         if args.cv < 2:
             raise UsageError(f"--cv needs at least 2 folds, got {args.cv}")
-        cross_validate(catalogs=args.inputs, out=args.out, k=args.cv, models=_kinds(args.models), epochs=args.epochs,
+        cross_validate(catalogs=args.inputs, out=args.out, k=args.cv, models=names(args.models), epochs=args.epochs,
                        image_size=args.image_size, seed=args.seed, progress=True)
         print((args.out / "cv.md").read_text())
         return
@@ -85,12 +88,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print((args.out / "metrics.md").read_text())
 
 
-def _kinds(text: str) -> list[str]:
-    return [k.strip() for k in text.split(",") if k.strip()]
-
-
 def _cmd_export(args: argparse.Namespace) -> None:
-    from export.build.report import bundle_markdown
+    from export.builder.report import bundle_markdown
     from flows.export_flows import export_onnx
 
     manifest = export_onnx(models_dir=args.models_dir, out=args.out, catalog=args.catalog, int8=args.int8,
@@ -99,7 +98,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_annotate(args: argparse.Namespace) -> None:
-    from flows.annotate_flows import catalog_annotate, parse_shards
+    from flows.annotate_flows import catalog_annotate
 
     summary = catalog_annotate(catalog=args.catalog, bundle=args.bundle, out=args.out, shard_size=args.shard_size,
                                batch_size=args.batch_size, runner=args.runner, workers=args.workers,
@@ -209,14 +208,15 @@ def _cmd_select(args: argparse.Namespace) -> None:
           "'#' columns are hidden from volunteers)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
+def parse_shards(text: str) -> list[int]:
+    """``"0-9,42"`` → ``[0, 1, …, 9, 42]``: shard numbers and inclusive ranges, comma-separated."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
+            raise UsageError(f"--shards takes shard numbers and ranges like 0-9,42, not {text!r}")
+        out.update(range(int(lo), int(hi if dash else lo) + 1))
+    return sorted(out)
 
 
 def _cron(text: str) -> str:
@@ -235,108 +235,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _cmd_bench_ablation(args: argparse.Namespace) -> None:
-    from benchmarks.ablation import VARIANTS, run_ablation
-
-    variants = _kinds(args.variants) if args.variants else list(VARIANTS)
-    run_ablation(args.catalogs, args.out, variants, ledger=args.ledger, k=args.folds, epochs=args.epochs,
-                 kinds=tuple(_kinds(args.models)), throughput_images=args.throughput_images,
-                 progress=lambda line: print(f"cross-validating {line}", flush=True))
-    print((args.out / "ablation.md").read_text())
-
-
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from benchmarks.report import write_results
-    from benchmarks.run import BenchSettings, run_benchmark
+    from benchmarks.registry import BENCHMARKS, listing
 
-    settings = BenchSettings(n=args.n, repeats=args.repeats, batch_size=args.batch_size,
-                             seed_images=args.seed_images, models_dir=args.models)
-    paths = write_results(run_benchmark(args.out, settings), args.out)
-    print(paths["md"].read_text())
-    print(f"results: {paths['json']}, {paths['md']}, {paths['png']}")
-
-
-def _cmd_bench_load(args: argparse.Namespace) -> None:
-    from benchmarks.load import run_load, write_load_results
-
-    result = run_load(args.out, args.bundle, args.rows, args.images, size=args.size, shard_size=args.shard_size,
-                      batch_size=args.batch_size)
-    paths = write_load_results(result, args.out)
-    print(paths["md"].read_text())
-    print(f"results: {paths['json']}, {paths['md']}, {paths['png']}")
-
-
-def _cmd_bench_shard(args: argparse.Namespace) -> None:
-    from benchmarks.shards import run_shard_bench
-
-    run_shard_bench(args.out, args.bundle, [int(x) for x in _kinds(args.rows)], images=args.images,
-                    shard_size=args.shard_size)
-    print((args.out / "shards.md").read_text())
-
-
-def _cmd_bench_similar(args: argparse.Namespace) -> None:
-    from benchmarks.similar import run_similar_bench
-
-    run_similar_bench(args.out, [int(x) for x in _kinds(args.rows)], queries=args.queries)
-    print((args.out / "similar.md").read_text())
-
-
-def _cmd_bench_decode(args: argparse.Namespace) -> None:
-    from benchmarks.decode import run_decode_bench
-
-    run_decode_bench(args.out, args.folders, n=args.n, size=args.image_size)
-    print((args.out / "decode.md").read_text())
-
-
-def _cmd_bench_labels(args: argparse.Namespace) -> None:
-    from benchmarks.labels import run_labels_bench
-
-    run_labels_bench(args.catalogs, args.out, hart=args.hart, cv_predictions=args.cv_predictions, folds=args.folds,
-                     n=args.n)
-    print((args.out / "labels.md").read_text())
-
-
-def _cmd_bench_gpu(args: argparse.Namespace) -> None:
-    from benchmarks.gpu import run_gpu_bench
-
-    run_gpu_bench(args.out, sizes=[int(x) for x in _kinds(args.sizes)], batch=args.batch, n=args.n,
-                  device=args.device)
-    print((args.out / "gpu.md").read_text())
-
-
-def _cmd_bench_unusual(args: argparse.Namespace) -> None:
-    from benchmarks.unusual import run_unusual_bench
-
-    run_unusual_bench(args.out, n=args.n, train_n=args.train_n, epochs=args.epochs, seed=args.seed)
-    print((args.out / "unusual.md").read_text())
-
-
-def _cmd_bench_active(args: argparse.Namespace) -> None:
-    if args.head_only:
-        from benchmarks.active_probe import run_probe_bench
-
-        if args.init_from is None:
-            raise UsageError("--head-only needs --init-from: the pretrained classifier whose backbone is frozen")
-        run_probe_bench(args.catalog, args.out, args.init_from, strategies=_kinds(args.strategies), start=args.start,
-                        step=args.step, rounds=args.rounds, repeats=args.repeats, seed=args.seed)
-        print((args.out / "active.md").read_text())
+    if args.list or args.benchmark is None:
+        print(listing())
         return
-    from benchmarks.active import run_active_bench
-
-    run_active_bench(args.catalog, args.out, strategies=_kinds(args.strategies), start=args.start, step=args.step,
-                     rounds=args.rounds, epochs=args.epochs, seed=args.seed, init_from=args.init_from)
-    print((args.out / "active.md").read_text())
-
-
-def _cmd_bench_ood(args: argparse.Namespace) -> None:
-    from benchmarks.ood import ood_markdown, run_ood_bench
-    from catalogs.atomic import write_text
-
-    result = run_ood_bench(args.out, args.bundle, args.catalog, synthetic=args.synthetic, seed=args.seed)
-    text = ood_markdown(result)
-    write_text(args.out / "ood.md", text)
-    print(text)
-    print(f"results: {args.out / 'ood.json'}, {args.out / 'ood.md'}")
+    BENCHMARKS[args.benchmark].run(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -410,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, help="output folder (images/, masks/, catalog.parquet)")
     p.add_argument("--n", type=int, default=200, help="number of galaxies (default 200)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=424, help="cutout size in pixels (default 424, as GZ2)")
+    p.add_argument("--size", type=int, default=CUTOUT_SIZE, help=f"cutout size in pixels (default {CUTOUT_SIZE}, as GZ2)")
     p.add_argument("--mix", choices=["gz2", "balanced"], default="gz2",
                    help="class proportions: GZ2's, or the 5 classes equalised")
     p.add_argument("--workers", type=int, default=None,
@@ -419,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="turn a GZ2 / Kaggle / folder / FITS source into a catalog")
     p.add_argument("src", type=Path, help="source file or folder")
-    p.add_argument("--format", required=True, choices=["gz2", "kaggle", "folder", "fits", "hats"])
+    p.add_argument("--format", required=True, choices=list(FORMATS))
     p.add_argument("--out", type=Path, required=True, help="catalog Parquet to write")
     p.add_argument("--id-column", default="object_id", help="manifest id column (folder, hats formats)")
     p.add_argument("--path-column", default="image_path", help="manifest image-path column (folder, hats formats)")
@@ -443,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-from", type=Path, default=None, metavar="MODELS_DIR",
                    help="with --models captioner: train the captioner on the frozen backbone of the classifier "
                         "trained in MODELS_DIR (default: end to end)")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, tensorflow=True)
 
     p = sub.add_parser("evaluate", help="score trained models on a catalog (its test split if it trained them), "
                                         "or cross-validate training on catalogs (--cv K)",
@@ -458,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=TrainSettings.epochs, help="with --cv: maximum epochs per fold")
     p.add_argument("--image-size", type=int, default=None, help=f"with --cv: input size (default {ImageSpec.size})")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=_cmd_evaluate, tensorflow=True)
 
     p = sub.add_parser("export", help="convert trained models to a parity-checked ONNX model bundle")
     p.add_argument("models_dir", type=Path, help="folder of trained models (morphcat train --out)")
@@ -470,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write int8 copies and report their size, speed and agreement against fp32")
     p.add_argument("--fp16", action="store_true",
                    help="also write the image graph's float16 copy (for GPUs), gated on its agreement with fp32")
-    p.set_defaults(func=_cmd_export)
+    p.set_defaults(func=_cmd_export, tensorflow=True)
 
     p = sub.add_parser("annotate", help="annotate every object of a catalog with a model bundle, into Parquet")
     p.add_argument("catalog", type=Path, help="catalog Parquet (from morphcat ingest or synth)")
@@ -511,14 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--object-id", default=None, help="a galaxy of the run")
     query.add_argument("--image", type=Path, default=None, help="an image file (needs --bundle)")
     p.add_argument("--bundle", type=Path, default=None, help="the bundle that annotated the run (for --image)")
-    p.add_argument("-k", type=_positive_int, default=DEFAULT_K, help=f"neighbours to list (default {DEFAULT_K})")
+    p.add_argument("-k", type=positive_int, default=DEFAULT_K, help=f"neighbours to list (default {DEFAULT_K})")
     p.add_argument("--run", default=None, help="run id (default: the folder's latest run)")
     p.add_argument("--output", type=Path, default=None, help="also write the list (.csv, else Parquet)")
     p.set_defaults(func=_cmd_similar)
 
     p = sub.add_parser("unusual", help="rank an annotation run's galaxies by how unusual they are, with a contact sheet")
     p.add_argument("annotations", type=Path, help="annotations folder (morphcat annotate --out)")
-    p.add_argument("-n", type=_positive_int, default=DEFAULT_N, help=f"galaxies on the contact sheet (default {DEFAULT_N})")
+    p.add_argument("-n", type=positive_int, default=DEFAULT_N, help=f"galaxies on the contact sheet (default {DEFAULT_N})")
     p.add_argument("--run", default=None, help="run id (default: the folder's latest run)")
     p.add_argument("--catalog", type=Path, default=None,
                    help="the annotated catalog, if it moved since (its images make the contact sheet)")
@@ -526,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("select", help="choose the galaxies volunteers should label next, as a Zooniverse subject manifest")
     p.add_argument("annotations", type=Path, help="annotations folder (morphcat annotate --out)")
-    p.add_argument("--n", type=_positive_int, default=SELECT_N, help=f"galaxies to choose (default {SELECT_N})")
+    p.add_argument("--n", type=positive_int, default=SELECT_N, help=f"galaxies to choose (default {SELECT_N})")
     p.add_argument("--strategy", choices=STRATEGIES, default="entropy",
                    help="entropy, margin, bald (disagreement over the 8 views; needs --bundle), diverse "
                         "(spread over the embedding) or random")
@@ -553,127 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="most flow runs at once (default: no limit)")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("bench", help="benchmark annotate throughput against the Keras path and the machine's limits")
-    p.add_argument("--n", type=int, default=1000, help="synthetic 424 px galaxies to annotate (default 1000)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the inputs, runs and results.json/md/png")
-    p.add_argument("--models", type=Path, default=None, metavar="MODELS_DIR",
-                   help="trained models to measure (default: default-architecture models trained for one epoch)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per path, after a warm-up (default 3)")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    p.add_argument("--seed-images", type=int, default=5, help="images the seed project's captioning runs on")
-    p.set_defaults(func=_cmd_bench)
-
-    p = sub.add_parser("bench-load", help="annotate a large catalog (images reused) and record its memory over time")
-    p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the inputs, the run and load.json/md/png")
-    p.add_argument("--rows", type=int, default=100_000, help="catalog rows (default 100000)")
-    p.add_argument("--images", type=int, default=1000, help="distinct synthetic images they point at (default 1000)")
-    p.add_argument("--size", type=int, default=424, help="cutout size in pixels (default 424, as GZ2)")
-    p.add_argument("--shard-size", type=int, default=SHARD_SIZE)
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    p.set_defaults(func=_cmd_bench_load)
-
-    p = sub.add_parser("bench-shard", help="a shard worker's memory and start-up on small and huge catalogs")
-    p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the catalogs, the runs and shards.json/md")
-    p.add_argument("--rows", default="10000,1000000", help="catalog sizes, comma-separated (default 10000,1000000)")
-    p.add_argument("--images", type=int, default=1000, help="distinct synthetic images the rows point at")
-    p.add_argument("--shard-size", type=int, default=SHARD_SIZE)
-    p.set_defaults(func=_cmd_bench_shard)
-
-    p = sub.add_parser("bench-similar", help="index build time, query latency and HNSW recall of morphcat similar")
-    p.add_argument("--out", type=Path, required=True, help="folder for similar.json/md")
-    p.add_argument("--rows", default="100000,1000000", help="index sizes, comma-separated (default 100000,1000000)")
-    p.add_argument("--queries", type=_positive_int, default=200, help="single-vector queries timed per index")
-    p.set_defaults(func=_cmd_bench_similar)
-
-    p = sub.add_parser("bench-decode", help="JPEG decode at reduced scale against a full decode: images/s and "
-                       "how much the model inputs change")
-    p.add_argument("folders", type=Path, nargs="+", metavar="FOLDER", help="folders of JPEG cutouts")
-    p.add_argument("--out", type=Path, required=True, help="folder for decode.json/md")
-    p.add_argument("--n", type=_positive_int, default=300, help="files per folder (default 300)")
-    p.add_argument("--image-size", type=_positive_int, default=None, metavar="PX", help="model input size "
-                   "(default: ImageSpec's)")
-    p.set_defaults(func=_cmd_bench_decode)
-
-    p = sub.add_parser("bench-labels", help="how far the labels limit the accuracy (label support, the rule on raw "
-                       "votes) and a classical-morphology baseline, alone and stacked with evaluate --cv's predictions")
-    p.add_argument("catalogs", type=Path, nargs="+", metavar="CATALOG", help="catalogs (morphcat ingest)")
-    p.add_argument("--out", type=Path, required=True, help="folder for labels.json/md")
-    p.add_argument("--hart", type=Path, default=None, metavar="CSV", help="the Hart16-layout CSV a GZ2 catalog was "
-                   "ingested from: the rule on its raw (weighted) vote fractions")
-    p.add_argument("--cv-predictions", type=Path, default=None, metavar="PARQUET",
-                   help="evaluate --cv's predictions.parquet: the CNN alone and stacked with the morphology")
-    p.add_argument("--folds", type=_positive_int, default=5, help="K of the cross-validation (as evaluate --cv)")
-    p.add_argument("--n", type=_positive_int, default=None, help="only each catalog's first N rows")
-    p.set_defaults(func=_cmd_bench_labels)
-
-    p = sub.add_parser("bench-gpu", help="the image graph on the GPU at several input sizes, fp32 and float16, and "
-                       "annotate end to end against decode (what benchmarks/gpu.sh runs)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the models, bundles, runs and gpu.json/md")
-    p.add_argument("--sizes", default="64,128,224", help="model input sizes in px, comma-separated")
-    p.add_argument("--batch", type=_positive_int, default=256, help="images per image-graph call (default 256)")
-    p.add_argument("--n", type=_positive_int, default=2000, help="synthetic JPEGs annotated end to end")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto = CUDA when it can run here, else the CPU")
-    p.set_defaults(func=_cmd_bench_gpu)
-
-    p = sub.add_parser("bench-unusual", help="do rare galaxies the models never saw top morphcat unusual's ranking?")
-    p.add_argument("--out", type=Path, required=True, help="folder for the surveys, the models, the run and unusual.json/md")
-    p.add_argument("--n", type=_positive_int, default=2000, help="galaxies in the ranked survey (GZ2 mix)")
-    p.add_argument("--train-n", type=_positive_int, default=1500, help="galaxies in the training survey, before "
-                   "its rare ones are removed")
-    p.add_argument("--epochs", type=_positive_int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_bench_unusual)
-
-    p = sub.add_parser("bench-active", help="simulate active learning on a labelled catalog: each selection "
-                       "strategy against random, accuracy per round (hours on 2 cores)")
-    p.add_argument("catalog", type=Path, help="a labelled catalog (morphcat ingest); its labels play the volunteers")
-    p.add_argument("--out", type=Path, required=True, help="folder for active.json/md/png")
-    p.add_argument("--strategies", default="random,entropy,margin,bald,diverse")
-    p.add_argument("--start", type=_positive_int, default=100, help="random labels to start from")
-    p.add_argument("--step", type=_positive_int, default=100, help="labels added per round")
-    p.add_argument("--rounds", type=_positive_int, default=4)
-    p.add_argument("--epochs", type=_positive_int, default=None, help="per training (default: morphcat train's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init-from", type=Path, default=None, metavar="MODELS_DIR",
-                   help="start every round from this classifier's backbone (e.g. trained on morphcat synth)")
-    p.add_argument("--head-only", action="store_true",
-                   help="freeze the --init-from backbone and refit only a linear head each round: minutes, so every "
-                        "fold is the test set in turn, --repeats random starts each")
-    p.add_argument("--repeats", type=_positive_int, default=3, help="random starts per fold (--head-only)")
-    p.set_defaults(func=_cmd_bench_active)
-
-    p = sub.add_parser("bench-ood", help="measure how ood_flag separates galaxies from photos, empty sky and patterns")
-    p.add_argument("--bundle", type=Path, required=True, help="model bundle folder (morphcat export --out)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the images, the run and ood.json/md")
-    p.add_argument("--catalog", type=Path, default=None, help="also annotate these galaxies (e.g. real ones)")
-    p.add_argument("--synthetic", type=int, default=200, help="synthetic-survey galaxies to include (default 200)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_bench_ood)
-
-    p = sub.add_parser("bench-ablation", help="cross-validate modelling variants and time them (hours on 2 cores)")
-    p.add_argument("catalogs", type=Path, nargs="+", metavar="CATALOG", help="catalogs to cross-validate on")
-    p.add_argument("--out", type=Path, required=True, help="folder for each variant's results and ablation.json/md")
-    p.add_argument("--variants", default=None, help="comma-separated subset (default: all; see benchmarks/ablation.py)")
-    p.add_argument("--ledger", type=Path, default=None,
-                   help="JSON-lines file each finished (variant, fold) is appended to and finished ones are skipped "
-                        "from (default: OUT/ledger.jsonl; the project's is benchmarks/results/ablation.jsonl)")
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=TrainSettings.epochs, help="maximum epochs per fold")
-    p.add_argument("--models", default="classifier,regressor", help="models each fold trains")
-    p.add_argument("--throughput-images", type=int, default=300,
-                   help="synthetic 424 px cutouts each variant's bundle annotates to time it (0: skip)")
-    p.set_defaults(func=_cmd_bench_ablation)
-
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded synthetic survey")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=424)
+    p.add_argument("--size", type=int, default=CUTOUT_SIZE)
     p.add_argument("--epochs", type=int, default=TrainSettings.epochs, help="maximum training epochs")
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=_cmd_demo, tensorflow=True)
 
     p = sub.add_parser("app", help="serve the web demo (Streamlit) for a bundle and, optionally, an annotations folder",
                        description="Single-image view (upload or pick from the catalog: class, vote fractions, "
@@ -688,12 +479,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.set_defaults(func=_cmd_app)
+
+    _add_bench(sub)
     return parser
 
 
-# Sub-commands that run TensorFlow: imported once, quietly, before their flow starts.
-TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "demo", "bench", "bench-ablation", "bench-similar", "bench-unusual",
-                       "bench-active", "bench-decode", "bench-gpu", "bench-labels")
+def _add_bench(sub) -> None:
+    """``morphcat bench NAME``: one sub-command per benchmark of ``benchmarks.registry``."""
+    from benchmarks.registry import BENCHMARKS, listing
+
+    p = sub.add_parser("bench", help="run a benchmark (throughput and scale, science studies): bench --list",
+                       description="Run one benchmark: morphcat bench NAME --help for its options.",
+                       epilog=listing(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--list", action="store_true", help="list the benchmarks by group")
+    p.set_defaults(func=_cmd_bench)
+    # No help per benchmark here: the epilog lists them by group, as --list does.
+    benchmarks = p.add_subparsers(dest="benchmark", metavar="NAME", help="a benchmark below")
+    for b in BENCHMARKS.values():
+        q = benchmarks.add_parser(b.name, description=b.help)
+        b.add_arguments(q)
+        q.set_defaults(tensorflow=b.tensorflow)
+
+
+def in_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """A library error names the caller's parameters in backticks (`image_size`); the user typed
+    this command's flags (--image-size)."""
+    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+    return re.sub(r"`([a-z_]+)`", lambda m: flags.get(m[1], m[0]), message)
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the command ``args`` ran (``bench NAME``'s for a benchmark)."""
+    for name in (args.command, getattr(args, "benchmark", None)):
+        if name is None:
+            break
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return parser
 
 
 class Stopped(KeyboardInterrupt):
@@ -722,12 +544,16 @@ STOPPED_HINTS = {"annotate": "finished shards are kept; the same command resumes
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "benchmark", None))))
     quiet_bad_input_tracebacks()
     if args.command not in SELF_STOPPING:
         _stop_on_signals()
     try:
-        if args.command in TENSORFLOW_COMMANDS:
+        # Commands that run TensorFlow (set_defaults(tensorflow=True); each benchmark says so in
+        # benchmarks.registry) import it once, quietly, before their flow starts.
+        if getattr(args, "tensorflow", False):
             quiet_tensorflow()
         # serve's flow runs are deployment runs, in subprocesses that inherit these settings: they
         # keep Prefect's heartbeats; every other command runs its flows here and now.
@@ -736,12 +562,12 @@ def main(argv: list[str] | None = None) -> int:
                 nullcontext() if args.command in DEPLOYMENT_COMMANDS else direct_run_settings():
             args.func(args)
     except MorphcatError as exc:
-        print(f"morphcat {args.command}: {exc}", file=sys.stderr)
+        print(f"morphcat {command}: {in_flags(str(exc), _command_parser(parser, args))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ModuleNotFoundError as exc:
         if exc.name not in TRAIN_EXTRA:
             raise
-        print(f"morphcat {args.command}: needs {exc.name}, which an annotation-only install lacks: "
+        print(f"morphcat {command}: needs {exc.name}, which an annotation-only install lacks: "
               "pip install 'morphcat[train]'", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Stopped as exc:

@@ -30,10 +30,6 @@ def quiet_bad_input_tracebacks() -> None:
             logger.addFilter(_NoTracebackForBadInput())
 
 
-class UsageError(MorphcatError):
-    """Command-line options that contradict each other or lack a companion."""
-
-
 # Prefect reads either name; a user who sets one has asked for heartbeats.
 HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
 
@@ -43,7 +39,7 @@ def direct_run_settings() -> AbstractContextManager:
     unless the user asked for them. Heartbeats let a server mark a deployment's run crashed when
     its worker dies; a run in the user's own process has nobody to be marked for, and Prefect 3.8
     ends every sync flow run by waiting out its heartbeat thread's 1-second sleep (~0.9 s of a
-    short run's 1.1 s fixed cost, measured by ``morphcat bench``)."""
+    short run's 1.1 s fixed cost, measured by ``morphcat bench throughput``)."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     if any(name in os.environ for name in HEARTBEAT_VARIABLES):

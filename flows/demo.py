@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 from prefect import flow
 
+from catalogs.inputs import CUTOUT_SIZE
 from flows.annotate_flows import catalog_annotate
 from flows.catalog_flows import synthesize_survey
 from flows.export_flows import export_onnx
@@ -55,7 +56,7 @@ def summarise_annotations(out: Path, run_id: str, catalog_path: Path) -> pl.Data
 
 
 @flow(name="morphcat-demo")
-def run_demo(out: Path, n: int, seed: int, size: int = 424, epochs: int = TrainSettings.epochs) -> pl.DataFrame:
+def run_demo(out: Path, n: int, seed: int, size: int = CUTOUT_SIZE, epochs: int = TrainSettings.epochs) -> pl.DataFrame:
     out = Path(out)
     report = synthesize_survey(out=out / "survey", n=n, seed=seed, size=size, mix="balanced")
     catalog = Path(report.catalog_path)

@@ -25,12 +25,24 @@ def save_trained(trained: TrainedModel, out_dir: Path) -> dict[str, Path]:
         trained.model.save(tmp)
     sidecar = dict(trained.sidecar, history=trained.history)
     sidecar_path = out_dir / f"{trained.kind}.json"
-    write_text(sidecar_path, json.dumps(sidecar, indent=2, sort_keys=True, default=str))
+    _write_sidecar(sidecar_path, sidecar)
     paths = {"model": model_path, "sidecar": sidecar_path}
     if trained.history:
         paths["curves"] = plot_training_curves(trained.history, out_dir / f"{trained.kind}_curves.png",
                                                f"{trained.kind} training")
     return paths
+
+
+def record_caption_choice(models_dir: Path, choice: dict) -> None:
+    """Record which captions the bundle serves (``models.evaluate.choose_caption_source``) in
+    the captioner's sidecar, where export reads it."""
+    sidecar = load_sidecar(models_dir, "captioner")
+    sidecar["caption_choice"] = choice
+    _write_sidecar(Path(models_dir) / "captioner.json", sidecar)
+
+
+def _write_sidecar(path: Path, sidecar: dict) -> None:
+    write_text(path, json.dumps(sidecar, indent=2, sort_keys=True, default=str))  # whole or not at all
 
 
 def load_sidecar(models_dir: Path, kind: str) -> dict:

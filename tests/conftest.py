@@ -58,7 +58,7 @@ def tiny_models(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_models, tmp_path_factory):
     """A parity-checked bundle exported from ``tiny_models`` (tests that change it use a copy)."""
-    from export.build.exporter import export_bundle
+    from export.builder.exporter import export_bundle
 
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     export_bundle(tiny_models, out, synthetic_images=PARITY_IMAGES)

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from catalogs import imaging
 from catalogs.errors import SourceError
-from catalogs.readers import ReadResult, finish, require_exists, scan_folder, short_error, skipped_table
+from catalogs.readers.common import ReadResult, finish, require_exists, scan_folder, short_error, skipped_table
 
 FORMAT = "fits"
 

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from catalogs import imaging
 from catalogs.contract import CATALOG_SCHEMA, ids_to_strings
 from catalogs.errors import ContractViolation, SourceError
-from catalogs.readers import (
+from catalogs.readers.common import (
     ReadResult,
     finish,
     float_column,

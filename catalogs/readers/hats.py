@@ -15,7 +15,7 @@ from pathlib import Path
 
 from catalogs.contract import CATALOG_SCHEMA
 from catalogs.hats import read_hats_rows
-from catalogs.readers import ReadResult, require_exists
+from catalogs.readers.common import ReadResult, require_exists
 from catalogs.readers.folder import table_catalog
 
 FORMAT = "hats"

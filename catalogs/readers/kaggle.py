@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 
 from catalogs.errors import SourceError
-from catalogs.readers import (
+from catalogs.readers.common import (
     ReadResult,
     concat_skipped,
     csv_header,

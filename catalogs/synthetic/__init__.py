@@ -24,8 +24,8 @@ index])``, so nothing depends on the worker count or the order in which workers 
 """
 
 from catalogs.synthetic.render import render_object
-from catalogs.synthetic.survey import render_survey
+from catalogs.synthetic.survey import render_survey, synthesize_survey
 from catalogs.synthetic.truth import MIXES, sample_truth
 from catalogs.synthetic.votes import simulate_votes
 
-__all__ = ["MIXES", "render_object", "render_survey", "sample_truth", "simulate_votes"]
+__all__ = ["MIXES", "render_object", "render_survey", "sample_truth", "simulate_votes", "synthesize_survey"]

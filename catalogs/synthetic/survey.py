@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from catalogs.inputs import CUTOUT_SIZE
 from catalogs.labels import derive_labels
 from catalogs.synthetic.render import render_object
 from catalogs.synthetic.truth import MIXES, _assign_classes, sample_truth
@@ -101,7 +102,7 @@ def _schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-def render_survey(out_dir: Path, n: int, seed: int, size: int = 424, mix: str = "gz2",
+def render_survey(out_dir: Path, n: int, seed: int, size: int = CUTOUT_SIZE, mix: str = "gz2",
                   workers: int | None = None,
                   progress: Callable[[int], None] | None = None) -> pa.Table:
     """Render a synthetic survey of ``n`` objects into ``out_dir`` and return its catalog.
@@ -160,3 +161,15 @@ def render_survey(out_dir: Path, n: int, seed: int, size: int = 424, mix: str = 
             "label": [str(x) for x in labels], "truth_class": [r["truth_class"] for r in rows],
             "mask_path": [r["mask_path"] for r in rows]}
     return pa.table(data, schema=_schema())
+
+
+def synthesize_survey(out: Path, n: int, seed: int, size: int = CUTOUT_SIZE, mix: str = "gz2",
+                      workers: int | None = None, progress: Callable[[int], None] | None = None) -> Path:
+    """Render the survey (:func:`render_survey`) into ``out`` and write its catalog, with the
+    targets ingest derives from votes, as ``out/catalog.parquet``; returns that path."""
+    from catalogs.contract import Catalog, write_catalog
+    from catalogs.targets import catalog_with_targets
+
+    out = Path(out)
+    table = render_survey(out, n=n, seed=seed, size=size, mix=mix, workers=workers, progress=progress)
+    return write_catalog(catalog_with_targets(Catalog(table, out, "synthetic")), out / "catalog.parquet")

@@ -86,7 +86,7 @@ class PixelAnnotations:
     """What the bundle says about a batch of prepared images (``LoadedBundle.image``)."""
 
     probs: np.ndarray  # (N, C) in the bundle's class order
-    cam: np.ndarray  # (N, h, w) raw Grad-CAM of the predicted class (export.build.gradcam)
+    cam: np.ndarray  # (N, h, w) raw Grad-CAM of the predicted class (export.builder.gradcam)
     ood_score: np.ndarray  # (N,) models.ood: feature distance over the bundle's scale
     ood_flag: np.ndarray  # (N,) bool: ood_score > the bundle's threshold or no centred source
     source_snr: np.ndarray  # (N,) catalogs.sources.central_source_snr

@@ -1,5 +1,5 @@
 """The model bundle format: ONNX files plus ``bundle.json``, the contract between the exporter
-(``export.build``, which writes it) and the runtime (which reads it).
+(``export.builder``, which writes it) and the runtime (which reads it).
 
 ``bundle.json`` records every file's sha256 and size, and ``bundle_id`` = the first 16 hex digits
 of the sha256 of the sorted ``name:sha256`` lines, so one id names exactly one set of model bytes.

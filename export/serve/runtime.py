@@ -268,7 +268,7 @@ class LoadedBundle:
 
     @property
     def merged(self) -> bool:
-        """Whether one graph computes every image model (``export.build.merge``)."""
+        """Whether one graph computes every image model (``export.builder.merge``)."""
         return MERGED_NAME in self._sessions
 
     def infer(self, images) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ Isolation finds what is rare *in this run* (a merger among thousands of elliptic
 ring, a satellite trail) even when the training set had such galaxies; the OOD score finds what the
 models never learnt. The mean ranks a galaxy odd in both senses above one odd in one, and an
 extreme value of either alone (a photo's OOD score is tens of times the run's percentile) still
-tops the list. ``morphcat bench-unusual`` measured the alternatives on a synthetic survey whose
+tops the list. ``morphcat bench unusual`` measured the alternatives on a synthetic survey whose
 mergers the model never saw (precision at 20: this mean 0.45, isolation alone 0.40, the maximum of
 isolation and the training-scaled OOD score 0.20, the OOD score alone 0.10); the mean was chosen
 for the reason above, on that one synthetic measurement. ``reason`` says which signal weighs more.

@@ -1,4 +1,4 @@
-"""``morphcat bench-ablation``'s declared variants and its table (the runs themselves are hours of
+"""``morphcat bench ablation``'s declared variants and its table (the runs themselves are hours of
 training: a benchmark, never a test)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""bench-decode: reduced-scale and full decodes of the same files, compared."""
+"""bench decode: reduced-scale and full decodes of the same files, compared."""
 
 from __future__ import annotations
 

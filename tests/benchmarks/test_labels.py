@@ -1,4 +1,4 @@
-"""bench-labels: label support, the rule on raw votes, the morphometry baseline and the stacking."""
+"""bench labels: label support, the rule on raw votes, the morphometry baseline and the stacking."""
 
 from __future__ import annotations
 

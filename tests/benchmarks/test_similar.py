@@ -1,5 +1,5 @@
 """benchmarks/similar.py on a tiny index: every figure recorded, recall computed against exact
-search (timings are the benchmark's to report, never asserted)."""
+search (timings are the benchmark's to report: only an ordering that holds by a wide margin is asserted)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def test_the_similarity_bench_records_build_latency_and_recall(tmp_path):
     assert [r["rows"] for r in summary["results"]] == [1500, 3000]
     for r in summary["results"]:
         for kind in ("exact", "hnsw"):
-            assert r[f"{kind}_build_seconds"] >= 0 and 0 < r[f"{kind}_query_ms_median"] <= r[f"{kind}_query_ms_p95"]
+            assert 0 < r[f"{kind}_query_ms_median"] <= r[f"{kind}_query_ms_p95"]
+        # A flat index only copies the vectors; HNSW links every one into its graph (100× or more).
+        assert r["exact_build_seconds"] < r["hnsw_build_seconds"]
         assert 0.9 <= r["hnsw_recall_at_10"] <= 1.0
     assert json.loads((tmp_path / "similar.json").read_text()) == summary
     assert "| 3,000 |" in (tmp_path / "similar.md").read_text()

@@ -82,16 +82,17 @@ def test_a_subset_of_shards_runs_alone_and_the_rest_completes_the_run(survey, ti
     assert proc.returncode == 0, proc.stderr
     assert "2 of 4 shards were already done" in proc.stdout and "still to do" not in proc.stdout
     assert _files(out) == _files(reference)
-    for bad, needle in (("7", "the run has shards 0–3"), ("2-x", "ranges like 0-9,42")):
+    for bad, needle in (("7", "--shards 7: the run has shards 0–3"), ("2-x", "ranges like 0-9,42")):
         proc = morphcat(*args, "--shards", bad)
         assert proc.returncode == EXIT_BAD_INPUT and needle in proc.stderr, proc.stderr
 
 
 def test_shard_lists_parse_as_numbers_and_ranges():
-    from flows.annotate_flows import _ranges, parse_shards
+    from export.serve.catalog import shard_ranges
+    from flows.cli import parse_shards
 
     assert parse_shards("0-3,7, 9-10") == [0, 1, 2, 3, 7, 9, 10]
-    assert _ranges([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10" and _ranges([]) == ""
+    assert shard_ranges([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10" and shard_ranges([]) == ""
 
 
 def test_rerun_skips_finished_shards_and_changes_no_byte(survey, tiny_bundle, thread_run, morphcat):
@@ -234,8 +235,8 @@ def test_a_wrong_model_is_refused_before_any_work(case, survey, tiny_bundle, mor
 
 
 def test_an_int8_run_is_its_own_run_and_says_what_ran(survey, tiny_models, thread_run, morphcat, tmp_path):
-    from export.build import quantize
-    from export.build.exporter import export_bundle
+    from export.builder import quantize
+    from export.builder.exporter import export_bundle
 
     with pytest.MonkeyPatch.context() as mp:  # the tiny models cannot pass the real gate: judge leniently
         mp.setattr(quantize, "GATE", {k: (op, 0.0 if op == ">=" else 1.0) for k, (op, _) in quantize.GATE.items()})
@@ -254,3 +255,21 @@ def test_an_int8_run_is_its_own_run_and_says_what_ran(survey, tiny_models, threa
         runs["fp32"]: "fp32", runs["int8"]: "int8"}
     pred = pl.read_parquet(out / "predictions" / "**" / "*.parquet")
     assert pred.group_by("run_id").len().sort("run_id")["len"].to_list() == [N - 2, N - 2]
+
+
+def test_the_library_without_prefect_writes_the_flows_files(survey, tiny_bundle, thread_run, tmp_path):
+    """``export.serve.catalog.annotate_catalog`` (what ``morphcat.annotate`` calls) is the flow's
+    run without Prefect: the same tables to the byte, and a rerun skips every shard."""
+    from catalogs.errors import UsageError
+    from export.serve.catalog import annotate_catalog
+
+    reference, _ = thread_run
+    out = tmp_path / "library"
+    summary = annotate_catalog(survey, tiny_bundle, out, shard_size=SHARD, batch_size=4, workers=2)
+    assert _files(out) == _files(reference)
+    assert (summary["catalog_rows"], summary["predictions"], summary["errors"]) == (N, N - 2, 2)
+    assert (summary["rows_this_run"], summary["shards_skipped"], summary["runner"]) == (N, 0, "thread")
+    again = annotate_catalog(survey, tiny_bundle, out, shard_size=SHARD, batch_size=4)
+    assert (again["rows_this_run"], again["shards_skipped"], again["shards_to_do"]) == (0, 4, "")
+    with pytest.raises(UsageError, match="^`shards` 7-8: the run has shards 0–3$"):
+        annotate_catalog(survey, tiny_bundle, out, shard_size=SHARD, batch_size=4, shards=[1, 7, 8])

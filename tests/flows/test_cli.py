@@ -133,7 +133,15 @@ def test_serve_refuses_an_incomplete_schedule_before_contacting_prefect(args, ne
 
 
 def test_bench_active_head_only_without_a_backbone_is_one_message_and_exit_2(tmp_path, morphcat):
-    proc = morphcat("bench-active", tmp_path / "c.parquet", "--out", tmp_path / "o", "--head-only", timeout=120)
+    proc = morphcat("bench", "active", tmp_path / "c.parquet", "--out", tmp_path / "o", "--head-only", timeout=120)
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     assert "--head-only needs --init-from" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_library_errors_name_parameters_and_the_cli_shows_flags():
+    from flows.cli import build_parser, in_flags
+
+    annotate = next(a for a in build_parser()._actions if a.dest == "command").choices["annotate"]
+    assert in_flags("`shards` 7: the run has shards 0–3", annotate) == "--shards 7: the run has shards 0–3"
+    assert in_flags("`image_size` and `unknown`", annotate) == "--image-size and `unknown`"

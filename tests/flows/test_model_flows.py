@@ -80,10 +80,17 @@ def test_train_then_evaluate_writes_models_metrics_and_plots(tmp_path, morphcat)
     proc = morphcat("evaluate", models, tiny_survey, "--out", report)
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((report / "metrics.json").read_text())
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "rmse",
-                "bleu1", "bleu2", "bleu3", "bleu4", "caption_agreement"):
-        assert key in metrics and metrics[key] is not None
-    assert metrics["template_baseline"]["bleu4"] is not None
+    # The headline figures are those of the sections, and the classifier's agree with its confusion matrix.
+    for key, section in (("accuracy", "classification"), ("balanced_accuracy", "classification"),
+                         ("macro_f1", "classification"), ("weighted_f1", "classification"), ("rmse", "regression"),
+                         ("bleu1", "captions"), ("bleu4", "captions"), ("caption_agreement", "captions")):
+        assert metrics[key] == metrics[section][key]
+    cm = np.array(metrics["classification"]["confusion_matrix"])
+    assert cm.sum() == metrics["classification"]["n_samples"]
+    assert metrics["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    support = cm.sum(axis=1) > 0
+    assert metrics["balanced_accuracy"] == pytest.approx(np.mean(np.diag(cm)[support] / cm.sum(axis=1)[support]))
+    assert isinstance(metrics["template_baseline"]["bleu4"], float)
     assert (report / "confusion_matrix.png").is_file()
     assert "held-out test split" in metrics["classification"]["scope"]
 

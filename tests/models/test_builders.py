@@ -23,7 +23,8 @@ from models.captioner import (  # noqa: E402
     masked_loss,
     teacher_forcing_pairs,
 )
-from models.classifier import build_classifier, features_layer, grad_cam, grad_cam_model  # noqa: E402
+from models.calibration import softmax  # noqa: E402
+from models.classifier import build_classifier, features_layer, grad_cam, grad_cam_model, logits  # noqa: E402
 from models.config import BackboneConfig, CaptionerConfig, HeadConfig, ModelConfig
 from models.regressor import DecisionTreeLayer, build_regressor, tree_structure  # noqa: E402
 
@@ -138,10 +139,11 @@ def test_classifier_shapes_names_and_probabilities(classifier):
     assert classifier.layers[-1].name == "probs"
     assert classifier.get_layer("head_hidden").activation is keras.activations.relu
     assert features_layer(classifier).name == FEATURES_LAYER
-    probs = classifier.predict(_images(5), verbose=0)
+    x = _images(5)
+    probs = classifier.predict(x, verbose=0)
     assert probs.shape == (5, len(CLASSES))
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert (probs >= 0).all()
+    # The last layer is exactly a softmax over the logits layer (no other transform in between).
+    np.testing.assert_allclose(probs, softmax(logits(classifier, x)), atol=1e-5)
     five = build_classifier(CFG, ["a", "b", "c", "d", "e"])
     assert five.output_shape == (None, 5)
     assert five.get_layer("logits").units == 5

@@ -18,7 +18,7 @@ from catalogs.contract import read_catalog
 from catalogs.inputs import ImageSpec, frame
 from catalogs.labels import CLASSES
 from catalogs.synthetic import render_object, sample_truth
-from export.build.errors import ExportError
+from export.builder.errors import ExportError
 
 MAX_CATALOG_IMAGES = 256
 SYNTHETIC_IMAGES = 32

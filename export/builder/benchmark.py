@@ -1,4 +1,4 @@
-"""Timing a batch function: the one timer of the exporter's speed figures and of ``morphcat bench``."""
+"""Timing a batch function: the one timer of the exporter's speed figures and of ``morphcat bench throughput``."""
 
 from __future__ import annotations
 

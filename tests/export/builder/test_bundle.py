@@ -14,8 +14,8 @@ import pytest
 from catalogs.errors import MorphcatError
 from catalogs.outputs import EMBEDDING_DIM
 from catalogs.tree import GZ2_TREE
-from export.build.errors import ExportError
-from export.build.exporter import export_bundle, find_models
+from export.builder.errors import ExportError
+from export.builder.exporter import export_bundle, find_models
 from export.serve.bundle import BUNDLE_FORMAT, MANIFEST, bundle_id, sha256_file
 from export.serve.errors import BundleError
 from export.serve.metadata import proto_props, read_facts

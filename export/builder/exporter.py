@@ -6,12 +6,12 @@ Steps (the ``export-onnx`` flow runs each as a task; :func:`export_bundle` runs 
    sidecars), the held-out parity batch; a bad folder or ``--out`` fails here, before any work.
 2. :func:`export_and_check` per model: tf2onnx conversion of every file of its spec, then parity
    against Keras (names → shapes → values, then class/caption agreement), failures collected.
-3. :func:`check_merged`: the image models composed into one graph (``export.build.merge``) and the
+3. :func:`check_merged`: the image models composed into one graph (``export.builder.merge``) and the
    same parity checks run on it.
-4. :func:`~export.build.quantize.quantize_models`, :func:`~export.build.half.halve_models`
+4. :func:`~export.builder.quantize.quantize_models`, :func:`~export.builder.half.halve_models`
    (optional): the merged graph's int8 and float16 copies, each with its agreement with fp32 and
    its gate's verdict.
-5. :func:`write_bundle`: one :class:`~export.build.errors.ParityError` listing every failure of every
+5. :func:`write_bundle`: one :class:`~export.builder.errors.ParityError` listing every failure of every
    model, or the files with their metadata and ``bundle.json``, published in one move.
 """
 
@@ -27,15 +27,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from export.build.benchmark import images_per_second
-from export.build.convert import to_onnx
-from export.build.errors import ExportError, ParityError, ParityFailure
-from export.build.images import SYNTHETIC_IMAGES, ParityBatch, catalog_batch, synthetic_batch
-from export.build.merge import merge_image_models
-from export.build.parity import check_names, compare_outputs
-from export.build.publish import check_out, prepare_out, publish, write_manifest
-from export.build.specs import OPSET
-from export.build.units import Source, load_source
+from export.builder.benchmark import images_per_second
+from export.builder.convert import to_onnx
+from export.builder.errors import ExportError, ParityError, ParityFailure
+from export.builder.images import SYNTHETIC_IMAGES, ParityBatch, catalog_batch, synthetic_batch
+from export.builder.merge import merge_image_models
+from export.builder.parity import check_names, compare_outputs
+from export.builder.publish import check_out, prepare_out, publish, write_manifest
+from export.builder.specs import OPSET
+from export.builder.units import Source, load_source
 from export.serve.bundle import BUNDLE_FORMAT, IMAGE_INPUT, MERGED_NAME
 from export.serve.metadata import set_facts
 from export.serve.providers import CPU
@@ -200,7 +200,7 @@ def check_merged(checked: list[CheckedModel], images: np.ndarray) -> MergedModel
 
 def _speed(session, unit, feeds: dict, n: int) -> dict:
     """Rows per second of onnxruntime (CPU) and of Keras computing the same outputs on the same
-    feeds, measured alike (``export.build.benchmark``)."""
+    feeds, measured alike (``export.builder.benchmark``)."""
     return {"rows": n, "ort_rows_per_s": round(images_per_second(lambda: session.run(None, feeds), n), 1),
             "keras_rows_per_s": round(images_per_second(lambda: unit.reference(feeds), n), 1)}
 
@@ -240,7 +240,7 @@ def write_bundle(plan: ExportPlan, checked: list[CheckedModel], variants: dict[s
     """Raise one :class:`ParityError` for every failure of every model, else write the files
     with their metadata and ``bundle.json`` into a staging folder and publish it as ``plan.out``.
     ``variants``: precision (``int8``, ``fp16``) → the merged graph's copy in it, with its
-    comparison and gate (``export.build.quantize``, ``export.build.half``)."""
+    comparison and gate (``export.builder.quantize``, ``export.builder.half``)."""
     raise_for_failures(checked, merged)
     staging = prepare_out(plan.out)
     try:
@@ -300,11 +300,11 @@ def export_bundle(models_dir: Path, out: Path, *, catalog: Path | None = None, i
     raise_for_failures(checked, merged)
     variants = {}
     if int8:
-        from export.build.quantize import quantize_models
+        from export.builder.quantize import quantize_models
 
         variants["int8"] = quantize_models(plan, checked, merged)
     if fp16:
-        from export.build.half import halve_models
+        from export.builder.half import halve_models
 
         variants["fp16"] = halve_models(plan, checked, merged)
     return write_bundle(plan, checked, variants, merged)

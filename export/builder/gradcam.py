@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from catalogs.outputs import EMBEDDING
-from export.build.errors import ExportError
+from export.builder.errors import ExportError
 from models.classifier import BACKBONE_LAYER
 from models.embedding import EMBEDDING_EPS, EmbeddingProjection
 from models.ood import OodReference

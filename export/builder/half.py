@@ -14,7 +14,7 @@ operators it puts a float32 → float16 → float32 pair of casts, rounding what
 which becomes an ``Identity``.
 
 The copy is compared with the fp32 graph on held-out galaxies like the int8 copy
-(``export.build.variants``) and passes :data:`GATE` only if it keeps the answers: predicted class
+(``export.builder.variants``) and passes :data:`GATE` only if it keeps the answers: predicted class
 ≥ 99.9 % identical, and int8's bars for captions, Grad-CAM peaks and vote fractions. The export
 machine has no GPU, so the comparison runs on onnxruntime's CPU provider, which runs float16 nodes
 it has no float16 kernel for in float32 between casts: float16 weights and stored activations, fp32
@@ -28,7 +28,7 @@ import graphlib
 
 import onnx
 
-from export.build.variants import VariantCheck, compare
+from export.builder.variants import VariantCheck, compare
 from export.serve.bundle import FP16_NAME
 
 # Figure → (comparison, threshold): what float16 must keep to be served.
@@ -86,7 +86,7 @@ def without_repeated_casts(graph: onnx.GraphProto) -> None:
     """Drop the converter's repeats of one cast: where a float16 tensor feeds several float32
     operators it writes one identical ``Cast`` per reader, all with the same output name (which
     ONNX forbids). Casts of one name that differ are a converter bug, not a repeat: refused."""
-    from export.build.errors import ExportError
+    from export.builder.errors import ExportError
 
     seen: dict[str, onnx.NodeProto] = {}
     kept = []

@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from export.build.errors import ExportError
+from export.builder.errors import ExportError
 from export.serve.bundle import BUNDLE_FORMAT, MANIFEST, bundle_id, sha256_file
 
 

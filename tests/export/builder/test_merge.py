@@ -11,11 +11,11 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from export.build import exporter
-from export.build.errors import ExportError, ParityError
-from export.build.exporter import check_merged, check_parity, convert_source, raise_for_failures
-from export.build.merge import merge_image_models
-from export.build.units import load_source
+from export.builder import exporter
+from export.builder.errors import ExportError, ParityError
+from export.builder.exporter import check_merged, check_parity, convert_source, raise_for_failures
+from export.builder.merge import merge_image_models
+from export.builder.units import load_source
 from tests.export.tiny_models import structured_images
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -20,11 +20,11 @@ from catalogs.inputs import ImageSpec
 from catalogs.outputs import EMBEDDING, EMBEDDING_DIM
 from catalogs.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from catalogs.tree import GZ2_TREE
-from export.build.convert import tf_signature
-from export.build.errors import ExportError, ParityFailure
-from export.build.gradcam import classifier_with_cam
-from export.build.parity import row_agreement
-from export.build.specs import (
+from export.builder.convert import tf_signature
+from export.builder.errors import ExportError, ParityFailure
+from export.builder.gradcam import classifier_with_cam
+from export.builder.parity import row_agreement
+from export.builder.specs import (
     CAPTION_AGREEMENT_MIN,
     CLASS_AGREEMENT_MIN,
     ExportSpec,

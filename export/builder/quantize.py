@@ -10,7 +10,7 @@ moved votes and CAMs most. (Dynamic quantisation of the convolutions runs them a
 ``ConvInteger``, about 10× slower than fp32 on onnxruntime's CPU provider, so it is not offered.)
 The captioner's decoding step, fed states rather than images, stays fp32.
 
-The int8 graph is compared with the fp32 graph (``export.build.variants``) on held-out galaxies (up
+The int8 graph is compared with the fp32 graph (``export.builder.variants``) on held-out galaxies (up
 to 1,024 of the test split of ``--catalog``, else the synthetic parity batch) and passes the gate only if it keeps the answers (:data:`GATE`):
 predicted class ≥ 99.5 % identical, shipped captions ≥ 97 % identical, Grad-CAM peak cell ≥ 95 %
 identical, the per-question vote fractions written to the predictions table within RMSE 0.005 of
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from export.build.variants import VariantCheck, compare
+from export.builder.variants import VariantCheck, compare
 from export.serve.bundle import IMAGE_INPUT, INT8_NAME
 
 CALIBRATION_IMAGES = 64
@@ -73,7 +73,7 @@ def quantize_graph(proto: onnx.ModelProto, calibration: np.ndarray, ops=tuple(ST
 
 def quantize_merged(merged: onnx.ModelProto, calibration: np.ndarray, images: np.ndarray, captions) -> dict:
     """``{"file", "proto", "method", "comparison", "gate"}``: the int8 merged graph, its figures
-    against the fp32 graph on ``images`` and :data:`GATE`'s verdict (``export.build.variants``)."""
+    against the fp32 graph on ``images`` and :data:`GATE`'s verdict (``export.builder.variants``)."""
     quantized = quantize_graph(merged, calibration)
     return {"file": f"{INT8_NAME}.onnx", "proto": quantized, "method": METHOD,
             **compare(merged, quantized, "int8", images, captions, GATE)}
@@ -83,7 +83,7 @@ def quantize_models(plan, checked, merged) -> dict:
     """The int8 copy of ``merged`` (the export's merged image graph), compared with it on
     held-out galaxies and judged by the gate."""
     from catalogs.inputs import ImageSpec
-    from export.build.images import calibration_batch
+    from export.builder.images import calibration_batch
 
     check = VariantCheck(plan, checked, merged, "--int8")
     calibration = calibration_batch(plan.catalog, ImageSpec(**plan.image), plan.sidecars[plan.kinds[0]],

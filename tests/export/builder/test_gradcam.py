@@ -7,10 +7,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from export.build.convert import tf_signature  # noqa: E402
-from export.build.errors import ExportError  # noqa: E402
-from export.build.gradcam import classifier_with_cam  # noqa: E402
-from export.build.specs import classifier_spec  # noqa: E402
+from export.builder.convert import tf_signature  # noqa: E402
+from export.builder.errors import ExportError  # noqa: E402
+from export.builder.gradcam import classifier_with_cam  # noqa: E402
+from export.builder.specs import classifier_spec  # noqa: E402
 from export.serve.runtime import open_bundle  # noqa: E402
 from models.artifacts import load_trained  # noqa: E402
 from models.backbone import build_backbone  # noqa: E402

@@ -1,5 +1,5 @@
-"""Lower-precision copies of the merged image graph (int8: ``export.build.quantize``; float16:
-``export.build.half``), compared with the fp32 graph on the same held-out galaxies and judged
+"""Lower-precision copies of the merged image graph (int8: ``export.builder.quantize``; float16:
+``export.builder.half``), compared with the fp32 graph on the same held-out galaxies and judged
 by a gate of answers kept. One comparison, one verdict, one bundle entry shape for both, so
 :func:`export.serve.runtime.open_bundle` serves either only where it passed.
 """
@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 
 from catalogs.tree import GZ2_TREE
-from export.build.benchmark import images_per_second
-from export.build.parity import row_agreement
+from export.builder.benchmark import images_per_second
+from export.builder.parity import row_agreement
 from export.serve.bundle import IMAGE_INPUT, caption_source
 from export.serve.decode import greedy_decode_from_state
 from export.serve.providers import CPU
@@ -92,8 +92,8 @@ class VariantCheck:
     def __init__(self, plan, checked, merged, flag: str):
         from catalogs.inputs import ImageSpec
         from catalogs.tokenizer import Tokenizer
-        from export.build.errors import ExportError
-        from export.build.images import catalog_batch
+        from export.builder.errors import ExportError
+        from export.builder.images import catalog_batch
 
         if merged is None:
             raise ExportError(f"{flag} converts the merged image graph, and these models have fewer than two "

@@ -10,10 +10,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from export.build import half
-from export.build.errors import ExportError
-from export.build.exporter import export_bundle
-from export.build.images import synthetic_batch
+from export.builder import half
+from export.builder.errors import ExportError
+from export.builder.exporter import export_bundle
+from export.builder.images import synthetic_batch
 from export.serve import runtime
 from export.serve.bundle import FP16_NAME, MERGED_NAME
 from export.serve.decode import greedy_decode_from_state

@@ -1,4 +1,4 @@
-"""A ``tf.function`` → an ONNX ``ModelProto`` shaped by its :class:`~export.build.specs.ExportSpec`:
+"""A ``tf.function`` → an ONNX ``ModelProto`` shaped by its :class:`~export.builder.specs.ExportSpec`:
 outputs in the spec's order, dynamic axes named as in the spec, ``onnx.checker`` passed."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import logging
 import onnx
 import tensorflow as tf
 
-from export.build.errors import ExportError
-from export.build.specs import ExportSpec
+from export.builder.errors import ExportError
+from export.builder.specs import ExportSpec
 
 # tf2onnx logs every rewriter pass at INFO; its warnings and errors still show.
 logging.getLogger("tf2onnx").setLevel(logging.WARNING)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import onnx
 from onnx import compose, helper, numpy_helper
 
-from export.build.errors import ExportError
+from export.builder.errors import ExportError
 from export.serve.bundle import IMAGE_INPUT, MERGED_NAME
 
 

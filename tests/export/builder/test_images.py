@@ -10,8 +10,8 @@ import pytest
 
 from catalogs.contract import Catalog, read_catalog, write_catalog
 from catalogs.synthetic import render_survey
-from export.build.exporter import plan_export
-from export.build.images import synthetic_batch
+from export.builder.exporter import plan_export
+from export.builder.images import synthetic_batch
 from models.data import assign_splits
 from models.train import catalog_fingerprint
 from tests.export.tiny_models import CFG, write_tiny_models

@@ -11,9 +11,9 @@ import onnx
 import pytest
 
 from catalogs.tree import GZ2_TREE
-from export.build import quantize, variants
-from export.build.exporter import export_bundle
-from export.build.images import synthetic_batch
+from export.builder import quantize, variants
+from export.builder.exporter import export_bundle
+from export.builder.images import synthetic_batch
 from export.serve import runtime
 from export.serve.bundle import INT8_NAME
 from export.serve.errors import BundleError

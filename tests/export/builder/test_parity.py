@@ -8,11 +8,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from export.build.errors import ExportError, ParityError, ParityFailure
-from export.build.exporter import check_parity, convert_source, raise_for_failures
-from export.build.parity import check_names, compare_outputs, max_abs_diff, row_agreement
-from export.build.specs import ExportSpec, TensorSpec, classifier_spec, step_spec
-from export.build.units import load_source
+from export.builder.errors import ExportError, ParityError, ParityFailure
+from export.builder.exporter import check_parity, convert_source, raise_for_failures
+from export.builder.parity import check_names, compare_outputs, max_abs_diff, row_agreement
+from export.builder.specs import ExportSpec, TensorSpec, classifier_spec, step_spec
+from export.builder.units import load_source
 from models.artifacts import load_sidecar
 from models.embedding import EmbeddingProjection
 from tests.export.tiny_models import structured_images

@@ -1,14 +1,14 @@
 """Parity of an ONNX file against its Keras model, in the order the best exporters check it:
 tensor names, then shapes, then values against each output's tolerance. Every failure is
-collected (never the first one only); the caller raises one :class:`~export.build.errors.ParityError`.
+collected (never the first one only); the caller raises one :class:`~export.builder.errors.ParityError`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from export.build.errors import ParityFailure
-from export.build.specs import ExportSpec
+from export.builder.errors import ParityFailure
+from export.builder.specs import ExportSpec
 
 
 def max_abs_diff(got: np.ndarray, expected: np.ndarray) -> float:
