@@ -41,6 +41,23 @@ class IngestReport:
     label_counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def print(self) -> None:
+        """The report on the terminal (what ``morphcat ingest`` and ``synth`` print)."""
+        from rich.console import Console
+
+        console = Console()
+        console.print(f"[bold]{self.catalog_path}[/]: {self.rows} rows ({self.source_format})")
+        if self.label_counts:
+            console.print("labels: " + ", ".join(f"{k} {v}" for k, v in sorted(self.label_counts.items())))
+        if self.skipped_rows:
+            console.print(f"[yellow]{self.skipped_rows} source rows could not become catalog rows; "
+                          f"each is listed with its reason in {self.skipped_path}[/]")
+        if self.missing_images:
+            console.print(f"[yellow]{self.missing_images} rows point at missing image files "
+                          f"(kept; annotation reports each), e.g. {', '.join(self.missing_examples)}[/]")
+        for note in self.notes:
+            console.print(f"note: {note}")
+
     def markdown(self) -> str:
         lines = [
             f"# Catalog `{self.catalog_path}`",

@@ -46,7 +46,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
     report = synthesize_survey(out=args.out, n=args.n, seed=args.seed, size=args.size, mix=args.mix,
                                workers=args.workers)
-    _print_report(report)
+    report.print()
 
 
 def _cmd_ingest(args: argparse.Namespace) -> None:
@@ -58,7 +58,7 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
     if args.format == "hats":
         options["images"] = args.images
     report = ingest_catalog(src=args.src, fmt=args.format, out=args.out, options=options)
-    _print_report(report)
+    report.print()
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -251,12 +251,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_app(args: argparse.Namespace) -> None:
-    import signal
-    import subprocess
-
     from export.serve.runtime import open_bundle
     from flows.webapp.catalog_view import locate_catalog, open_annotations
-    from flows.webapp.launch import streamlit_command
+    from flows.webapp.launch import run_server, streamlit_command
 
     if args.catalog is not None and args.annotations is None:
         raise UsageError("--catalog names the images of an annotations folder: give --annotations too")
@@ -273,38 +270,7 @@ def _cmd_app(args: argparse.Namespace) -> None:
                 print(f"morphcat app: no gallery thumbnails: {exc}", file=sys.stderr)
     command = streamlit_command(args.bundle, args.annotations, args.catalog, port=args.port, address=args.address)
     print(f"morphcat app: serving http://{args.address}:{args.port} (Ctrl-C stops)", flush=True)
-    proc = subprocess.Popen(command)
-    stopped = []
-
-    def stop(signum, frame):  # a service manager's SIGTERM must stop the server, not orphan it
-        stopped.append(signum)
-        proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:  # the terminal's Ctrl-C reached streamlit too: let it finish
-        stopped.append(signal.SIGINT)
-        code = proc.wait()
-    if code and not stopped:
-        raise SystemExit(code)
-
-
-def _print_report(report) -> None:
-    from rich.console import Console
-
-    console = Console()
-    console.print(f"[bold]{report.catalog_path}[/]: {report.rows} rows ({report.source_format})")
-    if report.label_counts:
-        console.print("labels: " + ", ".join(f"{k} {v}" for k, v in sorted(report.label_counts.items())))
-    if report.skipped_rows:
-        console.print(f"[yellow]{report.skipped_rows} source rows could not become catalog rows; "
-                      f"each is listed with its reason in {report.skipped_path}[/]")
-    if report.missing_images:
-        console.print(f"[yellow]{report.missing_images} rows point at missing image files "
-                      f"(kept; annotation reports each), e.g. {', '.join(report.missing_examples)}[/]")
-    for note in report.notes:
-        console.print(f"note: {note}")
+    run_server(command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""The ``streamlit run`` command line of ``morphcat app`` and the arguments the app script reads.
+"""The ``streamlit run`` command line of ``morphcat app``, the arguments the app script reads, and
+running the server until it stops.
 
 Streamlit runs ``app.py`` in its own process; the bundle, annotations and catalog paths reach
 it as script arguments after ``--`` (``streamlit run app.py [options] -- --bundle …``).
@@ -7,6 +8,8 @@ it as script arguments after ``--`` (``streamlit run app.py [options] -- --bundl
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,3 +59,24 @@ def streamlit_command(bundle: Path, annotations: Path | None = None, catalog: Pa
             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
             "--client.toolbarMode", "minimal",
             "--", *script_arguments(bundle, annotations, catalog)]
+
+
+def run_server(command: list[str]) -> None:
+    """Run ``command`` (the server) until it stops. SIGTERM (a service manager's) is passed on to
+    it rather than orphaning it; Ctrl-C reaches it too, and it is let finish. Raises
+    ``SystemExit`` with its status when it fails on its own."""
+    proc = subprocess.Popen(command)
+    stopped = []
+
+    def stop(signum, frame):
+        stopped.append(signum)
+        proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        stopped.append(signal.SIGINT)
+        code = proc.wait()
+    if code and not stopped:
+        raise SystemExit(code)
