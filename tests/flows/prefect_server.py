@@ -47,6 +47,15 @@ def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
             proc.wait()
 
 
+def registered_deployments(env: dict[str, str]) -> int:
+    """How many deployments the server at ``env``'s PREFECT_API_URL holds; 0 while it is too busy
+    to answer within 5 s (registering a cron deployment schedules its runs): callers poll again."""
+    try:
+        return len(httpx.post(f"{env['PREFECT_API_URL']}/deployments/filter", json={}, timeout=5).json())
+    except httpx.TimeoutException:
+        return 0
+
+
 @contextmanager
 def prefect_server(home: Path) -> Iterator[tuple[dict[str, str], subprocess.Popen]]:
     """``prefect server start`` on a free loopback port with its own SQLite database in ``home``;

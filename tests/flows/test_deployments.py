@@ -15,7 +15,7 @@ import pytest
 
 from catalogs.contract import Catalog, write_catalog
 from catalogs.synthetic import render_survey
-from tests.flows.prefect_server import BIN, _stop, _wait
+from tests.flows.prefect_server import BIN, _stop, _wait, registered_deployments
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
@@ -43,12 +43,8 @@ def served(server, survey, tiny_bundle, tmp_path_factory):
                              "--bundle", str(tiny_bundle), "--out", str(scheduled_out)],
                             env=server, stdout=log, stderr=subprocess.STDOUT, cwd=scheduled_out.parent)
 
-    def registered():
-        r = httpx.post(f"{server['PREFECT_API_URL']}/deployments/filter", json={}, timeout=5)
-        return len(r.json()) >= len(DEPLOYMENTS)
-
     try:
-        _wait(registered, 180, "morphcat serve registering its deployments", proc)
+        _wait(lambda: registered_deployments(server) >= len(DEPLOYMENTS), 180, "morphcat serve registering its deployments", proc)
         yield scheduled_out
     finally:
         _stop(proc, signal.SIGINT)

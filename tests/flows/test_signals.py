@@ -10,12 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from catalogs.contract import Catalog, write_catalog
 from catalogs.synthetic import render_survey
-from tests.flows.prefect_server import BIN, _stop, _wait, prefect_server
+from tests.flows.prefect_server import BIN, _stop, _wait, prefect_server, registered_deployments
 from tests.flows.processes import left_after, tagged
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
@@ -72,13 +71,8 @@ def test_serve_stops_on_sigterm_after_its_server_went_away(tmp_path):
         log_path = tmp_path / "serve.log"
         with log_path.open("w") as log:
             proc = subprocess.Popen([str(BIN / "morphcat"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-
-        def registered():
-            r = httpx.post(f"{env['PREFECT_API_URL']}/deployments/filter", json={}, timeout=5)
-            return len(r.json()) == 3
-
         try:
-            _wait(registered, 180, "morphcat serve registering its deployments", proc)
+            _wait(lambda: registered_deployments(env) == 3, 180, "morphcat serve registering its deployments", proc)
             _wait(lambda: "morphcat serve: serving" in log_path.read_text(), 60, "serve saying it serves", proc)
             _stop(server)
             proc.send_signal(signal.SIGTERM)
