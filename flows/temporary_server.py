@@ -3,8 +3,8 @@
 Prefect starts one on demand (``SubprocessASGIServer``, a ``uvicorn`` child) and stops it at a
 normal exit, but a command killed from outside (SIGKILL, SIGTERM, an OOM kill) left it running,
 re-parented to PID 1, ~220 MB each, forever; in the terminal's process group it also took Ctrl-C
-and died at once while the command carried on without an API. And each process that ran a task
-without an API URL (a Dask worker, a process-pool worker) started a server of its own.
+and died at once while the command carried on without an API. And a Dask worker, whose tasks
+came with the client's settings and so without an API URL, started a server of its own.
 
 Here the command starts the server itself, before any flow, in its own session (a Ctrl-C or a
 SIGTERM to the command's group reaches the command, which then stops the server) and under a
