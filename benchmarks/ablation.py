@@ -137,7 +137,7 @@ class Ledger:
 def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: list, protocol: dict,
              settings: TrainSettings, out: Path, throughput_images: int) -> dict:
     """Train and score one (variant, fold) cell; the ledger line it makes."""
-    from benchmarks.run import machine_line
+    from benchmarks.run import machine, machine_line
     from models.artifacts import save_trained
     from models.crossval import fold_scores, run_fold
     from models.precision import cpu_flags
@@ -149,7 +149,7 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
     held_out, trained = run_fold(loaded, list(names), config, vsettings, folds, fold, use, views=variant.views)
     minutes = (time.perf_counter() - t0) / 60.0
     line = {"variant": name, "fold": fold, "what": variant.what, "protocol": protocol, "commit": _commit(),
-            "machine": machine_line(_machine()), "cpu_flags": cpu_flags(), "minutes": round(minutes, 2),
+            "machine": machine_line(machine()), "cpu_flags": cpu_flags(), "minutes": round(minutes, 2),
             "config": config.to_dict(), "settings": asdict(vsettings), "views": variant.views,
             "train_images_per_second": {k: t.sidecar.get("train_images_per_second") for k, t in trained.items()},
             "precision": trained[use[0]].sidecar.get("precision"),
@@ -160,12 +160,6 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
             save_trained(t, models_dir)
         line["annotate_images_per_s"] = round(_throughput(models_dir, out / name, throughput_images) / variant.views, 1)
     return line
-
-
-def _machine() -> dict:
-    from benchmarks.run import machine
-
-    return machine()
 
 
 def ledger_table(lines: list[dict], protocol: dict | None = None) -> list[dict]:

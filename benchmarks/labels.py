@@ -201,21 +201,6 @@ def cross_validated(features: np.ndarray, labels: np.ndarray, folds: np.ndarray,
     return scores(labels, pred, folds, class_names)
 
 
-def mean_vote_baseline(targets: np.ndarray, folds: np.ndarray) -> dict:
-    """RMSE (per question and Kaggle) of predicting the training folds' mean cumulative vote
-    fractions for every galaxy of the held-out fold, mean ± sd over the folds."""
-    from models.crossval import _mean_sd
-    from models.metrics import regression_metrics
-
-    per_fold = []
-    for k in np.unique(folds):
-        test = folds == k
-        mean = np.nanmean(targets[~test], axis=0)
-        per_fold.append(regression_metrics(targets[test], np.broadcast_to(mean, targets[test].shape)))
-    return {"rmse_per_question": _mean_sd([m["rmse_per_question"] for m in per_fold]),
-            "rmse_kaggle": _mean_sd([m["rmse_kaggle"] for m in per_fold])}
-
-
 def scores(labels: np.ndarray, pred: np.ndarray, folds: np.ndarray, class_names: Sequence[str]) -> dict:
     """Accuracy and balanced accuracy over the galaxy rows (artifacts left out, as ``evaluate
     --cv`` scores them) per fold, mean ± sd, and the pooled per-class recall."""
@@ -240,7 +225,7 @@ def run_labels_bench(catalog_paths: Sequence[Path], out: Path, hart: Path | None
     from catalogs.contract import read_catalog
     from catalogs.inputs import ImageSpec
     from catalogs.targets import kaggle_targets, vote_matrix
-    from models.crossval import folds_of
+    from models.crossval import folds_of, mean_vote_baseline
     from models.data import catalog_names
 
     out = Path(out)

@@ -312,21 +312,28 @@ def _pooled_strata(per_fold: list[dict]) -> dict:
     return out
 
 
-def _mean_vote_floors(parts: Sequence[HeldOut]) -> dict[str, list[float]]:
-    """Per fold, the RMSE (both ways) of predicting every held-out galaxy's votes as the mean of
-    its training galaxies' (the other folds'): the floor a vote model must beat."""
+def mean_vote_baseline(targets: np.ndarray, folds: np.ndarray) -> dict:
+    """RMSE (per question and Kaggle) of predicting the training folds' mean cumulative vote
+    fractions for every galaxy of the held-out fold, mean ± sd over the folds: the floor a vote
+    model must beat (``evaluate --cv`` and ``bench labels``)."""
+    per_fold = []
+    for k in np.unique(folds):
+        test = folds == k
+        mean = np.nanmean(targets[~test], axis=0)
+        per_fold.append(regression_metrics(targets[test], np.broadcast_to(mean, targets[test].shape)))
+    return {"rmse_per_question": _mean_sd([m["rmse_per_question"] for m in per_fold]),
+            "rmse_kaggle": _mean_sd([m["rmse_kaggle"] for m in per_fold])}
+
+
+def _mean_vote_floors(parts: Sequence[HeldOut]) -> dict:
+    """:func:`mean_vote_baseline` over one catalog's held-out folds (the other folds are each
+    fold's training galaxies), keyed as ``cv_report`` reports it."""
     voted = [h for h in parts if h.votes_true is not None and not np.isnan(h.votes_true).all()]
     if len(voted) < 2:
         return {}
-    floors: dict[str, list[float]] = {"rmse_per_question_floor": [], "rmse_kaggle_floor": []}
-    for h in voted:
-        train = np.concatenate([o.votes_true for o in voted if o is not h])
-        mean = np.nanmean(train[~np.isnan(train).all(axis=1)], axis=0)
-        has = ~np.isnan(h.votes_true).all(axis=1)
-        r = regression_metrics(h.votes_true[has], np.tile(mean, (int(has.sum()), 1)))
-        floors["rmse_per_question_floor"].append(r["rmse_per_question"])
-        floors["rmse_kaggle_floor"].append(r["rmse_kaggle"])
-    return floors
+    floor = mean_vote_baseline(np.concatenate([h.votes_true for h in voted]),
+                               np.concatenate([np.full(len(h.votes_true), h.fold) for h in voted]))
+    return {"rmse_per_question_floor": floor["rmse_per_question"], "rmse_kaggle_floor": floor["rmse_kaggle"]}
 
 
 def aggregate_scores(scores: Sequence[dict]) -> dict:
@@ -359,9 +366,7 @@ def cv_report(held_out: Sequence[HeldOut]) -> dict:
         parts = sorted((h for h in held_out if h.catalog == name), key=lambda h: h.fold)
         entry = aggregate_scores([fold_scores(h) for h in parts])
         entry["undecodable"] = sum(h.failures for h in parts)
-        floors = _mean_vote_floors(parts)
-        if floors:
-            entry.update({k: _mean_sd(v) for k, v in floors.items()})
+        entry.update(_mean_vote_floors(parts))
         if parts[0].probs is not None:
             names = parts[0].class_names
             labels = [x for h in parts for x in h.labels]

@@ -6,9 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from benchmarks.labels import (MORPHOMETRY, mean_vote_baseline, morphometry, raw_rule_agreement, run_labels_bench,
+from benchmarks.labels import (MORPHOMETRY, morphometry, raw_rule_agreement, run_labels_bench,
                                support_table)
 from catalogs.tree import GZ2_TREE
+from models.crossval import mean_vote_baseline
 
 
 def test_support_table_counts_the_labels_a_majority_of_volunteers_supports():
