@@ -57,6 +57,9 @@ VARIANTS: dict[str, Variant] = {
     "affine-colour": Variant("augmentation: + affine and ±10 % per-band gain",
                              settings={"augment": "d4+affine+colour"}),
     "tta-8": Variant("test-time average over the 8 rotations/flips (×8 inference)", views=8),
+    "d4": Variant("D4-equivariant convolutions: pooled features exactly invariant to 90° rotations and flips; "
+                  "32-64-128-256 channels counting the 8 copies, 32 features",
+                  backbone={"name": "d4_cnn", "widths": (32, 64, 128, 256)}),
     "wide": Variant("wider backbone: 48-96-192-192 channels", backbone={"widths": (48, 96, 192, 192)}),
     "weight-decay": Variant("AdamW weight decay 1e-4", settings={"weight_decay": 1e-4}),
     "balance-1.0": Variant("fully balanced class weights (the default is their square root)",

@@ -62,6 +62,7 @@ def load_trained(models_dir: Path, kind: str) -> tuple[keras.Model, dict]:
         raise ArtifactError(f"{path} is missing")
     # Custom layers/losses register themselves on import.
     import models.captioner  # noqa: F401
+    import models.equivariant  # noqa: F401
     import models.regressor  # noqa: F401
 
     model = keras.saving.load_model(path, safe_mode=True, compile=False)

@@ -17,6 +17,7 @@ from models.config import BackboneConfig
 
 FEATURES_LAYER = "features"
 SMALL_CNN = "small_cnn"
+D4_CNN = "d4_cnn"
 
 
 def build_backbone(image: ImageSpec, cfg: BackboneConfig, name: str = "backbone") -> keras.Model:
@@ -37,6 +38,10 @@ def build_backbone(image: ImageSpec, cfg: BackboneConfig, name: str = "backbone"
         if cfg.weights is not None:
             raise ValueError("small_cnn is trained from scratch: BackboneConfig.weights must be None")
         return _small_cnn(shape, tuple(cfg.widths), name)
+    if cfg.name == D4_CNN:
+        if cfg.weights is not None:
+            raise ValueError("d4_cnn is trained from scratch: BackboneConfig.weights must be None")
+        return _d4_cnn(shape, tuple(cfg.widths), name)
     return _application(shape, cfg, name)
 
 
@@ -62,6 +67,34 @@ def _small_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) 
     return keras.Model(inputs, x, name=name)
 
 
+def _d4_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) -> keras.Model:
+    """``small_cnn``'s stages with D4 convolutions (``models.equivariant``): ``widths`` count all
+    8 copies (same multiply-adds as ``small_cnn`` of those widths), and the last stage's copies
+    are max-pooled, so ``features`` has ``widths[-1] / 8`` channels and their global average is
+    the same for all 8 rotations/flips of the input (exactly where every stage's map is even-sized
+    before its pool, e.g. 64 or 96 px with 4 stages)."""
+    from models.equivariant import ORDER, D4Conv2D, GroupPool, tied_batch_norm
+
+    if not widths or any(int(w) < ORDER or int(w) % ORDER for w in widths):
+        raise ValueError(f"d4_cnn widths count 8 copies of each channel: positive multiples of {ORDER}, got {widths}")
+    min_size = 2 ** (len(widths) - 1)
+    if shape[0] < min_size:
+        raise ValueError(f"{len(widths)} stages need an image of at least {min_size} px, got {shape[0]}")
+    inputs = keras.Input(shape=shape, name=f"{name}_input")
+    x = inputs
+    for stage, width in enumerate(widths, start=1):
+        if stage > 1:
+            x = keras.layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
+        for conv in (1, 2):
+            prefix = f"stage{stage}_conv{conv}"
+            x = D4Conv2D(int(width) // ORDER, lifting=stage == 1 and conv == 1, name=prefix)(x)
+            x = tied_batch_norm(x, f"{prefix}_bn")
+            x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
+    x = GroupPool(name="group_pool")(x)
+    x = keras.layers.ReLU(name=FEATURES_LAYER)(x)  # a no-op on pooled ReLU maps: the named Grad-CAM target
+    return keras.Model(inputs, x, name=name)
+
+
 def _application(shape: tuple[int, int, int], cfg: BackboneConfig, name: str) -> keras.Model:
     constructor = getattr(keras.applications, cfg.name, None)
     if constructor is None or isinstance(constructor, types.ModuleType) or not callable(constructor):
@@ -70,7 +103,7 @@ def _application(shape: tuple[int, int, int], cfg: BackboneConfig, name: str) ->
             if n[:1].isupper() and callable(v) and not isinstance(v, types.ModuleType)
         )
         raise ValueError(
-            f"unknown backbone {cfg.name!r}: use {SMALL_CNN!r} or a keras.applications "
+            f"unknown backbone {cfg.name!r}: use {SMALL_CNN!r}, {D4_CNN!r} or a keras.applications "
             f"constructor, one of {available}"
         )
     weights = None if cfg.weights is None else _weights_path(cfg.weights)  # fail before building

@@ -13,7 +13,9 @@ class BackboneConfig:
     """The shared feature extractor.
 
     ``name="small_cnn"`` (default) is a from-scratch CNN of ``widths``, two 3×3 convolutions
-    per stage with batch norm and ReLU, max-pool between stages. Any other name is a
+    per stage with batch norm and ReLU, max-pool between stages. ``"d4_cnn"`` is the same with
+    convolutions that commute with the 8 rotations/flips (``models.equivariant``): its pooled
+    features do not change when the input is rotated by 90° or flipped. Any other name is a
     ``keras.applications`` constructor (e.g. ``"ResNet50"``) built with ``weights=None``, or with a
     local weights file given in ``weights`` (nothing is downloaded).
     """
