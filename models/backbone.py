@@ -73,7 +73,7 @@ def _d4_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) -> 
     are max-pooled, so ``features`` has ``widths[-1] / 8`` channels and their global average is
     the same for all 8 rotations/flips of the input (exactly where every stage's map is even-sized
     before its pool, e.g. 64 or 96 px with 4 stages)."""
-    from models.equivariant import ORDER, D4Conv2D, GroupPool, tied_batch_norm
+    from models.equivariant import ORDER, D4Conv2D, GroupPool, TiedBatchNorm
 
     if not widths or any(int(w) < ORDER or int(w) % ORDER for w in widths):
         raise ValueError(f"d4_cnn widths count 8 copies of each channel: positive multiples of {ORDER}, got {widths}")
@@ -88,7 +88,8 @@ def _d4_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) -> 
         for conv in (1, 2):
             prefix = f"stage{stage}_conv{conv}"
             x = D4Conv2D(int(width) // ORDER, lifting=stage == 1 and conv == 1, name=prefix)(x)
-            x = tied_batch_norm(x, f"{prefix}_bn")
+            # Momentum 0.9 as small_cnn's: few steps per epoch on small catalogs.
+            x = TiedBatchNorm(momentum=0.9, name=f"{prefix}_bn")(x)
             x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
     x = GroupPool(name="group_pool")(x)
     x = keras.layers.ReLU(name=FEATURES_LAYER)(x)  # a no-op on pooled ReLU maps: the named Grad-CAM target

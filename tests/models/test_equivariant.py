@@ -119,3 +119,30 @@ def test_the_onnx_graph_is_invariant_too(d4_backbone):
     run = lambda a: session.run(None, {"image": np.ascontiguousarray(a)})[0].mean(axis=(1, 2))  # noqa: E731
     np.testing.assert_allclose(run(x), _pooled(d4_backbone, x), atol=1e-5)
     np.testing.assert_allclose(run(TRANSFORMS["transpose"](x)), run(x), atol=1e-5)
+
+
+def test_tied_batch_norm_is_batch_norm_over_all_eight_copies():
+    import keras
+
+    x = np.random.default_rng(2).normal(1.0, 2.0, (4, 6, 6, 8 * 3)).astype(np.float32)
+    tied = equivariant.TiedBatchNorm(momentum=0.5)
+    reference = keras.layers.BatchNormalization(momentum=0.5)
+    # The copies of a channel side by side along the width: plain batch norm sees them as one channel.
+    side_by_side = x.reshape(4, 6, 6 * 8, 3)
+    for training in (True, False):
+        got = np.asarray(tied(x, training=training))
+        want = np.asarray(reference(side_by_side, training=training)).reshape(x.shape)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(tied.moving_variance.numpy(), reference.moving_variance.numpy(), rtol=1e-4)
+
+
+def test_invariance_survives_a_training_step(d4_backbone):
+    import keras
+
+    model = keras.Sequential([build_backbone(SPEC, D4), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    x = _images(8)
+    model.fit(x, np.random.default_rng(3).normal(size=(8, 2)), epochs=2, verbose=0)
+    base = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(np.asarray(model(np.ascontiguousarray(TRANSFORMS["rot90"](x)), training=False)),
+                               base, atol=1e-5)
