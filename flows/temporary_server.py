@@ -12,6 +12,10 @@ guard that ends it within a second of its parent's end, however that ends. The c
 Prefect settings and environment then name the server's URL, so every process that runs its
 tasks (threads, process pools, Dask workers, which receive the client's settings with each task)
 uses this one server and never starts another.
+
+While the server is up, Prefect's console lines below WARNING are left out (unless
+``PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL`` says otherwise): they link to a server that is gone when
+the command ends and repeat what the command prints itself; the server keeps every run log.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+CONSOLE_LEVEL = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"  # Prefect's override of its console handler
 GUARD_PERIOD = 0.5  # s between the guard's looks at its parent
 DRAIN_TIMEOUT = 5.0  # s for Prefect's log and event workers to send what they hold
 SHUTDOWN_GRACE = 5.0  # s uvicorn gets to shut down after its parent ended, before a hard exit
@@ -73,16 +78,41 @@ def temporary_server() -> Iterator[str]:
     before = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = server.api_url
     refresh_global_settings_context()  # Prefect read its settings from the environment at import
+    restore_console = _quiet_console()
     try:
         yield server.api_url
     finally:
         _drain_prefect_workers()
         server.stop()
+        restore_console()
         if before is None:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = before
         refresh_global_settings_context()
+
+
+def _quiet_console():
+    """Prefect's console handlers at WARNING in this process, and in the processes it starts
+    (through the environment: Prefect reads it at import); a function that undoes it."""
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    if CONSOLE_LEVEL in os.environ:  # the user chose
+        return lambda: None
+    os.environ[CONSOLE_LEVEL] = "WARNING"
+    loggers = [logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict) if n.startswith("prefect")]
+    handlers = {h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)}
+    levels = {h: h.level for h in handlers}
+    for h in handlers:
+        h.setLevel(logging.WARNING)
+
+    def restore() -> None:
+        os.environ.pop(CONSOLE_LEVEL, None)
+        for h, level in levels.items():
+            h.setLevel(level)
+    return restore
 
 
 def _drain_prefect_workers() -> None:

@@ -145,3 +145,23 @@ def test_library_errors_name_parameters_and_the_cli_shows_flags():
     annotate = next(a for a in build_parser()._actions if a.dest == "command").choices["annotate"]
     assert in_flags("`shards` 7: the run has shards 0–3", annotate) == "--shards 7: the run has shards 0–3"
     assert in_flags("`image_size` and `unknown`", annotate) == "--image-size and `unknown`"
+
+
+@pytest.mark.parametrize("console_level, shown", [(None, False), ("INFO", True)])
+def test_a_temporary_server_leaves_prefect_info_lines_off_the_console(tmp_path, console_level, shown):
+    """Without a configured API the flow-run lines would link to a server that is gone when the
+    command ends; the user's own console level still wins."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")}
+    if console_level:
+        env["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = console_level
+    exe = str(Path(sys.executable).with_name("morphcat"))
+    proc = subprocess.run([exe, "synth", tmp_path / "s", "--n", "2", "--size", "32", "--workers", "1"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 rows (synthetic)" in proc.stdout
+    assert ("| INFO" in proc.stdout + proc.stderr) is shown
