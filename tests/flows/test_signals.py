@@ -30,7 +30,9 @@ def _as_a_terminal_job() -> None:
 
 def _without_api(tmp_path: Path) -> tuple[dict[str, str], str]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    return tagged(env | {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    # INFO: the tests wait for Prefect's "Beginning flow run" line, which a temporary server hides.
+    return tagged(env | {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO"})
 
 
 def test_ctrl_c_stops_a_training_run_and_leaves_nothing(tmp_path):
