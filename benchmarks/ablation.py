@@ -11,6 +11,11 @@ took and its scores per catalog and stratum. A run skips every cell already in t
 the same protocol, so a stopped run resumes where it stopped and a committed ledger accumulates
 across machines; the table is rendered from the ledger alone. Fold 0 also times the variant's
 exported bundle annotating synthetic 424 px cutouts end to end (``--throughput-images``).
+
+A cell is known by its **recipe** (the model config, the training settings, the views and the
+models trained; not the variant's name), so changing the default keeps the ledger honest: the
+earlier default's cells count for the variant that now declares its recipe, and the cells of the
+variant that became the default count for ``default``.
 """
 
 from __future__ import annotations
@@ -117,8 +122,41 @@ def _commit() -> str:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+# Fixed by the protocol (epochs, seed) or by it through the settings (patience), not by a variant.
+PROTOCOL_SETTINGS = ("epochs", "seed", "patience")
+
+
+def _filled(defaults: dict, recorded: dict) -> dict:
+    """``recorded`` over ``defaults``, nested: fields added since a line was written read as their
+    default, which by this project's rule is the behaviour before they existed."""
+    return {k: _filled(v, recorded.get(k, {})) if isinstance(v, dict) else recorded.get(k, v)
+            for k, v in defaults.items()} | {k: v for k, v in recorded.items() if k not in defaults}
+
+
+def recipe_of(config: dict, settings: dict, views: int, models) -> str:
+    """What a cell trained, as comparable text: everything but the protocol."""
+    config = _filled(ModelConfig(backbone=BackboneConfig()).to_dict(), config)
+    settings = {k: v for k, v in _filled(asdict(TrainSettings()), settings).items() if k not in PROTOCOL_SETTINGS}
+    return json.dumps({"config": config, "settings": settings, "views": views, "models": sorted(models)},
+                      sort_keys=True, default=list)
+
+
+def variant_recipe(name: str, protocol: dict) -> str:
+    variant = VARIANTS[name]
+    config, settings = variant_config(variant, ModelConfig(backbone=BackboneConfig()), TrainSettings())
+    return recipe_of(config.to_dict(), asdict(settings), variant.views, _models(variant, protocol))
+
+
+def line_recipe(line: dict) -> str:
+    return recipe_of(line["config"], line["settings"], line.get("views", 1), line["train_images_per_second"])
+
+
+def _models(variant: Variant, protocol: dict) -> tuple[str, ...]:
+    return tuple(x for x in protocol["models"] if variant.votes or x != "regressor")
+
+
 class Ledger:
-    """The JSON-lines file of finished cells; a cell is (variant, fold) under one protocol."""
+    """The JSON-lines file of finished cells; a cell is (recipe, fold) under one protocol."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -129,7 +167,8 @@ class Ledger:
         return [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
 
     def done(self, protocol: dict) -> set[tuple[str, int]]:
-        return {(x["variant"], x["fold"]) for x in self.lines() if x["protocol"] == protocol}
+        """(recipe, fold) of every finished cell under ``protocol``."""
+        return {(line_recipe(x), x["fold"]) for x in self.lines() if x["protocol"] == protocol}
 
     def append(self, line: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +186,7 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
 
     variant = VARIANTS[name]
     config, vsettings = variant_config(variant, ModelConfig(backbone=BackboneConfig()), settings)
-    use = tuple(x for x in protocol["models"] if variant.votes or x != "regressor")
+    use = _models(variant, protocol)
     t0 = time.perf_counter()
     held_out, trained = run_fold(loaded, list(names), config, vsettings, folds, fold, use, views=variant.views)
     minutes = (time.perf_counter() - t0) / 60.0
@@ -166,22 +205,26 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
 
 
 def ledger_table(lines: list[dict], protocol: dict | None = None) -> list[dict]:
-    """Per variant (in ledger order) under ``protocol`` (default: the last line's): its folds'
+    """Per recipe (in ledger order) under ``protocol`` (default: the last line's): its folds'
     scores aggregated per catalog (``models.crossval.aggregate_scores``), minutes per fold,
-    throughput."""
+    throughput. A row is named by the variant declaring that recipe today; a recipe no variant
+    declares any more keeps its last recorded name, marked "(retired)"."""
     from models.crossval import aggregate_scores
 
     if not lines:
         return []
     protocol = protocol or lines[-1]["protocol"]
     mine = [x for x in lines if x["protocol"] == protocol]
+    declared = {variant_recipe(n, protocol): n for n in reversed(VARIANTS)}  # the first declared wins
     rows = []
-    for name in dict.fromkeys(x["variant"] for x in mine):
-        cells = sorted((x for x in mine if x["variant"] == name), key=lambda x: x["fold"])
+    for recipe in dict.fromkeys(line_recipe(x) for x in mine):
+        cells = sorted((x for x in mine if line_recipe(x) == recipe), key=lambda x: x["fold"])
+        name = declared.get(recipe, f"{cells[-1]['variant']} (retired)")
         cells = list({x["fold"]: x for x in cells}.values())  # a repeated cell: its last line
         catalogs = list(dict.fromkeys(c for x in cells for c in x["scores"]))
         rate = next((x["annotate_images_per_s"] for x in cells if x.get("annotate_images_per_s")), None)
-        rows.append({"variant": name, "what": cells[-1]["what"], "folds": [x["fold"] for x in cells],
+        what = VARIANTS[name].what if name in VARIANTS else cells[-1]["what"]
+        rows.append({"variant": name, "what": what, "folds": [x["fold"] for x in cells],
                      "complete": len(cells) == protocol["folds"], "commits": sorted({x["commit"] for x in cells}),
                      "minutes_per_fold": float(np.mean([x["minutes"] for x in cells])),
                      "annotate_images_per_s": rate,
@@ -260,7 +303,7 @@ def run_ablation(catalogs: list[Path], out: Path, variants: list[str], ledger: P
     protocol = protocol_of(catalogs, k, settings, kinds)
     done = book.done(protocol)
     # Fold by fold across the variants: a stopped run leaves paired comparisons (same fold).
-    todo = [(v, f) for f in range(k) for v in variants if (v, f) not in done]
+    todo = [(v, f) for f in range(k) for v in variants if (variant_recipe(v, protocol), f) not in done]
     if todo:
         loaded = [read_catalog(c) for c in catalogs]
         names = catalog_names(catalogs)

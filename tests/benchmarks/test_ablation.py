@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from benchmarks.ablation import (
     REFERENCE,
@@ -13,9 +13,11 @@ from benchmarks.ablation import (
     Ledger,
     ablation_markdown,
     ledger_table,
+    line_recipe,
     protocol_of,
     run_ablation,
     variant_config,
+    variant_recipe,
 )
 from models.config import ModelConfig, TrainSettings
 
@@ -29,12 +31,18 @@ def test_every_variant_is_a_valid_configuration_that_differs_from_the_default(na
     assert changed == (name != REFERENCE), name
 
 
-def _line(variant, fold, protocol, accuracy):
+def _line(variant, fold, protocol, accuracy, recorded_as=None, settings=None):
+    """A ledger line of ``variant``'s recipe (``settings`` changed), written under the name
+    ``recorded_as`` (default: the variant's)."""
+    config, vsettings = variant_config(VARIANTS[variant], ModelConfig(), TrainSettings())
+    vsettings = replace(vsettings, **(settings or {}))
     scores = {"rows": 10, "accuracy": accuracy, "balanced_accuracy": accuracy - 0.1,
               "strata": {"all": {"n": 10, "accuracy": accuracy, "balanced_accuracy": accuracy - 0.1,
                                  "recall": {"merger": {"recall": 0.5, "n": 2, "low": 0.1, "high": 0.9}}}}}
-    return {"variant": variant, "fold": fold, "what": VARIANTS[variant].what, "protocol": protocol,
-            "commit": "abc", "minutes": 2.0, "scores": {"gz2": scores}}
+    return {"variant": recorded_as or variant, "fold": fold, "what": VARIANTS[variant].what, "protocol": protocol,
+            "commit": "abc", "minutes": 2.0, "scores": {"gz2": scores}, "config": config.to_dict(),
+            "settings": asdict(vsettings), "views": VARIANTS[variant].views,
+            "train_images_per_second": {m: 1.0 for m in protocol["models"]}}
 
 
 PROTOCOL = {"folds": 2, "epochs": 1, "seed": 0, "models": ["classifier"], "catalogs": {"gz2": "f00"}}
@@ -54,6 +62,28 @@ def test_the_table_comes_from_the_ledger_lines_of_one_protocol():
     assert ledger_table(lines, PROTOCOL) == rows  # the same lines, the same table
 
 
+def test_cells_are_known_by_their_recipe_not_their_name():
+    """When the default changes, the earlier cells count for whichever variant declares their
+    recipe now; a recipe nobody declares keeps its name, marked retired."""
+    lines = [_line("union", 0, PROTOCOL, 0.7, recorded_as="default"),  # union's recipe, once called default
+             _line("default", 0, PROTOCOL, 0.8, recorded_as="soft-0.9"),
+             _line("default", 1, PROTOCOL, 0.6),
+             _line("default", 0, PROTOCOL, 0.5, recorded_as="gone", settings={"learning_rate": 0.123})]
+    rows = ledger_table(lines, PROTOCOL)
+    assert [(r["variant"], r["folds"]) for r in rows] == [("union", [0]), ("default", [0, 1]), ("gone (retired)", [0])]
+    assert rows[0]["what"] == VARIANTS["union"].what
+    book_done = {(line_recipe(x), x["fold"]) for x in lines}
+    assert (variant_recipe("default", PROTOCOL), 1) in book_done and (variant_recipe("union", PROTOCOL), 1) not in book_done
+
+
+def test_fields_added_since_a_line_was_written_read_as_their_defaults():
+    line = _line("default", 0, PROTOCOL, 0.8)
+    del line["settings"]["vote_targets"], line["config"]["backbone"]["widths"]
+    assert line_recipe(line) == variant_recipe("default", PROTOCOL)
+    line["settings"]["soft_targets"] = 0.25
+    assert line_recipe(line) != variant_recipe("default", PROTOCOL)
+
+
 def test_a_run_skips_the_cells_in_its_ledger_and_renders_the_same_table(tmp_path):
     pytest.importorskip("tensorflow")
     from catalogs.contract import Catalog, write_catalog
@@ -63,14 +93,14 @@ def test_a_run_skips_the_cells_in_its_ledger_and_renders_the_same_table(tmp_path
     catalog = write_catalog(Catalog(table, tmp_path / "s", "synthetic"), tmp_path / "s.parquet")
     protocol = protocol_of([catalog], 2, replace(TrainSettings(), epochs=1), ("classifier",))
     book = Ledger(tmp_path / "ledger.jsonl")
-    book.append(_line("default", 0, protocol, 0.5))  # fold 0 is finished: only fold 1 may train
+    book.append(_line("default", 0, protocol, 0.5, recorded_as="renamed"))  # fold 0 is done: only fold 1 trains
     run = dict(catalogs=[catalog], out=tmp_path / "out", variants=["default"], ledger=book.path, k=2, epochs=1,
                kinds=("classifier",), throughput_images=0)
     started = []
     first = run_ablation(**run, progress=started.append)
     assert started == ["default, fold 2 of 2"]
     lines = book.lines()
-    assert [(x["variant"], x["fold"]) for x in lines] == [("default", 0), ("default", 1)]
+    assert [(x["variant"], x["fold"]) for x in lines] == [("renamed", 0), ("default", 1)]
     assert lines[1]["protocol"] == protocol and "s" in lines[1]["scores"] and lines[1]["cpu_flags"] is not None
     md = (tmp_path / "out" / "ablation.md").read_text()
     started.clear()
