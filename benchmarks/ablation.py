@@ -44,12 +44,12 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    REFERENCE: Variant("the default: a class head per label scheme, galaxy-sized crop, 64 px, D4 augmentation, "
-                       "joint classifier + votes, bfloat16 where the CPU has it"),
+    REFERENCE: Variant("the default: a class head per label scheme, soft class targets (α 0.5), galaxy-sized crop, "
+                       "64 px, D4 augmentation, joint classifier + votes, bfloat16 where the CPU has it"),
     "union": Variant("one softmax over every catalog's classes (the previous default)",
                      settings={"class_heads": "union"}),
-    "soft-0.5": Variant("class targets half the rule's label, half the volunteers' class shares (voted rows)",
-                        settings={"soft_targets": 0.5}),
+    "hard-targets": Variant("class targets the rule's label alone (the default until soft targets won)",
+                            settings={"soft_targets": 0.0}),
     "raw-votes": Variant("the vote head learns the raw (weighted) fractions, what the pixels show (zoobot)",
                          settings={"vote_targets": "raw"}),
     "float32": Variant("float32 training everywhere (the default uses bfloat16 where the CPU has it)",
