@@ -109,7 +109,7 @@ def test_rows_train_only_the_losses_they_have_targets_for():
     idx = np.arange(6)
     heads, row_head = [ClassHead("union", ("gz2", "gz1"), ("spiral", "elliptical"))], np.array([0, 0, 0, 0, 0, -1])
     y, w = targets_and_weights(tset, idx, ("classifier", "regressor"), heads, row_head,
-                               TrainSettings(class_balance=1.0), balanced=True)
+                               TrainSettings(class_balance=1.0, soft_targets=0.0), balanced=True)
     assert w["votes"].tolist() == [2.0, 2.0, 2.0, 0.0, 0.0, 0.0]  # the mean over the rows with votes
     assert np.all(y["votes"][3:] == 0) and np.all(np.isfinite(y["votes"]))
     assert w["probs"][5] == 0.0 and np.all(w["probs"][:5] > 0)
