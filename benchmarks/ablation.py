@@ -44,8 +44,9 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    REFERENCE: Variant("the default: a class head per label scheme, soft class targets (α 0.5), galaxy-sized crop, "
-                       "64 px, D4 augmentation, joint classifier + votes, bfloat16 where the CPU has it"),
+    REFERENCE: Variant("the default: D4-equivariant CNN (32-64-128-256), a class head per label scheme, soft class "
+                       "targets (α 0.5), galaxy-sized crop, 64 px, D4 augmentation, joint classifier + votes, bfloat16 "
+                       "where the CPU has it"),
     "union": Variant("one softmax over every catalog's classes (the previous default)",
                      settings={"class_heads": "union"}),
     "hard-targets": Variant("class targets the rule's label alone (the default until soft targets won)",
@@ -62,10 +63,9 @@ VARIANTS: dict[str, Variant] = {
     "affine-colour": Variant("augmentation: + affine and ±10 % per-band gain",
                              settings={"augment": "d4+affine+colour"}),
     "tta-8": Variant("test-time average over the 8 rotations/flips (×8 inference)", views=8),
-    "d4": Variant("D4-equivariant convolutions: pooled features exactly invariant to 90° rotations and flips; "
-                  "32-64-128-256 channels counting the 8 copies, 32 features",
-                  backbone={"name": "d4_cnn", "widths": (32, 64, 128, 256)}),
-    "wide": Variant("wider backbone: 48-96-192-192 channels", backbone={"widths": (48, 96, 192, 192)}),
+    "plain-cnn": Variant("a plain CNN (small_cnn 32-64-128-128, the default until the D4 backbone won): features "
+                         "not invariant to rotations", backbone={"name": "small_cnn", "widths": (32, 64, 128, 128)}),
+    "wide": Variant("wider backbone: 48-96-192-384 channels", backbone={"widths": (48, 96, 192, 384)}),
     "weight-decay": Variant("AdamW weight decay 1e-4", settings={"weight_decay": 1e-4}),
     "balance-1.0": Variant("fully balanced class weights (the default is their square root)",
                            settings={"class_balance": 1.0}),
@@ -208,7 +208,7 @@ def ledger_table(lines: list[dict], protocol: dict | None = None) -> list[dict]:
     """Per recipe (in ledger order) under ``protocol`` (default: the last line's): its folds'
     scores aggregated per catalog (``models.crossval.aggregate_scores``), minutes per fold,
     throughput. A row is named by the variant declaring that recipe today; a recipe no variant
-    declares any more keeps its last recorded name, marked "(retired)"."""
+    declares any more keeps its last recorded name and commit, marked "(retired)"."""
     from models.crossval import aggregate_scores
 
     if not lines:
@@ -219,7 +219,7 @@ def ledger_table(lines: list[dict], protocol: dict | None = None) -> list[dict]:
     rows = []
     for recipe in dict.fromkeys(line_recipe(x) for x in mine):
         cells = sorted((x for x in mine if line_recipe(x) == recipe), key=lambda x: x["fold"])
-        name = declared.get(recipe, f"{cells[-1]['variant']} (retired)")
+        name = declared.get(recipe, f"{cells[-1]['variant']}@{cells[-1]['commit'][:7]} (retired)")
         cells = list({x["fold"]: x for x in cells}.values())  # a repeated cell: its last line
         catalogs = list(dict.fromkeys(c for x in cells for c in x["scores"]))
         rate = next((x["annotate_images_per_s"] for x in cells if x.get("annotate_images_per_s")), None)

@@ -70,7 +70,7 @@ def test_cells_are_known_by_their_recipe_not_their_name():
              _line("default", 1, PROTOCOL, 0.6),
              _line("default", 0, PROTOCOL, 0.5, recorded_as="gone", settings={"learning_rate": 0.123})]
     rows = ledger_table(lines, PROTOCOL)
-    assert [(r["variant"], r["folds"]) for r in rows] == [("union", [0]), ("default", [0, 1]), ("gone (retired)", [0])]
+    assert [(r["variant"], r["folds"]) for r in rows] == [("union", [0]), ("default", [0, 1]), ("gone@abc (retired)", [0])]
     assert rows[0]["what"] == VARIANTS["union"].what
     book_done = {(line_recipe(x), x["fold"]) for x in lines}
     assert (variant_recipe("default", PROTOCOL), 1) in book_done and (variant_recipe("union", PROTOCOL), 1) not in book_done

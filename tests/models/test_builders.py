@@ -33,7 +33,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 CFG = ModelConfig(
     image=ImageSpec(size=32),
-    backbone=BackboneConfig(widths=(8, 16)),
+    backbone=BackboneConfig(name="small_cnn", widths=(8, 16)),
     head=HeadConfig(hidden=16, dropout=0.3),
     captioner=CaptionerConfig(embed_dim=8, units=16, max_len=12),
 )
@@ -100,7 +100,7 @@ def test_small_cnn_backbone_shape_and_last_layer():
     assert [c.kernel_size for c in convs] == [(3, 3)] * 4
     assert sum(isinstance(l, keras.layers.BatchNormalization) for l in backbone.layers) == 4
     assert sum(isinstance(l, keras.layers.MaxPooling2D) for l in backbone.layers) == 1
-    deep = build_backbone(CFG.image, BackboneConfig(widths=(4, 4, 4, 8)))
+    deep = build_backbone(CFG.image, BackboneConfig(name="small_cnn", widths=(4, 4, 4, 8)))
     assert deep.output_shape == (None, 4, 4, 8)
 
 

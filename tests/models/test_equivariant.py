@@ -78,7 +78,7 @@ def test_the_feature_map_turns_with_the_image(d4_backbone):
 
 def test_widths_count_the_copies_and_features_are_pooled(d4_backbone):
     assert d4_backbone.output_shape == (None, SPEC.size // 2, SPEC.size // 2, D4.widths[-1] // 8)
-    plain = build_backbone(SPEC, BackboneConfig(widths=D4.widths))
+    plain = build_backbone(SPEC, BackboneConfig(name="small_cnn", widths=D4.widths))
     assert d4_backbone.count_params() < plain.count_params() / 4  # one base kernel per 8 filters
     with pytest.raises(ValueError, match="multiples of 8"):
         build_backbone(SPEC, BackboneConfig(name="d4_cnn", widths=(8, 12)))
@@ -86,7 +86,7 @@ def test_widths_count_the_copies_and_features_are_pooled(d4_backbone):
 
 def test_a_plain_backbone_or_an_untied_kernel_is_not_invariant(monkeypatch):
     x = _images()
-    plain = build_backbone(SPEC, BackboneConfig(widths=D4.widths))
+    plain = build_backbone(SPEC, BackboneConfig(name="small_cnn", widths=D4.widths))
     assert np.abs(_pooled(plain, TRANSFORMS["rot90"](x)) - _pooled(plain, x)).max() > 1e-3
     # The first layer's 8 copies without their taps moved: 8 equal ordinary convolutions.
     untied = equivariant.expansion_index

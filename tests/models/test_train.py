@@ -14,7 +14,7 @@ from models.errors import TrainingError  # noqa: E402
 from models.morphology import build_morphology  # noqa: E402
 from models.train import init_backbone  # noqa: E402
 
-CFG = ModelConfig(image=ImageSpec(size=32), backbone=BackboneConfig(widths=(8, 16)))
+CFG = ModelConfig(image=ImageSpec(size=32), backbone=BackboneConfig(name="small_cnn", widths=(8, 16)))
 CLASSES = ("spiral", "elliptical", "edge-on", "merger", "ambiguous")
 
 
@@ -49,8 +49,8 @@ def test_init_backbone_without_a_source_changes_nothing():
 
 
 @pytest.mark.parametrize("other", [
-    ModelConfig(image=ImageSpec(size=32), backbone=BackboneConfig(widths=(8, 32))),
-    ModelConfig(image=ImageSpec(size=32), backbone=BackboneConfig(widths=(8, 16, 16))),
+    ModelConfig(image=ImageSpec(size=32), backbone=BackboneConfig(name="small_cnn", widths=(8, 32))),
+    ModelConfig(image=ImageSpec(size=32), backbone=BackboneConfig(name="small_cnn", widths=(8, 16, 16))),
 ], ids=["wider", "deeper"])
 def test_init_backbone_refuses_a_backbone_of_another_shape(other):
     source = build_classifier(other, CLASSES).get_layer(BACKBONE_LAYER)
