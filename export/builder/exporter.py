@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from export.builder.benchmark import images_per_second
+from catalogs.timing import images_per_second
 from export.builder.convert import to_onnx
 from export.builder.errors import ExportError, ParityError, ParityFailure
 from export.builder.images import SYNTHETIC_IMAGES, ParityBatch, catalog_batch, synthetic_batch
@@ -200,7 +200,7 @@ def check_merged(checked: list[CheckedModel], images: np.ndarray) -> MergedModel
 
 def _speed(session, unit, feeds: dict, n: int) -> dict:
     """Rows per second of onnxruntime (CPU) and of Keras computing the same outputs on the same
-    feeds, measured alike (``export.builder.benchmark``)."""
+    feeds, measured alike (``catalogs.timing``)."""
     return {"rows": n, "ort_rows_per_s": round(images_per_second(lambda: session.run(None, feeds), n), 1),
             "keras_rows_per_s": round(images_per_second(lambda: unit.reference(feeds), n), 1)}
 

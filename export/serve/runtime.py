@@ -13,7 +13,6 @@ TensorFlow is never imported here: annotation machines need onnxruntime and nump
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from catalogs.inputs import ImageSpec
+from catalogs.timing import best_seconds
 from catalogs.tokenizer import Tokenizer
 from export.serve.bundle import IMAGE_INPUT, MERGED_NAME, PRECISIONS, caption_source, read_manifest, verify_files
 from export.serve.decode import greedy_decode_from_state, greedy_decode_ids
@@ -104,20 +104,11 @@ def _refusal(manifest: dict, precision: str) -> str | None:
     return None
 
 
-def _probe_seconds(session: ort.InferenceSession, images: np.ndarray) -> float:
-    session.run(None, {IMAGE_INPUT: images})  # warm-up: first-run allocations
-    times = []
-    for _ in range(PROBE_RUNS):
-        t0 = time.perf_counter()
-        session.run(None, {IMAGE_INPUT: images})
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def probe_speedup(fp32: ort.InferenceSession, other: ort.InferenceSession, image: ImageSpec) -> float:
     """How many times faster ``other`` runs than ``fp32`` here, on a small batch (best of a few runs)."""
     x = np.random.default_rng(0).random((PROBE_IMAGES, image.size, image.size, image.channels), np.float32)
-    return _probe_seconds(fp32, x) / _probe_seconds(other, x)
+    fp32_s, other_s = (best_seconds(lambda s=s: s.run(None, {IMAGE_INPUT: x}), PROBE_RUNS) for s in (fp32, other))
+    return fp32_s / other_s
 
 
 def _choose_precision(precision: str, manifest: dict, sessions: dict, providers: list[str], folder: Path,
