@@ -18,7 +18,8 @@ import polars as pl
 from catalogs.contract import Catalog, read_catalog
 from catalogs.errors import CatalogError
 from catalogs.outputs import ERRORS, PREDICTIONS
-from catalogs.shards import MANIFEST_NAME, OutputFolderError, rows_fingerprint, run_folder
+from catalogs.fingerprints import rows_fingerprint
+from catalogs.shards import MANIFEST_NAME, OutputFolderError, run_folder
 
 
 @dataclass(frozen=True)

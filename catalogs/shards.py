@@ -50,6 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalogs.errors import MorphcatError
+from catalogs.fingerprints import rows_fingerprint
 from catalogs.outputs import ERRORS, ERRORS_SCHEMA, PREDICTIONS, class_names_of, with_output_metadata
 
 MANIFEST_NAME = "_morphcat_output.json"
@@ -60,9 +61,6 @@ _MANIFEST_TEMP = f".{MANIFEST_NAME}.tmp"  # written under the lock only, so one 
 _OUR_NAMES = {MANIFEST_NAME, _LOCK_NAME, _STAGING, PREDICTIONS, ERRORS}
 MAX_SHARDS = 100_000  # 5-digit shard names; more shards than this means shards far too small
 _SHARD_FILE = re.compile(r"^shard-(\d{5})\.parquet$")
-# The catalog columns predictions are made of; a catalog differing in any other column (labels,
-# votes) gives the same output rows and is the same catalog to an output folder.
-FINGERPRINT_COLUMNS = ("object_id", "image_path", "ra", "dec")
 
 
 class OutputFolderError(MorphcatError):
@@ -145,22 +143,6 @@ def run_folder(out: Path, table: str, run_id: str) -> Path:
 def shard_files(out: Path, run_id: str, shard: Shard) -> ShardFiles:
     return ShardFiles(run_folder(out, PREDICTIONS, run_id) / shard.file_name,
                       run_folder(out, ERRORS, run_id) / shard.file_name)
-
-
-def rows_fingerprint(table: pa.Table) -> str:
-    """A hash of the ``FINGERPRINT_COLUMNS`` a catalog has, values in row order (16 hex)."""
-    h = hashlib.sha256()
-    for name in FINGERPRINT_COLUMNS:
-        if name not in table.column_names:
-            continue
-        column = table.column(name)
-        h.update(f"\x00{name}:{column.type}\x00".encode())
-        if pa.types.is_floating(column.type):
-            h.update(column.to_numpy().astype("<f8").tobytes())  # nulls read as NaN
-        else:
-            values = column.to_pylist()
-            h.update(json.dumps(values, ensure_ascii=False).encode())
-    return h.hexdigest()[:16]
 
 
 def make_run_id(fingerprint: str, bundle_id: str, shard_size: int, options: Mapping | None = None) -> str:

@@ -52,6 +52,13 @@ def load_sidecar(models_dir: Path, kind: str) -> dict:
     return json.loads(path.read_text())
 
 
+def catalogs_trained_on(sidecar: dict) -> list[dict]:
+    """The catalogs a sidecar's model was trained on, each ``{"name", "fingerprint"}``
+    (``catalogs.fingerprints.catalog_fingerprint``); a sidecar from before several catalogs were
+    trained on at once holds one fingerprint and no name."""
+    return sidecar.get("catalogs") or [{"fingerprint": sidecar.get("catalog_fingerprint")}]
+
+
 def load_trained(models_dir: Path, kind: str) -> tuple[keras.Model, dict]:
     """The model (loaded with ``safe_mode=True``: no code from the file runs) and its sidecar."""
     if kind not in MODEL_KINDS:

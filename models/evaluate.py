@@ -10,20 +10,21 @@ import numpy as np
 
 from catalogs.captions import template_captions
 from catalogs.contract import Catalog
+from catalogs.fingerprints import catalog_fingerprint
 from catalogs.targets import kaggle_targets
 from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
+from models.artifacts import catalogs_trained_on
 from models.calibration import expected_calibration_error, reliability, softmax
 from models.captioner import captioner_from_train, greedy_decode
 from models.config import ModelConfig
 from models.data import assign_splits, decode_images
 from models.metrics import caption_metrics, classification_metrics, regression_metrics
-from models.train import catalog_fingerprint
 
 
 def trained_on(catalog: Catalog, sidecar: dict) -> bool:
     """Whether the model of ``sidecar`` was trained on ``catalog`` (by fingerprint)."""
-    return catalog_fingerprint(catalog) in (sidecar.get("catalog_fingerprints") or [sidecar.get("catalog_fingerprint")])
+    return catalog_fingerprint(catalog) in [c["fingerprint"] for c in catalogs_trained_on(sidecar)]
 
 
 def split_rows(catalog: Catalog, sidecar: dict, which: str) -> np.ndarray:

@@ -40,7 +40,7 @@ from export.serve.bundle import BUNDLE_FORMAT, IMAGE_INPUT, MERGED_NAME
 from export.serve.metadata import set_facts
 from export.serve.providers import CPU
 from export.serve.runtime import create_session
-from models.artifacts import load_sidecar
+from models.artifacts import catalogs_trained_on, load_sidecar
 from models.config import ModelConfig
 from models.train import MODEL_KINDS, versions
 
@@ -226,8 +226,7 @@ def _model_entry(plan: ExportPlan, checked: CheckedModel) -> dict:
             "specs": {u.spec.name: u.spec.to_dict() for u in checked.source.units},
             "training": training_summary(plan.sidecars[kind]),
             "source": {"models_dir": str(plan.models_dir),
-                       "catalogs": plan.sidecars[kind].get("catalogs")
-                       or [{"fingerprint": plan.sidecars[kind].get("catalog_fingerprint")}]}}
+                       "catalogs": catalogs_trained_on(plan.sidecars[kind])}}
 
 
 def _opset(protos: list[onnx.ModelProto]) -> int:

@@ -138,6 +138,7 @@ def test_a_catalog_without_votes_trains_beside_one_with_them(tmp_path):
                                                                  test_fraction=0.0))
     clf, reg = trained
     assert [c["name"] for c in clf.sidecar["catalogs"]] == ["a", "b"]
+    assert "catalog_fingerprints" not in clf.sidecar  # the fingerprints are stored once, in "catalogs"
     assert clf.sidecar["split"]["rows"]["b"]["train"] > 0 and reg.sidecar["trained_jointly"]
     # A head per label scheme: a's (it has GZ2 votes, the exported head) and b's, each calibrated
     # on its own validation rows.
