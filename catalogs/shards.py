@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 
 from catalogs.errors import MorphcatError
 from catalogs.fingerprints import rows_fingerprint
-from catalogs.outputs import ERRORS, ERRORS_SCHEMA, PREDICTIONS, class_names_of, with_output_metadata
+from catalogs.outputs import ERRORS, ERRORS_SCHEMA, PREDICTIONS, predictions_class_names, with_output_metadata
 
 MANIFEST_NAME = "_morphcat_output.json"
 MANIFEST_VERSION = 1
@@ -200,7 +200,7 @@ def prepare_run(out: Path, table: pa.Table, bundle_id: str, shard_size: int, opt
 def write_shard(plan: RunPlan, shard: Shard, predictions: pa.Table, errors: pa.Table) -> ShardFiles:
     """Write one shard's two tables atomically (see the module docstring), after checking that
     they are this run's and hold exactly the shard's rows between them."""
-    class_names_of(predictions.schema)  # raises unless it is a predictions table
+    predictions_class_names(predictions.schema)  # raises unless it is a predictions table
     if not errors.schema.remove_metadata().equals(ERRORS_SCHEMA):
         raise ValueError("errors table does not follow catalogs.outputs.ERRORS_SCHEMA")
     for name, table in ((PREDICTIONS, predictions), (ERRORS, errors)):
