@@ -24,9 +24,10 @@ from models.captioner import (  # noqa: E402
     teacher_forcing_pairs,
 )
 from models.calibration import softmax  # noqa: E402
-from models.classifier import build_classifier, features_layer, grad_cam, grad_cam_model, logits  # noqa: E402
+from models.classifier import features_layer, grad_cam, grad_cam_model, logits  # noqa: E402
 from models.config import BackboneConfig, CaptionerConfig, HeadConfig, ModelConfig
-from models.regressor import DecisionTreeLayer, build_regressor, tree_structure  # noqa: E402
+from models.morphology import build_morphology  # noqa: E402
+from models.regressor import DecisionTreeLayer, tree_structure  # noqa: E402
 
 # Keras' TF backend calls np.array(tensor) internally; NumPy 2 warns about its __array__ signature.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -59,14 +60,14 @@ def _randomise(model: keras.Model, seed: int = 0) -> None:
 
 @pytest.fixture(scope="module")
 def classifier():
-    model = build_classifier(CFG, CLASSES)
+    model = build_morphology(CFG, CLASSES).classifier
     _randomise(model, 1)
     return model
 
 
 @pytest.fixture(scope="module")
 def regressor():
-    return build_regressor(CFG)  # randomly initialised, as built
+    return build_morphology(CFG, CLASSES).regressor  # randomly initialised, as built
 
 
 @pytest.fixture(scope="module")
@@ -144,18 +145,18 @@ def test_classifier_shapes_names_and_probabilities(classifier):
     assert probs.shape == (5, len(CLASSES))
     # The last layer is exactly a softmax over the logits layer (no other transform in between).
     np.testing.assert_allclose(probs, softmax(logits(classifier, x)), atol=1e-5)
-    five = build_classifier(CFG, ["a", "b", "c", "d", "e"])
+    five = build_morphology(CFG, ["a", "b", "c", "d", "e"]).classifier
     assert five.output_shape == (None, 5)
     assert five.get_layer("logits").units == 5
 
 
 def test_classifier_rejects_bad_class_names():
     with pytest.raises(ValueError, match="at least 2"):
-        build_classifier(CFG, ["only"])
+        build_morphology(CFG, ["only"])
     with pytest.raises(ValueError, match="duplicate"):
-        build_classifier(CFG, ["a", "a"])
+        build_morphology(CFG, ["a", "a"])
     with pytest.raises(TypeError):
-        build_classifier(CFG, "ab")
+        build_morphology(CFG, "ab")
 
 
 def test_grad_cam_model_shares_layers(classifier):
@@ -182,7 +183,7 @@ def test_grad_cam_shape_and_sign(classifier):
 
 def test_grad_cam_matches_manual_computation():
     """Known head weights: α = W1 · (mask(z1 > 0) ⊙ W2[:, c]) / (h·w), cam = ReLU(Σ_k α_k A_k)."""
-    model = build_classifier(CFG, CLASSES)
+    model = build_morphology(CFG, CLASSES).classifier
     _randomise(model.get_layer("backbone"), 6)
     k, hidden = 16, CFG.head.hidden
     w1 = np.linspace(-1.0, 1.0, k * hidden, dtype=np.float32).reshape(k, hidden)

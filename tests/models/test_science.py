@@ -66,11 +66,13 @@ def test_temperature_scaling_fixes_an_over_confident_classifier_and_keeps_its_an
 
 def test_fold_temperature_scales_the_logits_inside_the_model():
     pytest.importorskip("keras")
-    from models.classifier import build_classifier, fold_temperature
+    from models.classifier import fold_temperature
     from models.classifier import logits as logits_of
     from models.config import ModelConfig
+    from models.morphology import build_morphology
 
-    model = build_classifier(ModelConfig.from_dict({"image": {"size": 16}, "backbone": {"widths": [4, 8]}}), ["a", "b"])
+    config = ModelConfig.from_dict({"image": {"size": 16}, "backbone": {"widths": [4, 8]}})
+    model = build_morphology(config, ["a", "b"]).classifier
     x = np.random.default_rng(0).random((5, 16, 16, 3)).astype("float32")
     z = logits_of(model, x)
     fold_temperature(model, 2.5)
