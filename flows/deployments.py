@@ -17,6 +17,7 @@ CLI); nothing here is a default path.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,30 @@ STOP_WITHIN = 10.0  # s from a stop signal to serve_deployments returning, serve
 ON_DEMAND = "on-demand"
 SCHEDULED = "scheduled"
 TAGS = ["morphcat"]
+NIGHTLY = "0 3 * * *"  # prefect.yaml's schedule of catalog-annotate/scheduled, in UTC
+POOL = "morphcat"  # prefect.yaml's process work pool
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment of a flow (``flow``: its module path) as ``morphcat serve`` and
+    ``prefect.yaml`` both declare it."""
+
+    flow: str
+    name: str
+    description: str
+
+
+ANNOTATE = "flows.annotate_flows.catalog_annotate"
+ON_DEMAND_DEPLOYMENTS = (
+    Deployment(ANNOTATE, ON_DEMAND, "Annotate a catalog with a model bundle: -p catalog=… -p bundle=… -p out=…"),
+    Deployment("flows.model_flows.train_models", ON_DEMAND,
+               "Train models on catalogs: -p 'catalogs=[\"/abs/a.parquet\"]' -p out=… -p 'models=[\"classifier\", …]'"),
+    Deployment("flows.export_flows.export_onnx", ON_DEMAND,
+               "Export trained models to a parity-checked ONNX bundle: -p models_dir=… -p out=…"),
+)
+SCHEDULED_DEPLOYMENT = Deployment(ANNOTATE, SCHEDULED, "Annotate one catalog with one bundle on a cron schedule; "
+                                  "finished shards are skipped, so a run costs nothing until the bundle changes")
 
 
 @dataclass(frozen=True)
@@ -41,33 +66,63 @@ class AnnotateSchedule:
     timezone: str = "UTC"
     workers: int = 1
 
+    def parameters(self) -> dict:
+        return {"catalog": str(Path(self.catalog).resolve()), "bundle": str(Path(self.bundle).resolve()),
+                "out": str(Path(self.out).resolve()), "workers": self.workers}
 
-def _on_demand(flow, description: str) -> RunnerDeployment:
-    return flow.to_deployment(name=ON_DEMAND, description=description, tags=TAGS,
-                              entrypoint_type=EntrypointType.MODULE_PATH)
+
+def _to_deployment(d: Deployment, **more) -> RunnerDeployment:
+    module, name = d.flow.rsplit(".", 1)
+    flow = getattr(importlib.import_module(module), name)
+    return flow.to_deployment(name=d.name, description=d.description, tags=TAGS,
+                              entrypoint_type=EntrypointType.MODULE_PATH, **more)
 
 
 def build_deployments(schedule: AnnotateSchedule | None = None) -> list[RunnerDeployment]:
     """The deployments ``morphcat serve`` serves; ``schedule`` adds ``catalog-annotate/scheduled``."""
     from prefect.schedules import Cron
 
-    from flows.annotate_flows import catalog_annotate
-    from flows.export_flows import export_onnx
-    from flows.model_flows import train_models
-
-    deployments = [
-        _on_demand(catalog_annotate, "Annotate a catalog with a model bundle: -p catalog=… -p bundle=… -p out=…"),
-        _on_demand(train_models, "Train models on catalogs: -p 'catalogs=[\"/abs/a.parquet\"]' -p out=… -p 'models=[\"classifier\", …]'"),
-        _on_demand(export_onnx, "Export trained models to a parity-checked ONNX bundle: -p models_dir=… -p out=…"),
-    ]
+    deployments = [_to_deployment(d) for d in ON_DEMAND_DEPLOYMENTS]
     if schedule is not None:
-        deployments.append(catalog_annotate.to_deployment(
-            name=SCHEDULED, tags=TAGS, entrypoint_type=EntrypointType.MODULE_PATH,
-            schedule=Cron(schedule.cron, timezone=schedule.timezone),
-            description=f"Annotate {schedule.catalog} with {schedule.bundle} into {schedule.out} ({schedule.cron})",
-            parameters={"catalog": str(Path(schedule.catalog).resolve()), "bundle": str(Path(schedule.bundle).resolve()),
-                        "out": str(Path(schedule.out).resolve()), "workers": schedule.workers}))
+        deployments.append(_to_deployment(SCHEDULED_DEPLOYMENT, schedule=Cron(schedule.cron, timezone=schedule.timezone),
+                                          parameters=schedule.parameters()))
     return deployments
+
+
+PREFECT_YAML_HEAD = """\
+# morphcat's flows as deployments on a Prefect process work pool (see docs/deployments.md):
+#
+#   prefect work-pool create morphcat --type process
+#   export MORPHCAT_NIGHTLY_CATALOG=/abs/catalog.parquet MORPHCAT_NIGHTLY_BUNDLE=/abs/bundle \\
+#          MORPHCAT_NIGHTLY_OUT=/abs/annotations
+#   prefect deploy --all                       # from this folder; the nightly paths are read now
+#   prefect worker start --pool morphcat       # where morphcat is installed and the data readable
+#   prefect deployment run 'catalog-annotate/on-demand' -p catalog=… -p bundle=… -p out=… --watch
+#
+# `morphcat serve` serves the same flows from one process without a pool, for the one-command case.
+# Written by flows.deployments.prefect_yaml() from the deployments `morphcat serve` declares:
+#   python -c 'from flows.deployments import prefect_yaml; print(prefect_yaml(), end="")' > prefect.yaml
+"""
+
+
+def prefect_yaml() -> str:
+    """``prefect.yaml``: the on-demand deployments, and the scheduled one running nightly on the
+    paths in ``MORPHCAT_NIGHTLY_CATALOG``, ``…_BUNDLE`` and ``…_OUT`` (read at ``prefect deploy``)."""
+    import prefect
+    import yaml
+
+    def entry(d: Deployment, **more) -> dict:
+        module, name = d.flow.rsplit(".", 1)
+        return {"name": d.name, "description": d.description, "entrypoint": f"{module.replace('.', '/')}.py:{name}",
+                "tags": list(TAGS), **more, "work_pool": {"name": POOL, "job_variables": {}}}
+
+    nightly = {"schedules": [{"cron": NIGHTLY, "timezone": "UTC"}],
+               "parameters": {**{k: f"{{{{ $MORPHCAT_NIGHTLY_{k.upper()} }}}}" for k in ("catalog", "bundle", "out")},
+                              "workers": 1}}
+    annotate, *others = ON_DEMAND_DEPLOYMENTS
+    body = {"name": "morphcat", "prefect-version": prefect.__version__, "build": None, "push": None,
+            "deployments": [entry(annotate), entry(SCHEDULED_DEPLOYMENT, **nightly), *map(entry, others)]}
+    return PREFECT_YAML_HEAD + "\n" + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=200)
 
 
 @dataclass
