@@ -185,7 +185,7 @@ def prepare_run(out: Path, table: pa.Table, bundle_id: str, shard_size: int, opt
                 f"output folder {out} holds the annotations of another catalog ({old['rows']} rows from "
                 f"{old['source'] or 'an unnamed source'}, fingerprint {old['fingerprint']}); this one "
                 f"({table.num_rows} rows from {source or 'an unnamed source'}) has fingerprint {fingerprint}. "
-                "Write to another --out folder, or delete this one to start over")
+                "Write to another `out` folder, or delete this one to start over")
         known = manifest["runs"].get(run_id)
         if known is None:
             manifest["runs"][run_id] = entry

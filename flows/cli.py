@@ -109,7 +109,7 @@ def _cmd_annotate(args: argparse.Namespace) -> None:
           f"{summary['errors']} errors in {summary['out']} ({summary['rows_this_run']} rows annotated now, "
           f"{summary['ood_flagged_this_run']} flagged out of distribution, in "
           f"{summary['seconds']} s, {summary['images_per_second']} images/s on {summary['provider']} "
-          f"({summary['precision']}: {summary['precision_reason']}), "
+          f"({summary['precision']}: {in_flags(summary['precision_reason'], *_parsers('annotate'))}), "
           f"peak RSS {summary['peak_rss_mb']:.0f} MiB; "
           f"{summary['shards_skipped']} of {summary['shards']} shards were already done)"
           + (f"; shards still to do: {summary['shards_to_do']}" if summary["shards_to_do"] else ""))
@@ -189,7 +189,7 @@ def _cmd_unusual(args: argparse.Namespace) -> None:
     if r.sheet is not None:
         print(f"contact sheet of the top {min(args.n, r.table.height)}: {r.sheet}", file=sys.stderr)
     else:
-        print(f"no contact sheet: {r.no_sheet_reason}", file=sys.stderr)
+        print(f"no contact sheet: {in_flags(r.no_sheet_reason, *_parsers('unusual'))}", file=sys.stderr)
 
 
 def _cmd_select(args: argparse.Namespace) -> None:
@@ -267,7 +267,7 @@ def _cmd_app(args: argparse.Namespace) -> None:
             try:
                 locate_catalog(folder)
             except CatalogError as exc:  # the catalog view still works, only without thumbnails
-                print(f"morphcat app: no gallery thumbnails: {exc}", file=sys.stderr)
+                print(f"morphcat app: no gallery thumbnails: {in_flags(str(exc), *_parsers('app'))}", file=sys.stderr)
     command = streamlit_command(args.bundle, args.annotations, args.catalog, port=args.port, address=args.address)
     print(f"morphcat app: serving http://{args.address}:{args.port} (Ctrl-C stops)", flush=True)
     run_server(command)
@@ -467,11 +467,38 @@ def _add_bench(sub) -> None:
         q.set_defaults(tensorflow=b.tensorflow)
 
 
-def in_flags(message: str, parser: argparse.ArgumentParser) -> str:
-    """A library error names the caller's parameters in backticks (`image_size`); the user typed
-    this command's flags (--image-size)."""
-    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+# Library errors speak of parameters in backticks: `image_size` is one of the call this command
+# made; `train_models(out=…)` one of another step, which a user runs as its command.
+STEP_COMMANDS = {"train_models": "train", "export_bundle": "export", "annotate_catalog": "annotate"}
+
+
+def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    return {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def in_flags(message: str, parser: argparse.ArgumentParser, root: argparse.ArgumentParser | None = None) -> str:
+    """``message`` with the parameters it names as the flags the user types: this command's
+    (``parser``), and other steps' as their commands (``root``: the ``morphcat`` parser)."""
+    def step(m: re.Match) -> str:
+        command = STEP_COMMANDS.get(m[1])
+        flag = _flags(_subcommands(root)[command]).get(m[2]) if root is not None and command else None
+        if flag is None:
+            return m[0]
+        return f"morphcat {command} … {flag}" + ("" if m[3] in ("…", "True") else f" {m[3]}")
+
+    message = re.sub(r"`(\w+)\((\w+)=([^)`]*)\)`", step, message)
+    flags = _flags(parser)
     return re.sub(r"`([a-z_]+)`", lambda m: flags.get(m[1], m[0]), message)
+
+
+def _parsers(command: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """``command``'s parser and the ``morphcat`` parser, for :func:`in_flags`."""
+    root = build_parser()
+    return _subcommands(root)[command], root
 
 
 def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
@@ -479,8 +506,7 @@ def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     for name in (args.command, getattr(args, "benchmark", None)):
         if name is None:
             break
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        parser = sub.choices[name]
+        parser = _subcommands(parser)[name]
     return parser
 
 
@@ -528,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
                 nullcontext() if args.command in DEPLOYMENT_COMMANDS else direct_run_settings():
             args.func(args)
     except MorphcatError as exc:
-        print(f"morphcat {command}: {in_flags(str(exc), _command_parser(parser, args))}", file=sys.stderr)
+        print(f"morphcat {command}: {in_flags(str(exc), _command_parser(parser, args), parser)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ModuleNotFoundError as exc:
         if exc.name not in TRAIN_EXTRA:

@@ -48,7 +48,7 @@ def _write_sidecar(path: Path, sidecar: dict) -> None:
 def load_sidecar(models_dir: Path, kind: str) -> dict:
     path = Path(models_dir) / f"{kind}.json"
     if not path.is_file():
-        raise ArtifactError(f"{path} is missing: train the {kind} first (morphcat train … --models {kind})")
+        raise ArtifactError(f"{path} is missing: train the {kind} first (`train_models(models={kind})`)")
     return json.loads(path.read_text())
 
 

@@ -131,7 +131,7 @@ def init_backbone(model: keras.Model, source: keras.Model | None) -> None:
     mine = own.get_weights()
     if len(theirs) != len(mine) or any(a.shape != b.shape for a, b in zip(theirs, mine)):
         raise TrainingError("the pretrained backbone does not fit this model (different backbone or input size); "
-                            "train with the pretrained models' --image-size")
+                            "train with the pretrained models' `image_size`")
     own.set_weights(theirs)
 
 
@@ -212,7 +212,7 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
         what = " and ".join(heads)
         raise CatalogError(f"training the {what} needs {'both ' if len(lacking) > 1 else ''}{' and '.join(lacking)} "
                            "in at least one catalog (ingest derives labels from GZ2 votes); train the models one at a "
-                           "time with --models to use what the catalogs have")
+                           "time with `models` to use what the catalogs have")
     usable = (has_label if "classifier" in heads else False) | (has_votes if "regressor" in heads else False)
     train, val = _check_rows(tset, usable, "the targets of the " + " and ".join(heads))
     class_heads, row_head = _class_heads(tset, settings) if "classifier" in heads else ([], None)

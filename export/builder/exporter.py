@@ -80,11 +80,11 @@ def find_models(models_dir: Path) -> tuple[str, ...]:
     """The model kinds ``models_dir`` holds (``<kind>.keras`` with its ``<kind>.json``)."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
-        raise ExportError(f"{models_dir} is not a folder of trained models (morphcat train … --out {models_dir})")
+        raise ExportError(f"{models_dir} is not a folder of trained models (`train_models(out={models_dir})`)")
     kinds = tuple(k for k in MODEL_KINDS if (models_dir / f"{k}.keras").is_file())
     if not kinds:
         raise ExportError(f"no trained model in {models_dir}: expected one of "
-                          f"{', '.join(f'{k}.keras' for k in MODEL_KINDS)} (morphcat train … --out {models_dir})")
+                          f"{', '.join(f'{k}.keras' for k in MODEL_KINDS)} (`train_models(out={models_dir})`)")
     orphans = [k for k in kinds if not (models_dir / f"{k}.json").is_file()]
     if orphans:
         raise ExportError(f"{models_dir}: {', '.join(f'{k}.keras' for k in orphans)} without the sidecar "

@@ -31,7 +31,7 @@ from export.serve.providers import CPU, CUDA, choose_providers, cuda_unavailable
 
 # The lower-precision copies of the merged image graph (bundle.json key = precision), the export
 # flag that writes each, and the provider auto considers it on: int8 for CPUs, float16 for GPUs.
-VARIANT_FLAGS = {"int8": "--int8", "fp16": "--fp16"}
+VARIANTS = ("int8", "fp16")  # the image graph's copies an export may add
 AUTO_VARIANT = {CPU: "int8", CUDA: "fp16"}
 # auto serves a copy only when, here, it runs the image graph at least this much faster than fp32
 # (a short probe when the bundle is opened; machines differ: AVX2 only, VNNI, AMX, GPUs).
@@ -97,7 +97,7 @@ def _refusal(manifest: dict, precision: str) -> str | None:
     """Why this bundle's ``precision`` copy of the image graph must not be served, or None."""
     variant = manifest.get(precision)
     if variant is None:
-        return f"the bundle has no {precision} image graph (export with {VARIANT_FLAGS[precision]})"
+        return f"the bundle has no {precision} image graph (export it with `export_bundle({precision}=True)`)"
     if not variant["gate"]["passed"]:
         return (f"the {precision} image graph failed the agreement gate at export: "
                 + "; ".join(variant["gate"]["failed"]))
@@ -165,7 +165,7 @@ def open_bundle(path, *, device: str = "auto", intra_op_threads: int | None = No
     lacking = sorted(set(require) - has)
     if lacking:
         problems.append(f"it has no {', '.join(lacking)} (it has: {', '.join(sorted(has)) or 'nothing'})")
-    if precision in VARIANT_FLAGS and (refusal := _refusal(manifest, precision)):
+    if precision in VARIANTS and (refusal := _refusal(manifest, precision)):
         problems.append(f"precision {precision} was asked for, but {refusal}")
     if problems:
         raise BundleError(f"bundle {folder} cannot be served: " + "; ".join(problems))

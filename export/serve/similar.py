@@ -243,7 +243,7 @@ def similar(out: Path, *, object_id: str | None = None, image: Path | None = Non
         table = neighbours(run, embedding_of(run, object_id), k, exclude=object_id)
     else:
         if bundle is None:
-            raise SimilarityError("--image needs --bundle: the bundle that annotated the run embeds the image")
+            raise SimilarityError("`image` needs `bundle`: the bundle that annotated the run embeds the image")
         from export.serve.runtime import open_bundle
 
         loaded = open_bundle(bundle, device="cpu")

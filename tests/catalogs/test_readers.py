@@ -456,8 +456,8 @@ BAD_SOURCES = {
         lambda p: (p, "kaggle", {}), SourceError, ["training_solutions_rev1.csv"]),
     "manifest without image_path": (
         lambda p: (_manifest(p, [["1", "a.jpg"]], header=("object_id", "path")), "folder", {}),
-        SourceError, ["'image_path'", "object_id, path", "--path-column"]),
-    "manifest with a wrong --id-column": (
+        SourceError, ["'image_path'", "object_id, path", "`path_column`"]),
+    "manifest with a wrong id_column": (
         lambda p: (_manifest(p, [["1", "a.jpg"]]), "folder", {"id_column": "objid"}),
         SourceError, ["'objid'", "object_id, image_path"]),
     "manifest duplicate ids": (
