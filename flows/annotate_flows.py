@@ -24,7 +24,7 @@ from catalogs.errors import UsageError
 from catalogs.shards import SHARD_SIZE
 from export.serve.catalog import AnnotationRun, finish_annotation, plan_annotation, summary_markdown
 from export.serve.shard import run_shard
-from flows.progress import StageBar
+from catalogs.progress import StageBar
 
 RUNNERS = ("thread", "process", "dask")
 

@@ -17,13 +17,14 @@ CLI); nothing here is a default path.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
+
+from catalogs.errors import UsageError
 
 STOP_WITHIN = 10.0  # s from a stop signal to serve_deployments returning, server reachable or not
 ON_DEMAND = "on-demand"
@@ -66,26 +67,44 @@ class AnnotateSchedule:
     timezone: str = "UTC"
     workers: int = 1
 
+    @classmethod
+    def given(cls, cron: str | None, catalog: Path | None, bundle: Path | None, out: Path | None,
+              timezone: str = "UTC", workers: int = 1) -> "AnnotateSchedule | None":
+        """The schedule, or None without a ``cron``; refuses a schedule without all it annotates."""
+        given = {"catalog": catalog, "bundle": bundle, "out": out}
+        if cron is None:
+            if any(value is not None for value in given.values()):
+                raise UsageError("`catalog`, `bundle` and `out` set the scheduled run: give `cron` too "
+                                 "(on-demand runs take them as -p parameters)")
+            return None
+        missing = [f"`{name}`" for name, value in given.items() if value is None]
+        if missing:
+            raise UsageError(f"`cron` needs {', '.join(missing)}: what the scheduled run annotates")
+        return cls(cron, Path(catalog), Path(bundle), Path(out), timezone, workers)
+
     def parameters(self) -> dict:
         return {"catalog": str(Path(self.catalog).resolve()), "bundle": str(Path(self.bundle).resolve()),
                 "out": str(Path(self.out).resolve()), "workers": self.workers}
-
-
-def _to_deployment(d: Deployment, **more) -> RunnerDeployment:
-    module, name = d.flow.rsplit(".", 1)
-    flow = getattr(importlib.import_module(module), name)
-    return flow.to_deployment(name=d.name, description=d.description, tags=TAGS,
-                              entrypoint_type=EntrypointType.MODULE_PATH, **more)
 
 
 def build_deployments(schedule: AnnotateSchedule | None = None) -> list[RunnerDeployment]:
     """The deployments ``morphcat serve`` serves; ``schedule`` adds ``catalog-annotate/scheduled``."""
     from prefect.schedules import Cron
 
-    deployments = [_to_deployment(d) for d in ON_DEMAND_DEPLOYMENTS]
+    from flows.annotate_flows import catalog_annotate
+    from flows.export_flows import export_onnx
+    from flows.model_flows import train_models
+
+    flows = {f"{f.fn.__module__}.{f.fn.__name__}": f for f in (catalog_annotate, train_models, export_onnx)}
+
+    def deployment(d: Deployment, **more) -> RunnerDeployment:
+        return flows[d.flow].to_deployment(name=d.name, description=d.description, tags=TAGS,
+                                           entrypoint_type=EntrypointType.MODULE_PATH, **more)
+
+    deployments = [deployment(d) for d in ON_DEMAND_DEPLOYMENTS]
     if schedule is not None:
-        deployments.append(_to_deployment(SCHEDULED_DEPLOYMENT, schedule=Cron(schedule.cron, timezone=schedule.timezone),
-                                          parameters=schedule.parameters()))
+        deployments.append(deployment(SCHEDULED_DEPLOYMENT, schedule=Cron(schedule.cron, timezone=schedule.timezone),
+                                      parameters=schedule.parameters()))
     return deployments
 
 
@@ -133,6 +152,16 @@ class ServeEnd:
     paused: list[str] = field(default_factory=list)
     not_paused: dict[str, str] = field(default_factory=dict)
     runner_stopped: bool = True
+
+    def report(self) -> list[str]:
+        """What the stop did, a line each, for whoever stopped it."""
+        lines = [f"stopped; paused {', '.join(self.paused)}"] if self.paused else []
+        reasons: dict[str, list[str]] = {}
+        for name, why in self.not_paused.items():
+            reasons.setdefault(why, []).append(name)
+        lines += [f"could not pause {', '.join(names)} ({why}); a schedule among them goes on creating runs until "
+                  "`prefect deployment pause NAME`" for why, names in reasons.items()]
+        return lines + ([] if self.runner_stopped else ["the runner did not stop in time; exiting without it"])
 
 
 def serve_deployments(schedule: AnnotateSchedule | None = None, limit: int | None = None,

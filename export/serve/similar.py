@@ -141,6 +141,10 @@ class RunIndex:
     info: dict
     built: bool  # built by this call (False: read from disk)
 
+    def describe(self) -> str:
+        return (f"run {self.run_id}: {self.info['rows']} embeddings, {self.info['kind']} index "
+                f"{'built' if self.built else 'read'} ({self.folder})")
+
 
 def open_run_index(out: Path, run_id: str | None = None, kind: str | None = None,
                    rebuild: bool = False) -> RunIndex:

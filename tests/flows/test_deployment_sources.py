@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from flows.deployments import NIGHTLY, AnnotateSchedule, build_deployments, prefect_yaml
+from catalogs.errors import UsageError
+from flows.deployments import NIGHTLY, AnnotateSchedule, ServeEnd, build_deployments, prefect_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,3 +51,30 @@ def test_each_deployment_agrees_on_description_tags_schedule_and_parameters(key)
     assert parameters.keys() == served.parameters.keys()
     assert {k: v for k, v in parameters.items() if not str(v).startswith("{{")} == \
         {k: v for k, v in served.parameters.items() if k not in ("catalog", "bundle", "out")}
+
+
+@pytest.mark.parametrize("end, lines", [
+    (ServeEnd(), []),
+    (ServeEnd(paused=["a/x", "b/y"]), ["stopped; paused a/x, b/y"]),
+    (ServeEnd(not_paused={"a/x": "timeout", "b/y": "timeout", "c/z": "refused"}, runner_stopped=False),
+     ["could not pause a/x, b/y (timeout); a schedule among them goes on creating runs until "
+      "`prefect deployment pause NAME`",
+      "could not pause c/z (refused); a schedule among them goes on creating runs until "
+      "`prefect deployment pause NAME`",
+      "the runner did not stop in time; exiting without it"]),
+])
+def test_what_serve_says_when_it_stops(end, lines):
+    assert end.report() == lines
+
+
+@pytest.mark.parametrize("cron, catalog, bundle, out, error", [
+    (None, None, None, None, None),
+    ("0 3 * * *", "c.parquet", None, None, "`cron` needs `bundle`, `out`"),
+    (None, "c.parquet", "b", "o", "give `cron` too"),
+])
+def test_a_schedule_needs_all_it_annotates(cron, catalog, bundle, out, error):
+    if error is None:
+        assert AnnotateSchedule.given(cron, catalog, bundle, out) is None
+    else:
+        with pytest.raises(UsageError, match=re.escape(error)):
+            AnnotateSchedule.given(cron, catalog, bundle, out)
