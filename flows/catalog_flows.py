@@ -86,7 +86,7 @@ def synthesize_survey(out: Path, n: int, seed: int, size: int = CUTOUT_SIZE, mix
 
 
 @task(cache_policy=NO_CACHE)
-def run_predictions(annotations: Path, run_id: str | None) -> tuple[str, pa.Table]:
+def read_run_predictions(annotations: Path, run_id: str | None) -> tuple[str, pa.Table]:
     """One run's predictions (``run_id``, or the folder's latest run with predictions)."""
     from catalogs.annotations import open_annotations
 
@@ -102,7 +102,7 @@ def annotations_to_hats(annotations: Path, out: Path, run_id: str | None = None,
     """An annotation run's predictions as the HATS catalog ``out/name`` (hats-import on Dask: a
     local cluster of ``workers`` processes, or the one at ``dask_address``) with a margin cache of
     ``margin_arcsec``; rows without ra/dec are counted and listed beside it."""
-    run, table = run_predictions(Path(annotations), run_id)
+    run, table = read_run_predictions(Path(annotations), run_id)
     with dask_client(workers, dask_address) as client:
         report = HatsReport.of(run, write_hats(table, Path(out), name, client, margin_arcsec))
     create_markdown_artifact(report.markdown(), key="hats", description=f"HATS catalog of run {run}")

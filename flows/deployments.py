@@ -11,7 +11,9 @@ Served against a real Prefect server (``prefect server start``), they are what u
 
 The entrypoints are module paths (``flows.annotate_flows.catalog_annotate``), so runs work from
 any working directory where morphcat is installed. Concrete values come from the caller (the
-CLI); nothing here is a default path.
+CLI); nothing here is a default path. Each deployment is declared once, here: ``prefect.yaml``
+(the same deployments on a process work pool, the scheduled one nightly) is written from these
+declarations by :func:`prefect_yaml`.
 """
 
 from __future__ import annotations
