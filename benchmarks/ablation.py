@@ -101,7 +101,7 @@ def protocol_of(catalogs: list[Path], k: int, settings: TrainSettings, kinds: tu
     (by content, not path) and the seed."""
     from catalogs.contract import read_catalog
     from models.data import catalog_names
-    from models.train import catalog_fingerprint
+    from catalogs.fingerprints import catalog_fingerprint
 
     names = catalog_names(catalogs)
     return {"folds": k, "epochs": settings.epochs, "seed": settings.seed, "models": list(kinds),

@@ -23,23 +23,12 @@ import numpy as np
 
 from benchmarks.report import write_summary
 from benchmarks.run import machine, machine_line
+from catalogs.timing import images_per_second
 
 SIZES = (64, 128, 224)
 BATCH = 256
 TIMED_RUNS = 5
 TRAIN_GALAXIES = 32
-
-
-def best_images_per_second(session, x: np.ndarray, runs: int = TIMED_RUNS) -> float:
-    from export.serve.bundle import IMAGE_INPUT
-
-    session.run(None, {IMAGE_INPUT: x})  # warm-up: kernels chosen, memory allocated
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
-        session.run(None, {IMAGE_INPUT: x})
-        best = min(best, time.perf_counter() - t)
-    return len(x) / best
 
 
 def build_bundle(out: Path, size: int, seed: int) -> Path:
@@ -72,7 +61,8 @@ def image_graph(bundle: Path, batch: int, device: str) -> dict:
     x = np.random.default_rng(0).random((batch, size, size, 3), np.float32)
     row = {"size": size, "batch": batch, "provider": sessions["fp32"].get_providers()[0]}
     for precision, session in sessions.items():
-        row[f"{precision}_ips"] = round(best_images_per_second(session, x), 1)
+        row[f"{precision}_ips"] = round(images_per_second(lambda s=session: s.run(None, {IMAGE_INPUT: x}), len(x),
+                                                          TIMED_RUNS), 1)
     probs = [s.run(["probs"], {IMAGE_INPUT: x})[0].argmax(1) for s in sessions.values()]
     row["fp16_speedup"] = round(row["fp16_ips"] / row["fp32_ips"], 2)
     row["fp16_class_agreement_here"] = float(np.mean(probs[0] == probs[1]))

@@ -10,30 +10,21 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from catalogs.timing import best_seconds
 
 GEMM_SIDE = 2048
 CONV = {"batch": 8, "channels": 128, "side": 64, "kernel": 3}
 CALLS = 5
 
 
-def _best_seconds(run, calls: int = CALLS) -> float:
-    run()
-    best = float("inf")
-    for _ in range(calls):
-        t = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def gemm_gflops(side: int = GEMM_SIDE) -> float:
     rng = np.random.default_rng(0)
     a, b = (rng.random((side, side), dtype=np.float32) for _ in range(2))
-    return 2.0 * side**3 / _best_seconds(lambda: a @ b) / 1e9
+    return 2.0 * side**3 / best_seconds(lambda: a @ b, CALLS) / 1e9
 
 
 def conv_gflops(threads: int | None = None) -> float:
@@ -55,7 +46,7 @@ def conv_gflops(threads: int | None = None) -> float:
         session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(2).random((n, c, s, s), dtype=np.float32)
     flops = 2.0 * n * c * s * s * c * k * k
-    return flops / _best_seconds(lambda: session.run(None, {"x": x})) / 1e9
+    return flops / best_seconds(lambda: session.run(None, {"x": x}), CALLS) / 1e9
 
 
 def peak_gflops(threads: int | None = None) -> dict:

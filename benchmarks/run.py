@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from catalogs.contract import Catalog, read_catalog, write_catalog
 from catalogs.decoding import BATCH_SIZE
 from catalogs.synthetic import synthesize_survey
-from export.builder.benchmark import timed_rates
+from catalogs.timing import median_seconds, timed_rates
 from models.precision import cpu_flags
 
 TARGETS = {  # name: (what it is, target, True when higher is better)
@@ -69,7 +69,7 @@ class BenchSettings:
 
 def median_rate(run: Callable[[], int], repeats: int) -> tuple[float, list[float]]:
     """Median rows per second of ``repeats`` timed calls of ``run`` after a warm-up
-    (``export.builder.benchmark.timed_rates``), and every timed rate."""
+    (``catalogs.timing.timed_rates``), and every timed rate."""
     rates = timed_rates(run, repeats)
     return float(np.median(rates)), rates
 
@@ -284,20 +284,15 @@ def fixed_costs(catalog_path: Path, bundle: Path, out: Path, batch: int, repeats
     write_catalog(Catalog(catalog.table.slice(0, 1), catalog.root, catalog.source_format), one)
     runs = iter(range(repeats + 1))
 
-    def median_seconds(call: Callable[[], object]) -> float:
-        times = []
-        for _ in range(repeats + 1):
-            t = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t)
-        return round(float(np.median(times[1:])), 3)
+    def median(call: Callable[[], object]) -> float:
+        return round(median_seconds(call, repeats), 3)
 
     def annotate_one() -> None:
         annotate_catalog(catalog=one, bundle=bundle, out=out / f"run{next(runs)}", batch_size=batch)
 
-    result = {"fixed_seconds": median_seconds(annotate_one)}
-    result["bundle_open_seconds"] = median_seconds(lambda: open_bundle(bundle, intra_op_threads=threads))
-    result["catalog_open_seconds"] = median_seconds(lambda: read_catalog(catalog_path))
+    result = {"fixed_seconds": median(annotate_one)}
+    result["bundle_open_seconds"] = median(lambda: open_bundle(bundle, intra_op_threads=threads))
+    result["catalog_open_seconds"] = median(lambda: read_catalog(catalog_path))
     return result
 
 

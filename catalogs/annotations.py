@@ -18,7 +18,8 @@ import polars as pl
 from catalogs.contract import Catalog, read_catalog
 from catalogs.errors import CatalogError
 from catalogs.outputs import ERRORS, PREDICTIONS
-from catalogs.shards import MANIFEST_NAME, OutputFolderError, rows_fingerprint, run_folder
+from catalogs.fingerprints import rows_fingerprint
+from catalogs.shards import MANIFEST_NAME, OutputFolderError, run_folder
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,10 @@ def open_annotations(out: Path) -> Annotations:
     out = Path(out)
     manifest_path = out / MANIFEST_NAME
     if not out.is_dir():
-        raise OutputFolderError(f"annotations folder {out} does not exist (write one with `morphcat annotate --out`)")
+        raise OutputFolderError(f"annotations folder {out} does not exist (write one with `annotate_catalog(out=…)`)")
     if not manifest_path.is_file():
         raise OutputFolderError(f"{out} is not an annotations folder: it has no {MANIFEST_NAME} "
-                           "(write one with `morphcat annotate --out`)")
+                           "(write one with `annotate_catalog(out=…)`)")
     try:
         manifest = json.loads(manifest_path.read_text())
         recorded = list(manifest["runs"])
@@ -69,10 +70,10 @@ def locate_catalog(annotations: Annotations, catalog: Path | None = None) -> Cat
     recorded = annotations.manifest["catalog"]
     path = Path(catalog) if catalog is not None else Path(recorded.get("source") or "")
     if not str(path) or str(path) == ".":
-        raise CatalogError(f"{annotations.out} does not record its catalog's path: pass --catalog")
+        raise CatalogError(f"{annotations.out} does not record its catalog's path: pass `catalog`")
     if not path.is_file():
         raise CatalogError(f"catalog {path} (recorded in {annotations.out / MANIFEST_NAME}) is not there any more; "
-                           "pass its current path with --catalog")
+                           "pass its current path with `catalog`")
     found = read_catalog(path)
     fingerprint = rows_fingerprint(found.table)
     if fingerprint != recorded["fingerprint"]:

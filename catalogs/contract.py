@@ -326,6 +326,6 @@ def read_catalog(path: Path, root: Path | None = None) -> Catalog:
     root = Path(root) if root is not None else Path(meta["root"])
     if not root.is_dir():
         raise CatalogError(f"catalog root {root} (recorded in {path}) is not a folder; "
-                           "pass the images' current folder as root (--root)")
+                           "pass the images' current folder as `root`")
     table = pq.read_table(path).replace_schema_metadata(None)
     return Catalog(conform(table, str(path)), root, meta["format"])

@@ -12,7 +12,9 @@ silently. :func:`read_hats_rows` reads a HATS catalog lazily, one partition at a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -90,6 +92,52 @@ def write_hats(predictions: pa.Table, out: Path, name: str, client, margin_arcse
     partitions = len(hats.read_hats(out / name).get_healpix_pixels())
     return HatsResult(out / name, out / margin_name, placed.num_rows, unplaced.num_rows, unplaced_path, partitions,
                       threshold, margin_arcsec)
+
+
+@dataclass(frozen=True)
+class HatsReport:
+    """What ``catalog-to-hats`` wrote from annotation run ``run_id``: :class:`HatsResult`, as text."""
+
+    catalog: str
+    margin: str
+    run_id: str
+    rows: int
+    without_position: int
+    unplaced: str | None
+    partitions: int
+    pixel_threshold: int
+    margin_arcsec: float
+
+    @classmethod
+    def of(cls, run_id: str, r: HatsResult) -> "HatsReport":
+        return cls(str(r.catalog), str(r.margin), run_id, r.rows, r.without_position,
+                   None if r.unplaced is None else str(r.unplaced), r.partitions, r.pixel_threshold, r.margin_arcsec)
+
+    def markdown(self) -> str:
+        return "\n".join(f"- {k}: {v}" for k, v in asdict(self).items())
+
+    def summary(self) -> str:
+        """What was written, for a terminal (what ``morphcat hats`` prints)."""
+        return (f"run {self.run_id}: {self.rows} rows with a position → HATS catalog {self.catalog} "
+                f"({self.partitions} partitions, ≤ {self.pixel_threshold} rows each) + margin cache {self.margin} "
+                f"({self.margin_arcsec:g}″)" + (f"\n{self.without_position} rows without ra/dec cannot be placed on "
+                                                  f"the sky: listed in {self.unplaced}" if self.without_position else ""))
+
+
+@contextmanager
+def dask_client(workers: int, address: str | None = None) -> Iterator:
+    """A Dask client of the cluster at ``address``, or of a local cluster of ``workers``
+    single-threaded processes; closed on the way out, with the local cluster."""
+    from distributed import Client, LocalCluster
+
+    cluster = None if address else LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+    client = Client(address) if address else Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def read_hats_rows(path: Path, columns: list[str]) -> pa.Table:

@@ -143,7 +143,7 @@ def predictions_schema(class_names: Sequence[str]) -> pa.Schema:
     return pa.schema([*_HEAD, *classes, *(pa.field(c, pa.float32()) for c in VOTE_COLUMNS), *_TAIL])
 
 
-def class_names_of(schema: pa.Schema) -> tuple[str, ...]:
+def predictions_class_names(schema: pa.Schema) -> tuple[str, ...]:
     """The class names of a predictions schema, refusing one that is not exactly that schema."""
     start = len(_HEAD)
     stop = schema.names.index(VOTE_COLUMNS[0]) if VOTE_COLUMNS[0] in schema.names else start

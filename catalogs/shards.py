@@ -50,7 +50,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalogs.errors import MorphcatError
-from catalogs.outputs import ERRORS, ERRORS_SCHEMA, PREDICTIONS, class_names_of, with_output_metadata
+from catalogs.fingerprints import rows_fingerprint
+from catalogs.outputs import ERRORS, ERRORS_SCHEMA, PREDICTIONS, predictions_class_names, with_output_metadata
 
 MANIFEST_NAME = "_morphcat_output.json"
 MANIFEST_VERSION = 1
@@ -60,9 +61,6 @@ _MANIFEST_TEMP = f".{MANIFEST_NAME}.tmp"  # written under the lock only, so one 
 _OUR_NAMES = {MANIFEST_NAME, _LOCK_NAME, _STAGING, PREDICTIONS, ERRORS}
 MAX_SHARDS = 100_000  # 5-digit shard names; more shards than this means shards far too small
 _SHARD_FILE = re.compile(r"^shard-(\d{5})\.parquet$")
-# The catalog columns predictions are made of; a catalog differing in any other column (labels,
-# votes) gives the same output rows and is the same catalog to an output folder.
-FINGERPRINT_COLUMNS = ("object_id", "image_path", "ra", "dec")
 
 
 class OutputFolderError(MorphcatError):
@@ -147,22 +145,6 @@ def shard_files(out: Path, run_id: str, shard: Shard) -> ShardFiles:
                       run_folder(out, ERRORS, run_id) / shard.file_name)
 
 
-def rows_fingerprint(table: pa.Table) -> str:
-    """A hash of the ``FINGERPRINT_COLUMNS`` a catalog has, values in row order (16 hex)."""
-    h = hashlib.sha256()
-    for name in FINGERPRINT_COLUMNS:
-        if name not in table.column_names:
-            continue
-        column = table.column(name)
-        h.update(f"\x00{name}:{column.type}\x00".encode())
-        if pa.types.is_floating(column.type):
-            h.update(column.to_numpy().astype("<f8").tobytes())  # nulls read as NaN
-        else:
-            values = column.to_pylist()
-            h.update(json.dumps(values, ensure_ascii=False).encode())
-    return h.hexdigest()[:16]
-
-
 def make_run_id(fingerprint: str, bundle_id: str, shard_size: int, options: Mapping | None = None) -> str:
     """``"r"`` + 12 hex digits identifying the run (see the module docstring)."""
     key = json.dumps({"catalog": fingerprint, "bundle": bundle_id, "shard_size": shard_size,
@@ -203,7 +185,7 @@ def prepare_run(out: Path, table: pa.Table, bundle_id: str, shard_size: int, opt
                 f"output folder {out} holds the annotations of another catalog ({old['rows']} rows from "
                 f"{old['source'] or 'an unnamed source'}, fingerprint {old['fingerprint']}); this one "
                 f"({table.num_rows} rows from {source or 'an unnamed source'}) has fingerprint {fingerprint}. "
-                "Write to another --out folder, or delete this one to start over")
+                "Write to another `out` folder, or delete this one to start over")
         known = manifest["runs"].get(run_id)
         if known is None:
             manifest["runs"][run_id] = entry
@@ -218,7 +200,7 @@ def prepare_run(out: Path, table: pa.Table, bundle_id: str, shard_size: int, opt
 def write_shard(plan: RunPlan, shard: Shard, predictions: pa.Table, errors: pa.Table) -> ShardFiles:
     """Write one shard's two tables atomically (see the module docstring), after checking that
     they are this run's and hold exactly the shard's rows between them."""
-    class_names_of(predictions.schema)  # raises unless it is a predictions table
+    predictions_class_names(predictions.schema)  # raises unless it is a predictions table
     if not errors.schema.remove_metadata().equals(ERRORS_SCHEMA):
         raise ValueError("errors table does not follow catalogs.outputs.ERRORS_SCHEMA")
     for name, table in ((PREDICTIONS, predictions), (ERRORS, errors)):

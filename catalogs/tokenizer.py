@@ -1,5 +1,5 @@
 """Word-level tokenizer for template captions (its vocabulary is stored in the sidecar JSON and
-the bundle), and greedy decoding of token ids from any captioner step function.
+the bundle), and greedy decoding of token ids from any captioner's encoder and step functions.
 
 Tokenisation: lower-case, ``,`` and ``.`` become tokens of their own, then split on whitespace
 (hyphenated words such as ``edge-on`` stay one token). Decoding joins tokens with spaces and
@@ -177,3 +177,19 @@ def greedy_ids(step: Callable, h: np.ndarray, c: np.ndarray, max_len: int) -> np
             break
         token = nxt[:, None]
     return out
+
+
+def greedy_caption_ids(encode: Callable, step: Callable, images, max_len: int) -> np.ndarray:
+    """Greedy caption token ids (N, max_len) int32 for a batch of images (N, H, W, C): the
+    captioner's ``encode(images) → (h, c)`` runs once per batch, then :func:`greedy_ids` runs
+    ``step`` once per position. Both runtimes call this (Keras at training and as the export's
+    parity reference, onnxruntime at annotation), so their captions differ only by numerics."""
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"expected a batch of images (N, H, W, C), got shape {images.shape}")
+    if max_len < 2:  # before the encoder runs for nothing
+        raise ValueError(f"max_len must be ≥ 2, got {max_len}")
+    if images.shape[0] == 0:
+        return greedy_ids(step, np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), max_len)
+    h, c = encode(images)
+    return greedy_ids(step, h, c, max_len)

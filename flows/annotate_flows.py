@@ -20,10 +20,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from catalogs.decoding import BATCH_SIZE
+from catalogs.errors import UsageError
 from catalogs.shards import SHARD_SIZE
 from export.serve.catalog import AnnotationRun, finish_annotation, plan_annotation, summary_markdown
 from export.serve.shard import run_shard
-from flows.progress import StageBar
+from catalogs.progress import StageBar
 
 RUNNERS = ("thread", "process", "dask")
 
@@ -50,7 +51,7 @@ def task_runner(runner: str, workers: int, dask_address: str | None = None):
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
     if dask_address and runner != "dask":
-        raise ValueError("--dask-address needs --runner dask")
+        raise UsageError("`dask_address` needs `runner` dask")
     if runner == "thread":
         from prefect.task_runners import ThreadPoolTaskRunner
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 
 from catalogs.arguments import names, positive_int
 from catalogs.decoding import BATCH_SIZE
-from catalogs.errors import CatalogError, MorphcatError, UsageError
+from catalogs.errors import MorphcatError, UsageError
 from catalogs.hats import MARGIN_ARCSEC
 from catalogs.inputs import CUTOUT_SIZE, ImageSpec
 from catalogs.readers import FORMATS
@@ -26,10 +25,10 @@ from export.serve.select import DEFAULT_N as SELECT_N
 from export.serve.select import STRATEGIES
 from export.serve.similar import DEFAULT_K
 from export.serve.unusual import DEFAULT_N
-from flows.common import direct_run_settings, quiet_bad_input_tracebacks
-from flows.progress import quiet_tensorflow
+from flows.common import Stopped, direct_run_settings, quiet_bad_input_tracebacks, stop_on_signals
 from flows.temporary_server import api_url_configured, temporary_server
 from models.config import TrainSettings
+from models.progress import quiet_tensorflow
 
 # Telemetry cannot reach its host from survey clusters (nor from here) and only logs errors.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -98,6 +97,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_annotate(args: argparse.Namespace) -> None:
+    from export.serve.catalog import parse_shards, summary_line
     from flows.annotate_flows import catalog_annotate
 
     summary = catalog_annotate(catalog=args.catalog, bundle=args.bundle, out=args.out, shard_size=args.shard_size,
@@ -105,47 +105,21 @@ def _cmd_annotate(args: argparse.Namespace) -> None:
                                dask_address=args.dask_address, device=args.device, progress=True,
                                expect_image_size=args.image_size, precision=args.precision,
                                shards=None if args.shards is None else parse_shards(args.shards))
-    print(f"run {summary['run_id']}: {summary['catalog_rows']} rows → {summary['predictions']} predictions + "
-          f"{summary['errors']} errors in {summary['out']} ({summary['rows_this_run']} rows annotated now, "
-          f"{summary['ood_flagged_this_run']} flagged out of distribution, in "
-          f"{summary['seconds']} s, {summary['images_per_second']} images/s on {summary['provider']} "
-          f"({summary['precision']}: {summary['precision_reason']}), "
-          f"peak RSS {summary['peak_rss_mb']:.0f} MiB; "
-          f"{summary['shards_skipped']} of {summary['shards']} shards were already done)"
-          + (f"; shards still to do: {summary['shards_to_do']}" if summary["shards_to_do"] else ""))
+    print(in_flags(summary_line(summary), *_parsers("annotate")))  # the precision's reason may name export's flags
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
     from flows.deployments import AnnotateSchedule, serve_deployments
 
-    given = {"--catalog": args.catalog, "--bundle": args.bundle, "--out": args.out}
-    schedule = None
-    if args.cron is not None:
-        missing = [flag for flag, value in given.items() if value is None]
-        if missing:
-            raise UsageError(f"--cron needs {', '.join(missing)}: what the scheduled run annotates")
-        schedule = AnnotateSchedule(cron=args.cron, catalog=args.catalog, bundle=args.bundle, out=args.out,
-                                    timezone=args.timezone, workers=args.workers)
-    elif any(value is not None for value in given.values()):
-        raise UsageError("--catalog, --bundle and --out set the scheduled run: give --cron too "
-                           "(on-demand runs take them as -p parameters)")
+    schedule = AnnotateSchedule.given(args.cron, args.catalog, args.bundle, args.out, args.timezone, args.workers)
     from prefect.settings import PREFECT_API_URL
 
     def serving(names: list[str]) -> None:
         print(f"morphcat serve: serving {', '.join(names)} to the Prefect server at {PREFECT_API_URL.value()} "
               "(Ctrl-C or SIGTERM stops); start a run with: prefect deployment run NAME -p …", flush=True)
 
-    end = serve_deployments(schedule, limit=args.limit, on_serving=serving)
-    if end.paused:
-        print(f"morphcat serve: stopped; paused {', '.join(end.paused)}", file=sys.stderr)
-    reasons: dict[str, list[str]] = {}
-    for name, why in end.not_paused.items():
-        reasons.setdefault(why, []).append(name)
-    for why, names in reasons.items():
-        print(f"morphcat serve: could not pause {', '.join(names)} ({why}); a schedule among them goes on "
-              "creating runs until `prefect deployment pause NAME`", file=sys.stderr)
-    if not end.runner_stopped:
-        print("morphcat serve: the runner did not stop in time; exiting without it", file=sys.stderr)
+    for line in serve_deployments(schedule, limit=args.limit, on_serving=serving).report():
+        print(f"morphcat serve: {line}", file=sys.stderr)
 
 
 def _cmd_hats(args: argparse.Namespace) -> None:
@@ -153,24 +127,18 @@ def _cmd_hats(args: argparse.Namespace) -> None:
 
     r = annotations_to_hats(annotations=args.annotations, out=args.out, run_id=args.run, name=args.name,
                             margin_arcsec=args.margin_arcsec, workers=args.workers, dask_address=args.dask_address)
-    print(f"run {r.run_id}: {r.rows} rows with a position → HATS catalog {r.catalog} ({r.partitions} partitions, "
-          f"≤ {r.pixel_threshold} rows each) + margin cache {r.margin} ({r.margin_arcsec:g}″)")
-    if r.without_position:
-        print(f"{r.without_position} rows without ra/dec cannot be placed on the sky: listed in {r.unplaced}")
+    print(r.summary())
 
 
 def _cmd_similar(args: argparse.Namespace) -> None:
     # A query, not a batch stage: no flow (a Prefect run would cost seconds around milliseconds).
+    from catalogs.tables import print_table
     from export.serve.similar import similar
-    from flows.tables import print_table
 
     run, table = similar(args.annotations, object_id=args.object_id, image=args.image, bundle=args.bundle,
                          k=args.k, run_id=args.run)
-    info = run.info
-    how = "built" if run.built else "read"
     # What the table is goes to stderr: piped, stdout is the table alone.
-    print(f"run {run.run_id}: {info['rows']} embeddings, {info['kind']} index {how} ({run.folder}); most like "
-          f"{args.object_id or args.image}:", file=sys.stderr, flush=True)
+    print(f"{run.describe()}; most like {args.object_id or args.image}:", file=sys.stderr, flush=True)
     print_table(table)
     if args.output is not None:
         (table.write_csv if args.output.suffix == ".csv" else table.write_parquet)(args.output)
@@ -179,8 +147,8 @@ def _cmd_similar(args: argparse.Namespace) -> None:
 
 def _cmd_unusual(args: argparse.Namespace) -> None:
     # Like similar: one computation over a finished run, no flow around it.
+    from catalogs.tables import print_table
     from export.serve.unusual import write_unusual
-    from flows.tables import print_table
 
     r = write_unusual(args.annotations, n=args.n, run_id=args.run, catalog=args.catalog)
     print(f"run {r.run_id}: {r.table.height} galaxies ranked → {r.parquet}; the first 10:", file=sys.stderr,
@@ -189,7 +157,7 @@ def _cmd_unusual(args: argparse.Namespace) -> None:
     if r.sheet is not None:
         print(f"contact sheet of the top {min(args.n, r.table.height)}: {r.sheet}", file=sys.stderr)
     else:
-        print(f"no contact sheet: {r.no_sheet_reason}", file=sys.stderr)
+        print(f"no contact sheet: {in_flags(r.no_sheet_reason, *_parsers('unusual'))}", file=sys.stderr)
 
 
 def _cmd_select(args: argparse.Namespace) -> None:
@@ -206,17 +174,6 @@ def _cmd_select(args: argparse.Namespace) -> None:
     print(f"run {chosen.run_id}: {chosen.subjects.height} of {chosen.candidates} candidate galaxies chosen by "
           f"{args.strategy} → {args.out} (a Zooniverse subject manifest: the image column is 'image', "
           "'#' columns are hidden from volunteers)")
-
-
-def parse_shards(text: str) -> list[int]:
-    """``"0-9,42"`` → ``[0, 1, …, 9, 42]``: shard numbers and inclusive ranges, comma-separated."""
-    out: set[int] = set()
-    for part in text.split(","):
-        lo, dash, hi = part.strip().partition("-")
-        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
-            raise UsageError(f"--shards takes shard numbers and ranges like 0-9,42, not {text!r}")
-        out.update(range(int(lo), int(hi if dash else lo) + 1))
-    return sorted(out)
 
 
 def _cron(text: str) -> str:
@@ -251,23 +208,11 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_app(args: argparse.Namespace) -> None:
-    from export.serve.runtime import open_bundle
-    from flows.webapp.catalog_view import locate_catalog, open_annotations
-    from flows.webapp.launch import run_server, streamlit_command
+    from flows.webapp.launch import check_inputs, run_server, streamlit_command
 
-    if args.catalog is not None and args.annotations is None:
-        raise UsageError("--catalog names the images of an annotations folder: give --annotations too")
-    # Refuse a bad bundle or folder here, as one message, rather than on the first page view.
-    open_bundle(args.bundle, device="cpu", require=("classifier",))
-    if args.annotations is not None:
-        folder = open_annotations(args.annotations)
-        if args.catalog is not None:
-            locate_catalog(folder, args.catalog)
-        else:
-            try:
-                locate_catalog(folder)
-            except CatalogError as exc:  # the catalog view still works, only without thumbnails
-                print(f"morphcat app: no gallery thumbnails: {exc}", file=sys.stderr)
+    note = check_inputs(args.bundle, args.annotations, args.catalog)
+    if note:  # the catalog view still works, only without thumbnails
+        print(f"morphcat app: no gallery thumbnails: {in_flags(note, *_parsers('app'))}", file=sys.stderr)
     command = streamlit_command(args.bundle, args.annotations, args.catalog, port=args.port, address=args.address)
     print(f"morphcat app: serving http://{args.address}:{args.port} (Ctrl-C stops)", flush=True)
     run_server(command)
@@ -467,11 +412,38 @@ def _add_bench(sub) -> None:
         q.set_defaults(tensorflow=b.tensorflow)
 
 
-def in_flags(message: str, parser: argparse.ArgumentParser) -> str:
-    """A library error names the caller's parameters in backticks (`image_size`); the user typed
-    this command's flags (--image-size)."""
-    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+# Library errors speak of parameters in backticks: `image_size` is one of the call this command
+# made; `train_models(out=…)` one of another step, which a user runs as its command.
+STEP_COMMANDS = {"train_models": "train", "export_bundle": "export", "annotate_catalog": "annotate"}
+
+
+def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    return {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def in_flags(message: str, parser: argparse.ArgumentParser, root: argparse.ArgumentParser | None = None) -> str:
+    """``message`` with the parameters it names as the flags the user types: this command's
+    (``parser``), and other steps' as their commands (``root``: the ``morphcat`` parser)."""
+    def step(m: re.Match) -> str:
+        command = STEP_COMMANDS.get(m[1])
+        flag = _flags(_subcommands(root)[command]).get(m[2]) if root is not None and command else None
+        if flag is None:
+            return m[0]
+        return f"morphcat {command} … {flag}" + ("" if m[3] in ("…", "True") else f" {m[3]}")
+
+    message = re.sub(r"`(\w+)\((\w+)=([^)`]*)\)`", step, message)
+    flags = _flags(parser)
     return re.sub(r"`([a-z_]+)`", lambda m: flags.get(m[1], m[0]), message)
+
+
+def _parsers(command: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """``command``'s parser and the ``morphcat`` parser, for :func:`in_flags`."""
+    root = build_parser()
+    return _subcommands(root)[command], root
 
 
 def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
@@ -479,30 +451,8 @@ def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     for name in (args.command, getattr(args, "benchmark", None)):
         if name is None:
             break
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        parser = sub.choices[name]
+        parser = _subcommands(parser)[name]
     return parser
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGINT or SIGTERM reached the command: it unwinds like Ctrl-C (flows end crashed, task
-    runners and the temporary server are shut down) and exits with 128 + the signal's number."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_stopped(signum, frame):
-    raise Stopped(signum)
-
-
-def _stop_on_signals() -> None:
-    """SIGTERM (a service manager, ``kill``) stops the command as Ctrl-C does, instead of ending
-    it before any cleanup. A SIGINT the shell ignores (``nohup``, ``&``) stays ignored."""
-    signal.signal(signal.SIGTERM, _raise_stopped)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _raise_stopped)
 
 
 # What a stopped command leaves, for its message (the others write their outputs whole or not at all).
@@ -515,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(filter(None, (args.command, getattr(args, "benchmark", None))))
     quiet_bad_input_tracebacks()
     if args.command not in SELF_STOPPING:
-        _stop_on_signals()
+        stop_on_signals()
     try:
         # Commands that run TensorFlow (set_defaults(tensorflow=True); each benchmark says so in
         # benchmarks.registry) import it once, quietly, before their flow starts.
@@ -528,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                 nullcontext() if args.command in DEPLOYMENT_COMMANDS else direct_run_settings():
             args.func(args)
     except MorphcatError as exc:
-        print(f"morphcat {command}: {in_flags(str(exc), _command_parser(parser, args))}", file=sys.stderr)
+        print(f"morphcat {command}: {in_flags(str(exc), _command_parser(parser, args), parser)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ModuleNotFoundError as exc:
         if exc.name not in TRAIN_EXTRA:

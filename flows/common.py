@@ -1,9 +1,10 @@
-"""Pieces every flow module shares."""
+"""Pieces every flow module shares, and how a command run from a terminal stops."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 from contextlib import AbstractContextManager, nullcontext
 
 from catalogs.errors import MorphcatError
@@ -45,3 +46,24 @@ def direct_run_settings() -> AbstractContextManager:
     if any(name in os.environ for name in HEARTBEAT_VARIABLES):
         return nullcontext()
     return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached the command: it unwinds like Ctrl-C (flows end crashed, task
+    runners and the temporary server are shut down) and exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM (a service manager, ``kill``) stops the command as Ctrl-C does, instead of ending
+    it before any cleanup. A SIGINT the shell ignores (``nohup``, ``&``) stays ignored."""
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _raise_stopped)

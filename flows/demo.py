@@ -12,47 +12,12 @@ import polars as pl
 from prefect import flow
 
 from catalogs.inputs import CUTOUT_SIZE
+from catalogs.summaries import summarise_annotations, summarise_catalog
 from flows.annotate_flows import catalog_annotate
 from flows.catalog_flows import synthesize_survey
 from flows.export_flows import export_onnx
 from flows.model_flows import evaluate_models, train_models
 from models.config import TrainSettings
-
-
-def summarise_catalog(catalog_path: Path) -> pl.DataFrame:
-    """Per label: rows, share whose label matches the simulated truth, one example caption."""
-    return (
-        pl.scan_parquet(catalog_path)
-        .group_by("label")
-        .agg(
-            rows=pl.len(),
-            truth_agreement=(pl.col("label") == pl.col("truth_class")).mean().round(3),
-            example_caption=pl.col("caption").sort_by("object_id").first(),
-        )
-        .sort("rows", descending=True)
-        .collect()
-    )
-
-
-def summarise_annotations(out: Path, run_id: str, catalog_path: Path) -> pl.DataFrame:
-    """Per predicted class of run ``run_id``, joined back to the catalog on ``object_id``: rows,
-    mean confidence, agreement with the catalog's vote-derived label, rows flagged out of
-    distribution, one caption. (An output folder keeps every run: another bundle is another run.)"""
-    return (
-        pl.scan_parquet(Path(out) / "predictions" / "**" / "*.parquet")
-        .filter(pl.col("run_id") == run_id)
-        .join(pl.scan_parquet(catalog_path).select("object_id", "label"), on="object_id", how="left")
-        .group_by("label_pred")
-        .agg(
-            rows=pl.len(),
-            mean_confidence=pl.col("confidence").mean().round(3),
-            label_agreement=(pl.col("label_pred") == pl.col("label")).mean().round(3),
-            ood_flagged=pl.col("ood_flag").sum(),
-            example_caption=pl.col("caption").sort_by("object_id").first(),
-        )
-        .sort("rows", descending=True)
-        .collect()
-    )
 
 
 @flow(name="morphcat-demo")

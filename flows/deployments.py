@@ -11,7 +11,9 @@ Served against a real Prefect server (``prefect server start``), they are what u
 
 The entrypoints are module paths (``flows.annotate_flows.catalog_annotate``), so runs work from
 any working directory where morphcat is installed. Concrete values come from the caller (the
-CLI); nothing here is a default path.
+CLI); nothing here is a default path. Each deployment is declared once, here: ``prefect.yaml``
+(the same deployments on a process work pool, the scheduled one nightly) is written from these
+declarations by :func:`prefect_yaml`.
 """
 
 from __future__ import annotations
@@ -24,10 +26,36 @@ from pathlib import Path
 
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 
+from catalogs.errors import UsageError
+
 STOP_WITHIN = 10.0  # s from a stop signal to serve_deployments returning, server reachable or not
 ON_DEMAND = "on-demand"
 SCHEDULED = "scheduled"
 TAGS = ["morphcat"]
+NIGHTLY = "0 3 * * *"  # prefect.yaml's schedule of catalog-annotate/scheduled, in UTC
+POOL = "morphcat"  # prefect.yaml's process work pool
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment of a flow (``flow``: its module path) as ``morphcat serve`` and
+    ``prefect.yaml`` both declare it."""
+
+    flow: str
+    name: str
+    description: str
+
+
+ANNOTATE = "flows.annotate_flows.catalog_annotate"
+ON_DEMAND_DEPLOYMENTS = (
+    Deployment(ANNOTATE, ON_DEMAND, "Annotate a catalog with a model bundle: -p catalog=… -p bundle=… -p out=…"),
+    Deployment("flows.model_flows.train_models", ON_DEMAND,
+               "Train models on catalogs: -p 'catalogs=[\"/abs/a.parquet\"]' -p out=… -p 'models=[\"classifier\", …]'"),
+    Deployment("flows.export_flows.export_onnx", ON_DEMAND,
+               "Export trained models to a parity-checked ONNX bundle: -p models_dir=… -p out=…"),
+)
+SCHEDULED_DEPLOYMENT = Deployment(ANNOTATE, SCHEDULED, "Annotate one catalog with one bundle on a cron schedule; "
+                                  "finished shards are skipped, so a run costs nothing until the bundle changes")
 
 
 @dataclass(frozen=True)
@@ -41,10 +69,24 @@ class AnnotateSchedule:
     timezone: str = "UTC"
     workers: int = 1
 
+    @classmethod
+    def given(cls, cron: str | None, catalog: Path | None, bundle: Path | None, out: Path | None,
+              timezone: str = "UTC", workers: int = 1) -> "AnnotateSchedule | None":
+        """The schedule, or None without a ``cron``; refuses a schedule without all it annotates."""
+        given = {"catalog": catalog, "bundle": bundle, "out": out}
+        if cron is None:
+            if any(value is not None for value in given.values()):
+                raise UsageError("`catalog`, `bundle` and `out` set the scheduled run: give `cron` too "
+                                 "(on-demand runs take them as -p parameters)")
+            return None
+        missing = [f"`{name}`" for name, value in given.items() if value is None]
+        if missing:
+            raise UsageError(f"`cron` needs {', '.join(missing)}: what the scheduled run annotates")
+        return cls(cron, Path(catalog), Path(bundle), Path(out), timezone, workers)
 
-def _on_demand(flow, description: str) -> RunnerDeployment:
-    return flow.to_deployment(name=ON_DEMAND, description=description, tags=TAGS,
-                              entrypoint_type=EntrypointType.MODULE_PATH)
+    def parameters(self) -> dict:
+        return {"catalog": str(Path(self.catalog).resolve()), "bundle": str(Path(self.bundle).resolve()),
+                "out": str(Path(self.out).resolve()), "workers": self.workers}
 
 
 def build_deployments(schedule: AnnotateSchedule | None = None) -> list[RunnerDeployment]:
@@ -55,19 +97,53 @@ def build_deployments(schedule: AnnotateSchedule | None = None) -> list[RunnerDe
     from flows.export_flows import export_onnx
     from flows.model_flows import train_models
 
-    deployments = [
-        _on_demand(catalog_annotate, "Annotate a catalog with a model bundle: -p catalog=… -p bundle=… -p out=…"),
-        _on_demand(train_models, "Train models on catalogs: -p 'catalogs=[\"/abs/a.parquet\"]' -p out=… -p 'models=[\"classifier\", …]'"),
-        _on_demand(export_onnx, "Export trained models to a parity-checked ONNX bundle: -p models_dir=… -p out=…"),
-    ]
+    flows = {f"{f.fn.__module__}.{f.fn.__name__}": f for f in (catalog_annotate, train_models, export_onnx)}
+
+    def deployment(d: Deployment, **more) -> RunnerDeployment:
+        return flows[d.flow].to_deployment(name=d.name, description=d.description, tags=TAGS,
+                                           entrypoint_type=EntrypointType.MODULE_PATH, **more)
+
+    deployments = [deployment(d) for d in ON_DEMAND_DEPLOYMENTS]
     if schedule is not None:
-        deployments.append(catalog_annotate.to_deployment(
-            name=SCHEDULED, tags=TAGS, entrypoint_type=EntrypointType.MODULE_PATH,
-            schedule=Cron(schedule.cron, timezone=schedule.timezone),
-            description=f"Annotate {schedule.catalog} with {schedule.bundle} into {schedule.out} ({schedule.cron})",
-            parameters={"catalog": str(Path(schedule.catalog).resolve()), "bundle": str(Path(schedule.bundle).resolve()),
-                        "out": str(Path(schedule.out).resolve()), "workers": schedule.workers}))
+        deployments.append(deployment(SCHEDULED_DEPLOYMENT, schedule=Cron(schedule.cron, timezone=schedule.timezone),
+                                      parameters=schedule.parameters()))
     return deployments
+
+
+PREFECT_YAML_HEAD = """\
+# morphcat's flows as deployments on a Prefect process work pool (see docs/deployments.md):
+#
+#   prefect work-pool create morphcat --type process
+#   export MORPHCAT_NIGHTLY_CATALOG=/abs/catalog.parquet MORPHCAT_NIGHTLY_BUNDLE=/abs/bundle \\
+#          MORPHCAT_NIGHTLY_OUT=/abs/annotations
+#   prefect deploy --all                       # from this folder; the nightly paths are read now
+#   prefect worker start --pool morphcat       # where morphcat is installed and the data readable
+#   prefect deployment run 'catalog-annotate/on-demand' -p catalog=… -p bundle=… -p out=… --watch
+#
+# `morphcat serve` serves the same flows from one process without a pool, for the one-command case.
+# Written by flows.deployments.prefect_yaml() from the deployments `morphcat serve` declares:
+#   python -c 'from flows.deployments import prefect_yaml; print(prefect_yaml(), end="")' > prefect.yaml
+"""
+
+
+def prefect_yaml() -> str:
+    """``prefect.yaml``: the on-demand deployments, and the scheduled one running nightly on the
+    paths in ``MORPHCAT_NIGHTLY_CATALOG``, ``…_BUNDLE`` and ``…_OUT`` (read at ``prefect deploy``)."""
+    import prefect
+    import yaml
+
+    def entry(d: Deployment, **more) -> dict:
+        module, name = d.flow.rsplit(".", 1)
+        return {"name": d.name, "description": d.description, "entrypoint": f"{module.replace('.', '/')}.py:{name}",
+                "tags": list(TAGS), **more, "work_pool": {"name": POOL, "job_variables": {}}}
+
+    nightly = {"schedules": [{"cron": NIGHTLY, "timezone": "UTC"}],
+               "parameters": {**{k: f"{{{{ $MORPHCAT_NIGHTLY_{k.upper()} }}}}" for k in ("catalog", "bundle", "out")},
+                              "workers": 1}}
+    annotate, *others = ON_DEMAND_DEPLOYMENTS
+    body = {"name": "morphcat", "prefect-version": prefect.__version__, "build": None, "push": None,
+            "deployments": [entry(annotate), entry(SCHEDULED_DEPLOYMENT, **nightly), *map(entry, others)]}
+    return PREFECT_YAML_HEAD + "\n" + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=200)
 
 
 @dataclass
@@ -78,6 +154,16 @@ class ServeEnd:
     paused: list[str] = field(default_factory=list)
     not_paused: dict[str, str] = field(default_factory=dict)
     runner_stopped: bool = True
+
+    def report(self) -> list[str]:
+        """What the stop did, a line each, for whoever stopped it."""
+        lines = [f"stopped; paused {', '.join(self.paused)}"] if self.paused else []
+        reasons: dict[str, list[str]] = {}
+        for name, why in self.not_paused.items():
+            reasons.setdefault(why, []).append(name)
+        lines += [f"could not pause {', '.join(names)} ({why}); a schedule among them goes on creating runs until "
+                  "`prefect deployment pause NAME`" for why, names in reasons.items()]
+        return lines + ([] if self.runner_stopped else ["the runner did not stop in time; exiting without it"])
 
 
 def serve_deployments(schedule: AnnotateSchedule | None = None, limit: int | None = None,

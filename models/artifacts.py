@@ -48,8 +48,15 @@ def _write_sidecar(path: Path, sidecar: dict) -> None:
 def load_sidecar(models_dir: Path, kind: str) -> dict:
     path = Path(models_dir) / f"{kind}.json"
     if not path.is_file():
-        raise ArtifactError(f"{path} is missing: train the {kind} first (morphcat train … --models {kind})")
+        raise ArtifactError(f"{path} is missing: train the {kind} first (`train_models(models={kind})`)")
     return json.loads(path.read_text())
+
+
+def catalogs_trained_on(sidecar: dict) -> list[dict]:
+    """The catalogs a sidecar's model was trained on, each ``{"name", "fingerprint"}``
+    (``catalogs.fingerprints.catalog_fingerprint``); a sidecar from before several catalogs were
+    trained on at once holds one fingerprint and no name."""
+    return sidecar.get("catalogs") or [{"fingerprint": sidecar.get("catalog_fingerprint")}]
 
 
 def load_trained(models_dir: Path, kind: str) -> tuple[keras.Model, dict]:

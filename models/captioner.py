@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from catalogs.tokenizer import EOS_ID, PAD_ID, Tokenizer, greedy_ids
+from catalogs.tokenizer import EOS_ID, PAD_ID, Tokenizer, greedy_caption_ids
 from models.backbone import build_backbone
 from models.classifier import BACKBONE_LAYER, IMAGE_INPUT
 from models.config import ModelConfig
@@ -177,21 +177,16 @@ class MaskedAccuracy(keras.metrics.Metric):
 
 
 def greedy_decode_ids(models: CaptionerModels, images, max_len: int) -> np.ndarray:
-    """Greedy token ids (N, max_len) int32 (``catalogs.tokenizer.greedy_ids``): the encoder runs
-    once per batch, then the step model once per position."""
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4:
-        raise ValueError(f"expected a batch of images (N, H, W, C), got shape {images.shape}")
-    if max_len < 2:
-        raise ValueError(f"max_len must be ≥ 2, got {max_len}")
-    if images.shape[0] == 0:
-        return greedy_ids(None, np.zeros((0, 1), np.float32), None, max_len)
-    h, c = (np.asarray(t) for t in models.encoder(images, training=False))
+    """Greedy token ids (N, max_len) int32 of the Keras captioner
+    (``catalogs.tokenizer.greedy_caption_ids``)."""
+
+    def encode(x):
+        return tuple(np.asarray(t) for t in models.encoder(x, training=False))
 
     def step(token, h, c):
         return tuple(np.asarray(t) for t in models.step([token, h, c], training=False))
 
-    return greedy_ids(step, h, c, max_len)
+    return greedy_caption_ids(encode, step, images, max_len)
 
 
 def greedy_decode(models: CaptionerModels, images, tokenizer: Tokenizer, max_len: int) -> list[str]:

@@ -1,4 +1,5 @@
-"""Morphology classifier and its Grad-CAM reference implementation.
+"""Morphology classifier's head (the classifier is a sub-graph of
+``models.morphology.build_morphology``) and its Grad-CAM reference implementation.
 
 Graph (layer names in quotes)::
 
@@ -27,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.backbone import FEATURES_LAYER, build_backbone
+from models.backbone import FEATURES_LAYER
 from models.config import ModelConfig
 
 BACKBONE_LAYER = "backbone"
@@ -66,15 +67,6 @@ def classifier_head(pooled, config: ModelConfig, n_classes: int, head: int = 0):
 def image_input(config: ModelConfig):
     image = config.image
     return keras.Input(shape=(image.size, image.size, image.channels), name=IMAGE_INPUT)
-
-
-def build_classifier(config: ModelConfig, class_names: Sequence[str]) -> keras.Model:
-    """Image in [0, 1] of shape (size, size, channels) → class probabilities (N, len(class_names))."""
-    names = check_class_names(class_names)
-    inputs = image_input(config)
-    features = build_backbone(config.image, config.backbone, name=BACKBONE_LAYER)(inputs)
-    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
-    return keras.Model(inputs, classifier_head(pooled, config, len(names)), name="classifier")
 
 
 def grad_cam_model(classifier: keras.Model) -> keras.Model:

@@ -10,12 +10,15 @@ over the folds, and the pooled confusion matrix and reliability curve.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from catalogs.atomic import atomic_path, write_text
 from catalogs.captions import template_captions
 from catalogs.contract import Catalog
 from catalogs.inputs import dihedral_views
@@ -383,3 +386,31 @@ def cv_report(held_out: Sequence[HeldOut]) -> dict:
                                     "after": {k: v.tolist() for k, v in reliability(probs, y).items()}}
         report[name] = entry
     return report
+
+
+def write_cv_report(held_out: Sequence[HeldOut], out: Path, protocol: dict) -> dict:
+    """Pool ``held_out`` (:func:`cv_report`) and write to ``out``: ``cv.json`` (the ``protocol``:
+    k, catalogs, models, config, settings; and the report), ``cv.md``, every held-out prediction
+    (``predictions.parquet``) and per catalog the pooled confusion matrix and reliability diagram
+    (PNG). Returns what ``cv.json`` holds."""
+    import pyarrow.parquet as pq
+
+    from models.metrics import cv_markdown, plot_confusion_matrix, plot_reliability
+
+    k, out = protocol["k"], Path(out)
+    report = cv_report(held_out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, entry in report.items():
+        safe = name.replace("/", "_")
+        if "confusion_matrix" in entry:
+            cm = entry["confusion_matrix"]
+            plot_confusion_matrix(cm["matrix"], cm["labels"], out / f"confusion_{safe}.png",
+                                  f"{name}: {k}-fold cross-validation, pooled")
+            plot_reliability(entry["reliability"], out / f"reliability_{safe}.png",
+                             f"{name}: calibration of the classifier ({k}-fold, pooled)")
+    summary = {**protocol, "report": report}
+    write_text(out / "cv.json", json.dumps(summary, indent=2, default=float) + "\n")
+    with atomic_path(out / "predictions.parquet") as tmp:
+        pq.write_table(held_out_table(held_out), tmp)
+    write_text(out / "cv.md", cv_markdown(report, k))
+    return summary

@@ -6,24 +6,39 @@ When the catalog is the one the models were trained on (same fingerprint), only 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from catalogs.captions import template_captions
-from catalogs.contract import Catalog
+from catalogs.atomic import write_text
+from catalogs.contract import Catalog, read_catalog
+from catalogs.fingerprints import catalog_fingerprint
 from catalogs.targets import kaggle_targets
 from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
+from models.artifacts import catalogs_trained_on, load_trained
 from models.calibration import expected_calibration_error, reliability, softmax
 from models.captioner import captioner_from_train, greedy_decode
 from models.config import ModelConfig
 from models.data import assign_splits, decode_images
-from models.metrics import caption_metrics, classification_metrics, regression_metrics
-from models.train import catalog_fingerprint
+from models.errors import ArtifactError
+from models.train import MODEL_KINDS
+from models.metrics import (
+    caption_metrics,
+    classification_metrics,
+    combine_metrics,
+    metrics_markdown,
+    plot_confusion_matrix,
+    plot_reliability,
+    regression_metrics,
+    write_metrics_json,
+)
 
 
 def trained_on(catalog: Catalog, sidecar: dict) -> bool:
     """Whether the model of ``sidecar`` was trained on ``catalog`` (by fingerprint)."""
-    return catalog_fingerprint(catalog) in (sidecar.get("catalog_fingerprints") or [sidecar.get("catalog_fingerprint")])
+    return catalog_fingerprint(catalog) in [c["fingerprint"] for c in catalogs_trained_on(sidecar)]
 
 
 def split_rows(catalog: Catalog, sidecar: dict, which: str) -> np.ndarray:
@@ -152,3 +167,58 @@ def choose_caption_source(catalogs, names, regressor, captioner, captioner_sidec
     return {"source": source, "rows": len(refs), "split": "validation",
             "scores": {k: {"bleu4": round(v["bleu4"], 4), "caption_agreement": round(v["caption_agreement"], 4)}
                        for k, v in scores.items()}}
+
+
+def score_models(models_dir: Path, catalog_path: Path, out: Path) -> dict:
+    """Score every trained model in ``models_dir`` that ``catalog_path`` has targets for (its
+    held-out split when it trained them); writes ``metrics.json``, the confusion matrix and
+    reliability diagram (PNG) and the captions beside their references (``captions.tsv``) to
+    ``out``; returns the metrics."""
+    out = Path(out)
+    catalog = read_catalog(catalog_path)
+    present = [k for k in MODEL_KINDS if (Path(models_dir) / f"{k}.keras").is_file()]
+    if not present:
+        raise ArtifactError(f"no trained models (classifier/regressor/captioner .keras) in {models_dir}")
+    out.mkdir(parents=True, exist_ok=True)
+    parts: dict = {}
+    predicted_votes = None
+    if "classifier" in present and "label" in catalog.table.column_names:
+        parts["classification"] = evaluate_classifier(*load_trained(models_dir, "classifier"), catalog)
+        c = parts["classification"]
+        plot_confusion_matrix(c["confusion_matrix"], c["labels"], out / "confusion_matrix.png",
+                              f"classifier on {Path(catalog_path).name} ({c['scope']})")
+        if "reliability" in c:
+            plot_reliability(c.pop("reliability"), out / "reliability.png",
+                             f"calibration of the classifier on {Path(catalog_path).name}")
+    if "regressor" in present and catalog.has_votes:
+        parts["regression"], rows, pred = evaluate_regressor(*load_trained(models_dir, "regressor"), catalog)
+        predicted_votes = (rows, pred)
+    if "caption" in catalog.table.column_names:
+        if "captioner" in present:
+            parts["captions"], refs, hyps, _ = evaluate_captioner(*load_trained(models_dir, "captioner"), catalog)
+            write_text(out / "captions.tsv",
+                       "reference\thypothesis\n" + "".join(f"{r}\t{h}\n" for r, h in zip(refs, hyps)))
+        if predicted_votes is not None:
+            parts["template_baseline"] = template_baseline(catalog, *predicted_votes)
+    metrics = combine_metrics(**{k: v for k, v in parts.items() if k in ("classification", "regression", "captions")})
+    if "template_baseline" in parts:
+        metrics["template_baseline"] = parts["template_baseline"]
+    write_metrics_json(metrics, out / "metrics.json")
+    return metrics
+
+
+def evaluation_markdown(metrics: dict) -> str:
+    """The report of :func:`score_models` (``metrics.md``)."""
+    markdown = metrics_markdown(metrics)
+    cls, reg = metrics.get("classification", {}), metrics.get("regression", {})
+    if "ece" in cls:
+        markdown += (f"\nExpected calibration error (15 bins): {cls['ece']:.3f} "
+                     f"({cls['ece_before_temperature']:.3f} before the temperature)\n")
+    if reg.get("rmse_per_question") is not None:
+        markdown += (f"\nRMSE of the per-question vote fractions: {reg['rmse_per_question']:.4f}; Kaggle definition "
+                     f"(cumulative, 37 answers): {reg['rmse_kaggle']:.4f}\n")
+    baseline = metrics.get("template_baseline")
+    if baseline:
+        markdown += (f"\n\nTemplate captions from the regressor's predicted votes (baseline): "
+                     f"BLEU-4 {baseline['bleu4']:.3f}, feature agreement {baseline['caption_agreement']:.3f}")
+    return markdown

@@ -37,7 +37,7 @@ class ClassHead:
         return {"scheme": self.scheme, "catalogs": list(self.catalogs), "class_names": list(self.class_names)}
 
 
-def class_names_of(labels) -> list[str]:
+def classes_present(labels) -> list[str]:
     """The union of the labels present, morphcat's own classes first in their order."""
     present = {x for x in labels if x is not None}
     canonical = [c for c in CLASSES if c in present]
@@ -63,7 +63,7 @@ def class_heads(tset: TrainingSet, mode: str = "scheme") -> tuple[list[ClassHead
     heads, row_head = [], np.full(len(tset.labels), -1, np.int64)
     for h, (key, members) in enumerate(schemes.items()):
         rows = np.isin(tset.source, members) & labelled
-        heads.append(ClassHead(key, tuple(tset.names[i] for i in members), tuple(class_names_of(tset.labels[rows]))))
+        heads.append(ClassHead(key, tuple(tset.names[i] for i in members), tuple(classes_present(tset.labels[rows]))))
         row_head[rows] = h
     return heads, row_head
 

@@ -1,4 +1,5 @@
-"""GZ2 vote regressor: image → the 37 Kaggle cumulative targets, constrained by the decision tree.
+"""GZ2 vote regressor's head: image → the 37 Kaggle cumulative targets, constrained by the
+decision tree (the regressor is a sub-graph of ``models.morphology.build_morphology``).
 
 Graph (layer names in quotes)::
 
@@ -18,8 +19,6 @@ import keras
 from keras import ops
 
 from catalogs.tree import GZ2_TREE, DecisionTree
-from models.backbone import build_backbone
-from models.classifier import BACKBONE_LAYER, image_input
 from models.config import ModelConfig
 
 N_OUTPUTS = len(GZ2_TREE)
@@ -115,11 +114,3 @@ def regressor_head(pooled, config: ModelConfig):
     x = keras.layers.Dropout(config.head.dropout, name="votes_dropout")(x)
     raw = keras.layers.Dense(N_OUTPUTS, name="answers_raw", dtype="float32")(x)  # see classifier_head
     return DecisionTreeLayer(name="votes", dtype="float32")(raw)
-
-
-def build_regressor(config: ModelConfig) -> keras.Model:
-    """Image in [0, 1] → ``votes`` (N, 37): predicted Kaggle cumulative targets (tree order)."""
-    inputs = image_input(config)
-    features = build_backbone(config.image, config.backbone, name=BACKBONE_LAYER)(inputs)
-    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
-    return keras.Model(inputs, regressor_head(pooled, config), name="regressor")

@@ -11,7 +11,6 @@ out-of-distribution reference.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import tensorflow as tf
 
 from catalogs.contract import Catalog
 from catalogs.errors import CatalogError
+from catalogs.fingerprints import catalog_fingerprint
 from catalogs.inputs import dihedral_views
 from catalogs.outputs import EMBEDDING_DIM
 from catalogs.tokenizer import Tokenizer
@@ -49,15 +49,6 @@ class TrainedModel:
     sidecar: dict  # everything inference needs, saved next to the .keras file
     history: dict[str, list[float]] = field(default_factory=dict)
     extra_models: dict[str, keras.Model] = field(default_factory=dict)
-
-
-def catalog_fingerprint(catalog: Catalog) -> str:
-    """A hash of what training saw: ids, image paths and targets (not the root, which moves)."""
-    h = hashlib.sha256()
-    for name in sorted(catalog.table.column_names):
-        h.update(name.encode())
-        h.update(repr(catalog.table.column(name).to_pylist()).encode())
-    return h.hexdigest()[:16]
 
 
 def versions() -> dict[str, str]:
@@ -123,7 +114,6 @@ def _base_sidecar(kind: str, tset: TrainingSet, config: ModelConfig, settings: T
         # Every catalog trained on, by name: evaluation finds a catalog's held-out split by its
         # fingerprint, export its parity images.
         "catalogs": [{"name": n, "fingerprint": catalog_fingerprint(c)} for n, c in zip(tset.names, tset.catalogs)],
-        "catalog_fingerprints": [catalog_fingerprint(c) for c in tset.catalogs],
         "split": {"salt": SPLIT_SALT, "val_fraction": settings.val_fraction, "test_fraction": settings.test_fraction,
                   "rows": tset.split_counts()},
         "undecodable_images": tset.failures,
@@ -141,7 +131,7 @@ def init_backbone(model: keras.Model, source: keras.Model | None) -> None:
     mine = own.get_weights()
     if len(theirs) != len(mine) or any(a.shape != b.shape for a, b in zip(theirs, mine)):
         raise TrainingError("the pretrained backbone does not fit this model (different backbone or input size); "
-                            "train with the pretrained models' --image-size")
+                            "train with the pretrained models' `image_size`")
     own.set_weights(theirs)
 
 
@@ -222,7 +212,7 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
         what = " and ".join(heads)
         raise CatalogError(f"training the {what} needs {'both ' if len(lacking) > 1 else ''}{' and '.join(lacking)} "
                            "in at least one catalog (ingest derives labels from GZ2 votes); train the models one at a "
-                           "time with --models to use what the catalogs have")
+                           "time with `models` to use what the catalogs have")
     usable = (has_label if "classifier" in heads else False) | (has_votes if "regressor" in heads else False)
     train, val = _check_rows(tset, usable, "the targets of the " + " and ".join(heads))
     class_heads, row_head = _class_heads(tset, settings) if "classifier" in heads else ([], None)

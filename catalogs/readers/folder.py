@@ -90,7 +90,7 @@ def table_catalog(table: pa.Table, path: Path, id_column: str, path_column: str,
     catalog of images under ``root``; rows without an id or a path are skipped with the reason."""
     have = table.column_names
     require_columns(path, have, [id_column, path_column],
-                    "name the manifest's columns with --id-column / --path-column")
+                    "name the manifest's columns with `id_column` / `path_column`")
 
     try:
         ids = ids_to_strings(table.column(id_column), id_column)

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from export.builder.benchmark import images_per_second
+from catalogs.timing import images_per_second
 from export.builder.convert import to_onnx
 from export.builder.errors import ExportError, ParityError, ParityFailure
 from export.builder.images import SYNTHETIC_IMAGES, ParityBatch, catalog_batch, synthetic_batch
@@ -40,7 +40,7 @@ from export.serve.bundle import BUNDLE_FORMAT, IMAGE_INPUT, MERGED_NAME
 from export.serve.metadata import set_facts
 from export.serve.providers import CPU
 from export.serve.runtime import create_session
-from models.artifacts import load_sidecar
+from models.artifacts import catalogs_trained_on, load_sidecar
 from models.config import ModelConfig
 from models.train import MODEL_KINDS, versions
 
@@ -80,11 +80,11 @@ def find_models(models_dir: Path) -> tuple[str, ...]:
     """The model kinds ``models_dir`` holds (``<kind>.keras`` with its ``<kind>.json``)."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
-        raise ExportError(f"{models_dir} is not a folder of trained models (morphcat train … --out {models_dir})")
+        raise ExportError(f"{models_dir} is not a folder of trained models (`train_models(out={models_dir})`)")
     kinds = tuple(k for k in MODEL_KINDS if (models_dir / f"{k}.keras").is_file())
     if not kinds:
         raise ExportError(f"no trained model in {models_dir}: expected one of "
-                          f"{', '.join(f'{k}.keras' for k in MODEL_KINDS)} (morphcat train … --out {models_dir})")
+                          f"{', '.join(f'{k}.keras' for k in MODEL_KINDS)} (`train_models(out={models_dir})`)")
     orphans = [k for k in kinds if not (models_dir / f"{k}.json").is_file()]
     if orphans:
         raise ExportError(f"{models_dir}: {', '.join(f'{k}.keras' for k in orphans)} without the sidecar "
@@ -200,7 +200,7 @@ def check_merged(checked: list[CheckedModel], images: np.ndarray) -> MergedModel
 
 def _speed(session, unit, feeds: dict, n: int) -> dict:
     """Rows per second of onnxruntime (CPU) and of Keras computing the same outputs on the same
-    feeds, measured alike (``export.builder.benchmark``)."""
+    feeds, measured alike (``catalogs.timing``)."""
     return {"rows": n, "ort_rows_per_s": round(images_per_second(lambda: session.run(None, feeds), n), 1),
             "keras_rows_per_s": round(images_per_second(lambda: unit.reference(feeds), n), 1)}
 
@@ -226,8 +226,7 @@ def _model_entry(plan: ExportPlan, checked: CheckedModel) -> dict:
             "specs": {u.spec.name: u.spec.to_dict() for u in checked.source.units},
             "training": training_summary(plan.sidecars[kind]),
             "source": {"models_dir": str(plan.models_dir),
-                       "catalogs": plan.sidecars[kind].get("catalogs")
-                       or [{"fingerprint": plan.sidecars[kind].get("catalog_fingerprint")}]}}
+                       "catalogs": catalogs_trained_on(plan.sidecars[kind])}}
 
 
 def _opset(protos: list[onnx.ModelProto]) -> int:

@@ -144,7 +144,7 @@ def halve_graph(proto: onnx.ModelProto) -> onnx.ModelProto:
 def halve_models(plan, checked, merged) -> dict:
     """``{"file", "proto", "method", "checked_on", "caption_source", "comparison", "gate"}``: the
     float16 copy of the export's merged image graph, compared with it on held-out galaxies."""
-    check = VariantCheck(plan, checked, merged, "--fp16")
+    check = VariantCheck(plan, checked, merged, "`fp16`")
     half = halve_graph(merged.proto)
     return {"file": f"{FP16_NAME}.onnx", "proto": half, "method": METHOD, "checked_on": check.batch.source,
             "caption_source": check.caption_source,

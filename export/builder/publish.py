@@ -30,7 +30,7 @@ def check_out(out: Path) -> None:
     never deleted."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise ExportError(f"{out} exists and is not a morphcat bundle; choose another --out")
+        raise ExportError(f"{out} exists and is not a morphcat bundle; choose another `out`")
 
 
 def prepare_out(out: Path) -> Path:

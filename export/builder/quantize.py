@@ -85,7 +85,7 @@ def quantize_models(plan, checked, merged) -> dict:
     from catalogs.inputs import ImageSpec
     from export.builder.images import calibration_batch
 
-    check = VariantCheck(plan, checked, merged, "--int8")
+    check = VariantCheck(plan, checked, merged, "`int8`")
     calibration = calibration_batch(plan.catalog, ImageSpec(**plan.image), plan.sidecars[plan.kinds[0]],
                                     CALIBRATION_IMAGES, CALIBRATION_SEED)
     out = quantize_merged(merged.proto, calibration.images, check.batch.images, check.captions)

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from catalogs.tree import GZ2_TREE
-from export.builder.benchmark import images_per_second
+from catalogs.timing import images_per_second
 from export.builder.parity import row_agreement
 from export.serve.bundle import IMAGE_INPUT, caption_source
 from export.serve.decode import greedy_decode_from_state

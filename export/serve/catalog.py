@@ -129,6 +129,17 @@ def annotate_catalog(catalog: Path, bundle: Path, out: Path, *, shard_size: int 
     return finish_annotation(run, results, time.perf_counter() - t0, "thread", workers)
 
 
+def parse_shards(text: str) -> list[int]:
+    """``"0-9,42"`` → ``[0, 1, …, 9, 42]``: shard numbers and inclusive ranges, comma-separated."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
+            raise UsageError(f"`shards` takes shard numbers and ranges like 0-9,42, not {text!r}")
+        out.update(range(int(lo), int(hi if dash else lo) + 1))
+    return sorted(out)
+
+
 def shard_ranges(numbers: list[int]) -> str:
     """``[0, 1, 2, 5, 7, 8]`` → ``"0-2,5,7-8"``, ``""`` for none."""
     parts, i = [], 0
@@ -152,3 +163,15 @@ def summary_markdown(s: dict) -> str:
              "", "| class (this run) | rows |", "|---|---:|",
              *(f"| {c} | {n} |" for c, n in sorted(s["class_counts_this_run"].items()))]
     return "\n".join(lines)
+
+
+def summary_line(summary: dict) -> str:
+    """The run summary in one line (what ``morphcat annotate`` prints)."""
+    return (f"run {summary['run_id']}: {summary['catalog_rows']} rows → {summary['predictions']} predictions + "
+            f"{summary['errors']} errors in {summary['out']} ({summary['rows_this_run']} rows annotated now, "
+            f"{summary['ood_flagged_this_run']} flagged out of distribution, in "
+            f"{summary['seconds']} s, {summary['images_per_second']} images/s on {summary['provider']} "
+            f"({summary['precision']}: {summary['precision_reason']}), "
+            f"peak RSS {summary['peak_rss_mb']:.0f} MiB; "
+            f"{summary['shards_skipped']} of {summary['shards']} shards were already done)"
+            + (f"; shards still to do: {summary['shards_to_do']}" if summary["shards_to_do"] else ""))

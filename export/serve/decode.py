@@ -1,25 +1,25 @@
 """Batched greedy captioning over two onnxruntime sessions: the encoder runs once per image
-batch, then :func:`catalogs.tokenizer.greedy_ids` (the one decoding loop, shared with the Keras
-reference ``models.captioner.greedy_decode_ids``) runs the step session once per position."""
+batch, then the step session once per position, by :func:`catalogs.tokenizer.greedy_caption_ids`
+(the one decoding loop, shared with the Keras reference ``models.captioner.greedy_decode_ids``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from catalogs.tokenizer import greedy_ids
+from catalogs.tokenizer import greedy_caption_ids, greedy_ids
 from export.serve.bundle import ENCODER_OUTPUTS, IMAGE_INPUT, STEP_INPUTS, STEP_OUTPUTS
 
 
 def greedy_decode_ids(encoder, step, images: np.ndarray, max_len: int) -> np.ndarray:
     """Token ids (N, max_len) int32 for a batch of images; ``encoder``/``step``: sessions of the
     ``captioner_encoder`` / ``captioner_step`` files (anything with onnxruntime's ``run``)."""
-    images = np.ascontiguousarray(images, dtype=np.float32)
-    if images.ndim != 4:
-        raise ValueError(f"expected a batch of images (N, H, W, C), got shape {images.shape}")
-    if images.shape[0] == 0:
-        return greedy_decode_from_state(step, np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), max_len)
-    h, c = encoder.run(list(ENCODER_OUTPUTS), {IMAGE_INPUT: images})
-    return greedy_decode_from_state(step, h, c, max_len)
+    return greedy_caption_ids(lambda x: encoder.run(list(ENCODER_OUTPUTS), {IMAGE_INPUT: x}),
+                              _session_step(step), images, max_len)
+
+
+def _session_step(step):
+    token_in, h_in, c_in = STEP_INPUTS
+    return lambda t, h, c: step.run(list(STEP_OUTPUTS), {token_in: t, h_in: h, c_in: c})
 
 
 def greedy_decode_from_state(step, h: np.ndarray, c: np.ndarray, max_len: int,
@@ -27,10 +27,9 @@ def greedy_decode_from_state(step, h: np.ndarray, c: np.ndarray, max_len: int,
     """:func:`greedy_decode_ids` from the encoder's initial states ``h``, ``c`` (N, units).
     ``device`` (``"cuda"``, or ``"cpu"``): run the steps through onnxruntime IO binding with the
     LSTM state kept on that device between steps, so only tokens and logits cross the bus."""
-    token_in, h_in, c_in = STEP_INPUTS
     if device is None:
-        return greedy_ids(lambda t, h, c: step.run(list(STEP_OUTPUTS), {token_in: t, h_in: h, c_in: c}), h, c,
-                          max_len)
+        return greedy_ids(_session_step(step), h, c, max_len)
+    token_in, h_in, c_in = STEP_INPUTS
     logits_out, h_out, c_out = STEP_OUTPUTS
 
     def bound_step(token, h, c):

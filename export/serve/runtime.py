@@ -13,7 +13,6 @@ TensorFlow is never imported here: annotation machines need onnxruntime and nump
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from catalogs.inputs import ImageSpec
+from catalogs.timing import best_seconds
 from catalogs.tokenizer import Tokenizer
 from export.serve.bundle import IMAGE_INPUT, MERGED_NAME, PRECISIONS, caption_source, read_manifest, verify_files
 from export.serve.decode import greedy_decode_from_state, greedy_decode_ids
@@ -31,7 +31,7 @@ from export.serve.providers import CPU, CUDA, choose_providers, cuda_unavailable
 
 # The lower-precision copies of the merged image graph (bundle.json key = precision), the export
 # flag that writes each, and the provider auto considers it on: int8 for CPUs, float16 for GPUs.
-VARIANT_FLAGS = {"int8": "--int8", "fp16": "--fp16"}
+VARIANTS = ("int8", "fp16")  # the image graph's copies an export may add
 AUTO_VARIANT = {CPU: "int8", CUDA: "fp16"}
 # auto serves a copy only when, here, it runs the image graph at least this much faster than fp32
 # (a short probe when the bundle is opened; machines differ: AVX2 only, VNNI, AMX, GPUs).
@@ -97,27 +97,18 @@ def _refusal(manifest: dict, precision: str) -> str | None:
     """Why this bundle's ``precision`` copy of the image graph must not be served, or None."""
     variant = manifest.get(precision)
     if variant is None:
-        return f"the bundle has no {precision} image graph (export with {VARIANT_FLAGS[precision]})"
+        return f"the bundle has no {precision} image graph (export it with `export_bundle({precision}=True)`)"
     if not variant["gate"]["passed"]:
         return (f"the {precision} image graph failed the agreement gate at export: "
                 + "; ".join(variant["gate"]["failed"]))
     return None
 
 
-def _probe_seconds(session: ort.InferenceSession, images: np.ndarray) -> float:
-    session.run(None, {IMAGE_INPUT: images})  # warm-up: first-run allocations
-    times = []
-    for _ in range(PROBE_RUNS):
-        t0 = time.perf_counter()
-        session.run(None, {IMAGE_INPUT: images})
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def probe_speedup(fp32: ort.InferenceSession, other: ort.InferenceSession, image: ImageSpec) -> float:
     """How many times faster ``other`` runs than ``fp32`` here, on a small batch (best of a few runs)."""
     x = np.random.default_rng(0).random((PROBE_IMAGES, image.size, image.size, image.channels), np.float32)
-    return _probe_seconds(fp32, x) / _probe_seconds(other, x)
+    fp32_s, other_s = (best_seconds(lambda s=s: s.run(None, {IMAGE_INPUT: x}), PROBE_RUNS) for s in (fp32, other))
+    return fp32_s / other_s
 
 
 def _choose_precision(precision: str, manifest: dict, sessions: dict, providers: list[str], folder: Path,
@@ -174,7 +165,7 @@ def open_bundle(path, *, device: str = "auto", intra_op_threads: int | None = No
     lacking = sorted(set(require) - has)
     if lacking:
         problems.append(f"it has no {', '.join(lacking)} (it has: {', '.join(sorted(has)) or 'nothing'})")
-    if precision in VARIANT_FLAGS and (refusal := _refusal(manifest, precision)):
+    if precision in VARIANTS and (refusal := _refusal(manifest, precision)):
         problems.append(f"precision {precision} was asked for, but {refusal}")
     if problems:
         raise BundleError(f"bundle {folder} cannot be served: " + "; ".join(problems))

@@ -134,7 +134,7 @@ def select_subjects(out: Path, n: int = DEFAULT_N, strategy: str = "entropy", *,
     if n < 1:
         raise SelectionError(f"n must be ≥ 1, got {n}")
     if strategy == "bald" and bundle is None:
-        raise SelectionError("--strategy bald needs --bundle: the bundle that annotated the run computes the "
+        raise SelectionError("`strategy` bald needs `bundle`: the bundle that annotated the run computes the "
                              "8 views' probabilities")
     folder = open_annotations(Path(out))
     run = run_id or folder.runs[-1]
@@ -150,7 +150,7 @@ def select_subjects(out: Path, n: int = DEFAULT_N, strategy: str = "entropy", *,
     rows = rows.sort("object_id")  # a stable order: the same run and seed choose the same galaxies
     if rows.height == 0:
         raise SelectionError(f"run {run} has no galaxy left to choose from (flagged and already labelled galaxies "
-                             "are left out; see --include-flagged, --include-labelled)")
+                             "are left out; see `include_flagged`, `include_labelled`)")
     probs = rows.select([c for c in rows.columns if c.startswith(CLASS_PREFIX)]).to_numpy()
     embeddings = np.stack([np.full(EMBEDDING_DIM, np.nan) if e is None else np.asarray(e)
                            for e in rows[EMBEDDING].to_list()])

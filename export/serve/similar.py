@@ -18,7 +18,6 @@ of both at 10⁵ and 10⁶ vectors).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -33,6 +32,7 @@ import pyarrow.parquet as pq
 from catalogs.annotations import Annotations, open_annotations
 from catalogs.errors import MorphcatError
 from catalogs.outputs import EMBEDDING, EMBEDDING_DIM, PREDICTIONS
+from catalogs.fingerprints import files_fingerprint
 from catalogs.shards import run_folder
 
 INDEX_FOLDER = "index"
@@ -120,13 +120,6 @@ def index_folder(out: Path, run_id: str) -> Path:
     return Path(out) / INDEX_FOLDER / f"run={run_id}"
 
 
-def _predictions_fingerprint(out: Path, run_id: str) -> str:
-    """The run's prediction files (names and sizes): a shard written later changes it."""
-    files = sorted(run_folder(out, PREDICTIONS, run_id).glob("*.parquet"))
-    key = json.dumps([(f.name, f.stat().st_size) for f in files])
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
 def _run_embeddings(annotations: Annotations, run_id: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Object ids and embeddings of the run's rows that have one, and how many rows have none."""
     frame = annotations.scan(run_id).select("object_id", EMBEDDING).collect()
@@ -148,6 +141,10 @@ class RunIndex:
     info: dict
     built: bool  # built by this call (False: read from disk)
 
+    def describe(self) -> str:
+        return (f"run {self.run_id}: {self.info['rows']} embeddings, {self.info['kind']} index "
+                f"{'built' if self.built else 'read'} ({self.folder})")
+
 
 def open_run_index(out: Path, run_id: str | None = None, kind: str | None = None,
                    rebuild: bool = False) -> RunIndex:
@@ -162,7 +159,8 @@ def open_run_index(out: Path, run_id: str | None = None, kind: str | None = None
     if run not in annotations.runs:
         raise SimilarityError(f"{out} has no run {run!r} with predictions (it has: {', '.join(annotations.runs)})")
     folder = index_folder(out, run)
-    fingerprint = _predictions_fingerprint(out, run)
+    # The run's prediction files: a shard written later changes it.
+    fingerprint = files_fingerprint(run_folder(out, PREDICTIONS, run).glob("*.parquet"))
     info_path = folder / "index.json"
     if not rebuild and info_path.is_file():
         info = json.loads(info_path.read_text())
@@ -249,7 +247,7 @@ def similar(out: Path, *, object_id: str | None = None, image: Path | None = Non
         table = neighbours(run, embedding_of(run, object_id), k, exclude=object_id)
     else:
         if bundle is None:
-            raise SimilarityError("--image needs --bundle: the bundle that annotated the run embeds the image")
+            raise SimilarityError("`image` needs `bundle`: the bundle that annotated the run embeds the image")
         from export.serve.runtime import open_bundle
 
         loaded = open_bundle(bundle, device="cpu")

@@ -45,6 +45,29 @@ def parse_script_arguments(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def check_inputs(bundle: Path, annotations: Path | None = None, catalog: Path | None = None) -> str | None:
+    """Refuse a bad bundle or annotations folder before the server starts, as one message rather
+    than on the first page view; returns why the gallery will have no thumbnails, if it will not."""
+    from catalogs.errors import CatalogError, UsageError
+    from export.serve.runtime import open_bundle
+    from flows.webapp.catalog_view import locate_catalog, open_annotations
+
+    if catalog is not None and annotations is None:
+        raise UsageError("`catalog` names the images of an annotations folder: give `annotations` too")
+    open_bundle(bundle, device="cpu", require=("classifier",))
+    if annotations is None:
+        return None
+    folder = open_annotations(annotations)
+    if catalog is not None:
+        locate_catalog(folder, catalog)
+        return None
+    try:
+        locate_catalog(folder)
+    except CatalogError as exc:
+        return str(exc)
+    return None
+
+
 def streamlit_command(bundle: Path, annotations: Path | None = None, catalog: Path | None = None, *,
                       port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS) -> list[str]:
     """The command that serves the app: this Python's streamlit, listening on ``address:port``

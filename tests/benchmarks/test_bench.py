@@ -52,7 +52,7 @@ class _Clock:
 
 
 def test_the_timer_leaves_the_warm_up_out_and_reports_rows_per_second(monkeypatch):
-    from export.builder import benchmark
+    from catalogs import timing
 
     clock, durations = _Clock(), iter([99.0, 0.5, 2.0, 1.0])  # the warm-up is the slow one
 
@@ -60,13 +60,13 @@ def test_the_timer_leaves_the_warm_up_out_and_reports_rows_per_second(monkeypatc
         clock.now += next(durations)
         return 10
 
-    monkeypatch.setattr(benchmark.time, "perf_counter", clock)
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
     rate, rates = median_rate(run, repeats=3)
     assert rates == [20.0, 5.0, 10.0] and rate == 10.0
     clock.now, durations = 0.0, iter([99.0, 0.5, 2.0, 1.0])
-    assert benchmark.images_per_second(run, 8, repeats=3) == 16.0  # 8 images in the fastest call, 0.5 s
+    assert timing.images_per_second(run, 8, repeats=3) == 16.0  # 8 images in the fastest call, 0.5 s
     with pytest.raises(ValueError, match="repeats"):
-        benchmark.timed_rates(run, 0)
+        timing.timed_rates(run, 0)
 
 
 def test_repeated_catalog_reuses_images_under_new_ids(tmp_path):

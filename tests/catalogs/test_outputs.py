@@ -16,7 +16,7 @@ from catalogs.outputs import (
     EMBEDDING_DIM,
     ERRORS_SCHEMA,
     VOTE_COLUMNS,
-    class_names_of,
+    predictions_class_names,
     errors_table,
     output_metadata,
     predictions_schema,
@@ -121,7 +121,7 @@ def test_outputs_a_bundle_lacks_are_null_columns():
                  "embedding"):
         assert t.column(name).null_count == 1, name
     assert t.column("bundle_id").to_pylist() == ["b1"] and t.column("run_id").to_pylist() == ["r1"]
-    assert class_names_of(t.schema) == CLASSES
+    assert predictions_class_names(t.schema) == CLASSES
 
 
 def test_embeddings_are_fixed_size_float32_rows_and_a_non_finite_one_is_null():
@@ -163,12 +163,12 @@ def test_errors_table():
                      bundle_id="b", run_id="r")
 
 
-def test_class_names_of_refuses_other_schemas():
+def test_predictions_class_names_refuses_other_schemas():
     with pytest.raises(ValueError, match="not a morphcat predictions schema"):
-        class_names_of(ERRORS_SCHEMA)
+        predictions_class_names(ERRORS_SCHEMA)
     other = predictions_schema(CLASSES).set(4, pa.field("confidence", pa.float64()))
     with pytest.raises(ValueError):
-        class_names_of(other)
+        predictions_class_names(other)
 
 
 def test_file_metadata_round_trip_is_deterministic():

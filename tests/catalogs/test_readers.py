@@ -15,11 +15,11 @@ from astropy.io import fits
 from PIL import Image
 
 from catalogs import contract
-from catalogs.contract import read_catalog, write_catalog
 from catalogs.errors import CatalogError, ContractViolation, SourceError, UnknownFormatError
 from catalogs.imaging import load_rgb
-from catalogs.readers import FORMATS, SKIPPED_SCHEMA, ReadResult, read_source
+from catalogs.readers import FORMATS, read_source
 from catalogs.tree import GZ2_TREE
+from tests.catalogs.read_checks import assert_roundtrip, col
 
 BIG_ID = "587739505552785605"  # 18 digits: float64 would turn it into 587739505552785600
 VOTES = GZ2_TREE.debiased_columns
@@ -66,21 +66,6 @@ def _hart16_rows(objs):
     return header, rows
 
 
-def _assert_roundtrip(result: ReadResult, tmp_path: Path) -> pa.Table:
-    assert isinstance(result, ReadResult)
-    assert result.skipped.schema == SKIPPED_SCHEMA
-    out = write_catalog(result.catalog, tmp_path / "out" / "catalog.parquet")
-    back = read_catalog(out)
-    assert back.table.equals(result.catalog.table)
-    assert back.root == Path(result.catalog.root).resolve()
-    assert back.source_format == result.catalog.source_format
-    return back.table
-
-
-def _col(table: pa.Table, name: str) -> list:
-    return table.column(name).to_pylist()
-
-
 # --------------------------------------------------------------------------- GZ2 release layout
 
 
@@ -105,22 +90,22 @@ def gz2_release(tmp_path) -> Path:
 
 def test_gz2_release_folder(gz2_release, tmp_path):
     r = read_source(gz2_release, "gz2")
-    t = _assert_roundtrip(r, tmp_path)
-    assert _col(t, "object_id") == [BIG_ID, "587732578312454276", "000000000000000042"]
-    assert _col(t, "image_path") == ["images/130549.jpg", "images/57314.jpg", "images/7.jpg"]
-    assert _col(t, "ra") == [150.25, 10.125, 200.0]
-    assert _col(t, "dec") == [2.5, -1.75, 45.0]
+    t = assert_roundtrip(r, tmp_path)
+    assert col(t, "object_id") == [BIG_ID, "587732578312454276", "000000000000000042"]
+    assert col(t, "image_path") == ["images/130549.jpg", "images/57314.jpg", "images/7.jpg"]
+    assert col(t, "ra") == [150.25, 10.125, 200.0]
+    assert col(t, "dec") == [2.5, -1.75, 45.0]
     for j, name in enumerate(VOTES):
-        assert _col(t, name) == [_votes(1)[j], _votes(2)[j], _votes(3)[j]]
+        assert col(t, name) == [_votes(1)[j], _votes(2)[j], _votes(3)[j]]
     # the raw (weighted) fractions come along when the release has them (evaluation's "visible")
-    assert all(_col(t, name) == [0.5] * 3 for name in GZ2_TREE.weighted_columns)
+    assert all(col(t, name) == [0.5] * 3 for name in GZ2_TREE.weighted_columns)
     assert set(t.column_names) == {"object_id", "image_path", "ra", "dec", *VOTES, *GZ2_TREE.weighted_columns}
     assert r.catalog.has_raw_votes and r.catalog.root == gz2_release.resolve()
     assert r.catalog.source_format == "gz2"
     assert all(r.catalog.image_file(i).is_file() for i in range(len(r.catalog)))
-    assert _col(r.skipped, "object_id") == ["588017702948962343"]
-    assert _col(r.skipped, "source_row") == [3]
-    assert "no row in gz2_filename_mapping.csv" in _col(r.skipped, "reason")[0]
+    assert col(r.skipped, "object_id") == ["588017702948962343"]
+    assert col(r.skipped, "source_row") == [3]
+    assert "no row in gz2_filename_mapping.csv" in col(r.skipped, "reason")[0]
     assert any("(dr7objid, sample)" in n for n in r.notes)
     assert any("1 of 4 Hart16 row(s) skipped" in n for n in r.notes)
 
@@ -149,11 +134,11 @@ def test_gz2_release_joins_on_sample_too(tmp_path):
         ["333", "original", "3"], ["333", "original", "3"],  # exact duplicate: harmless
     ])
     r = read_source(root, "gz2")
-    assert _col(r.catalog.table, "object_id") == ["111", "333"]
-    assert _col(r.catalog.table, "image_path") == ["images/1.jpg", "images/3.jpg"]
-    assert _col(r.skipped, "object_id") == ["222"]
-    assert _col(r.skipped, "source_row") == [1]
-    assert "only under sample(s) stripe82, not 'extra'" in _col(r.skipped, "reason")[0]
+    assert col(r.catalog.table, "object_id") == ["111", "333"]
+    assert col(r.catalog.table, "image_path") == ["images/1.jpg", "images/3.jpg"]
+    assert col(r.skipped, "object_id") == ["222"]
+    assert col(r.skipped, "source_row") == [1]
+    assert "only under sample(s) stripe82, not 'extra'" in col(r.skipped, "reason")[0]
 
 
 def test_gz2_release_ambiguous_mapping_is_skipped(tmp_path):
@@ -163,9 +148,9 @@ def test_gz2_release_ambiguous_mapping_is_skipped(tmp_path):
     _write_csv(root / "gz2_filename_mapping.csv", ["objid", "sample", "asset_id"],
                [["111", "original", "1"], ["111", "original", "5"], ["222", "original", "2"]])
     r = read_source(root, "gz2")
-    assert _col(r.catalog.table, "object_id") == ["222"]
-    assert _col(r.skipped, "object_id") == ["111"]
-    assert "2 different asset_ids" in _col(r.skipped, "reason")[0]
+    assert col(r.catalog.table, "object_id") == ["222"]
+    assert col(r.skipped, "object_id") == ["111"]
+    assert "2 different asset_ids" in col(r.skipped, "reason")[0]
 
 
 def test_gz2_release_without_sample_joins_on_objid(tmp_path):
@@ -174,8 +159,8 @@ def test_gz2_release_without_sample_joins_on_objid(tmp_path):
     _write_csv(root / "gz2_hart16.csv", header, rows)
     _write_csv(root / "gz2_filename_mapping.csv", ["objid", "asset_id"], [[BIG_ID, "130549"]])
     r = read_source(root, "gz2")
-    assert _col(r.catalog.table, "object_id") == [BIG_ID]
-    assert _col(r.catalog.table, "image_path") == ["images/130549.jpg"]
+    assert col(r.catalog.table, "object_id") == [BIG_ID]
+    assert col(r.catalog.table, "image_path") == ["images/130549.jpg"]
     assert any("dr7objid = objid" in n for n in r.notes)
 
 
@@ -201,14 +186,14 @@ def test_gz2_single_csv(tmp_path):
     rows[2][header.index(VOTES[6])] = "nan"
     _write_csv(tmp_path / "labels.csv", header, rows)
     r = read_source(tmp_path / "labels.csv", "gz2")
-    t = _assert_roundtrip(r, tmp_path)
-    assert _col(t, "object_id") == [BIG_ID, "587732578312454276", "4"]
-    assert _col(t, "image_path") == ["images/130549.jpg", "images/57314.jpg", "cutouts/x.png"]
-    assert _col(t, VOTES[5])[1] is None
-    assert _col(t, VOTES[0]) == [_votes(1)[0], _votes(2)[0], _votes(4)[0]]
-    assert _col(r.skipped, "object_id") == ["3"]
-    assert _col(r.skipped, "source_row") == [2]
-    assert "no image" in _col(r.skipped, "reason")[0]
+    t = assert_roundtrip(r, tmp_path)
+    assert col(t, "object_id") == [BIG_ID, "587732578312454276", "4"]
+    assert col(t, "image_path") == ["images/130549.jpg", "images/57314.jpg", "cutouts/x.png"]
+    assert col(t, VOTES[5])[1] is None
+    assert col(t, VOTES[0]) == [_votes(1)[0], _votes(2)[0], _votes(4)[0]]
+    assert col(r.skipped, "object_id") == ["3"]
+    assert col(r.skipped, "source_row") == [2]
+    assert "no image" in col(r.skipped, "reason")[0]
     assert r.catalog.root == tmp_path.resolve()
 
 
@@ -218,7 +203,7 @@ def test_gz2_single_csv_objid_fallback(tmp_path):
     rows = [[BIG_ID, "130549", *rows[0][1:]]]
     _write_csv(tmp_path / "s.csv", header, rows)
     r = read_source(tmp_path / "s.csv", "gz2")
-    assert _col(r.catalog.table, "object_id") == [BIG_ID]
+    assert col(r.catalog.table, "object_id") == [BIG_ID]
 
 
 # --------------------------------------------------------------------------- Kaggle
@@ -243,10 +228,10 @@ def test_kaggle_per_question_and_back(tmp_path):
     targets = _kaggle_targets(len(ids))
     root = _kaggle(tmp_path, ids, targets)
     r = read_source(root, "kaggle")
-    t = _assert_roundtrip(r, tmp_path)
-    assert _col(t, "object_id") == ids
-    assert _col(t, "image_path") == [f"images_training_rev1/{i}.jpg" for i in ids]
-    per_q = np.column_stack([np.array(_col(t, c), dtype=float) for c in VOTES])
+    t = assert_roundtrip(r, tmp_path)
+    assert col(t, "object_id") == ids
+    assert col(t, "image_path") == [f"images_training_rev1/{i}.jpg" for i in ids]
+    per_q = np.column_stack([np.array(col(t, c), dtype=float) for c in VOTES])
     # row 0: questions below "features or disk" were never reached → null, not 0
     assert np.isnan(per_q[0, GZ2_TREE.answer("t02", "a04").index])
     assert not np.isnan(per_q[1]).any()
@@ -269,7 +254,7 @@ def test_kaggle_pairs_images_by_id_not_listing_order(tmp_path):
     assert sorted(os.listdir(root / "images_training_rev1")) != [f"{i}.jpg" for i in ids]
     r = read_source(root / "training_solutions_rev1.csv", "kaggle")
     cat = r.catalog
-    assert _col(cat.table, "object_id") == ids
+    assert col(cat.table, "object_id") == ids
     for row, gid in enumerate(ids):
         pixel = load_rgb(cat.image_file(row))[4, 4].astype(int)
         assert np.abs(pixel - colors[gid]).max() < 10, (gid, pixel)
@@ -282,7 +267,7 @@ def test_kaggle_zip_extracted_names(tmp_path):
                [["5", *(repr(float(v)) for v in _kaggle_targets(2)[1])]])
     (root / "images_training_rev1" / "images_training_rev1").mkdir(parents=True)
     r = read_source(root, "kaggle")
-    assert _col(r.catalog.table, "image_path") == ["images_training_rev1/images_training_rev1/5.jpg"]
+    assert col(r.catalog.table, "image_path") == ["images_training_rev1/images_training_rev1/5.jpg"]
     assert r.catalog.root == root.resolve()
 
 
@@ -300,9 +285,9 @@ def test_folder_of_images(tmp_path):
     (root / "notes.txt").write_text("hi")
     (root / ".hidden.jpg").write_bytes(b"junk")
     r = read_source(root, "folder")
-    t = _assert_roundtrip(r, tmp_path)
-    assert _col(t, "object_id") == ["a", "b", "c", "d", "e"]
-    assert _col(t, "image_path") == ["a.JPEG", "b.jpg", "c.png", "sub/d.TIF", "sub/e.tiff"]
+    t = assert_roundtrip(r, tmp_path)
+    assert col(t, "object_id") == ["a", "b", "c", "d", "e"]
+    assert col(t, "image_path") == ["a.JPEG", "b.jpg", "c.png", "sub/d.TIF", "sub/e.tiff"]
     assert t.column_names == ["object_id", "image_path"]
     assert r.catalog.root == root.resolve()
     assert any("1 .txt" in n for n in r.notes) and any("hidden" in n for n in r.notes)
@@ -340,12 +325,12 @@ def test_manifest_csv(tmp_path):
             ["13", "", "1", "1", "", "", "", "", *([""] * len(VOTES))]]
     _write_csv(tmp_path / "m" / "manifest.csv", header, rows)
     r = read_source(tmp_path / "m" / "manifest.csv", "folder")
-    t = _assert_roundtrip(r, tmp_path)
-    assert _col(t, "object_id") == [BIG_ID, "12"]
-    assert _col(t, "image_path") == ["cut/a.jpg", "b.png"]
-    assert _col(t, "ra") == [150.5, None] and _col(t, "dec") == [-2.25, None]
-    assert _col(t, "label") == ["spiral", None] and _col(t, "caption") == ["a spiral", None]
-    assert _col(t, VOTES[3]) == [votes[3], None]
+    t = assert_roundtrip(r, tmp_path)
+    assert col(t, "object_id") == [BIG_ID, "12"]
+    assert col(t, "image_path") == ["cut/a.jpg", "b.png"]
+    assert col(t, "ra") == [150.5, None] and col(t, "dec") == [-2.25, None]
+    assert col(t, "label") == ["spiral", None] and col(t, "caption") == ["a spiral", None]
+    assert col(t, VOTES[3]) == [votes[3], None]
     assert r.catalog.root == (tmp_path / "m").resolve()
     assert "ignored manifest columns: x, y" in r.notes
     assert r.skipped.to_pylist() == [{"object_id": "13", "source_row": 2, "reason": "no image_path"}]
@@ -357,58 +342,14 @@ def test_manifest_custom_columns_and_parquet_int_ids(tmp_path):
                       "object_id": ["unused", "unused"]})
     pq.write_table(table, tmp_path / "m.parquet")
     r = read_source(tmp_path / "m.parquet", "folder", id_column="galaxy", path_column="file")
-    t = _assert_roundtrip(r, tmp_path)
-    assert _col(t, "object_id") == [BIG_ID, "7"]
-    assert _col(t, "image_path") == ["a.jpg", "d/b.jpg"]
-    assert _col(t, "ra") == [1.5, 2.5]
+    t = assert_roundtrip(r, tmp_path)
+    assert col(t, "object_id") == [BIG_ID, "7"]
+    assert col(t, "image_path") == ["a.jpg", "d/b.jpg"]
+    assert col(t, "ra") == [1.5, 2.5]
     assert "ignored manifest columns: object_id" in r.notes
 
 
 # --------------------------------------------------------------------------- FITS folder
-
-
-def test_fits_folder(tmp_path):
-    root = tmp_path / "f"
-    root.mkdir()
-    img = np.random.default_rng(0).normal(0, 1, (10, 12)).astype(np.float32)
-    h = fits.Header()
-    h["RA"], h["DEC"] = 150.125, 2.25
-    fits.PrimaryHDU(img, header=h).writeto(root / "kw.fits")
-    h = fits.Header()
-    for k, v in {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 30.0, "CRVAL2": -10.0,
-                 "CRPIX1": 6.5, "CRPIX2": 5.5, "CDELT1": -0.001, "CDELT2": 0.001}.items():
-        h[k] = v
-    (root / "sub").mkdir()
-    fits.PrimaryHDU(img, header=h).writeto(root / "sub" / "wcs.FIT")
-    buf = root / "plain.fits"
-    fits.PrimaryHDU(img).writeto(buf)
-    (root / "plain.fits.gz").write_bytes(gzip.compress(buf.read_bytes()))
-    buf.unlink()
-    h = fits.Header()
-    h["RA"], h["DEC"] = "10:00:00", "-05:30:00"
-    fits.PrimaryHDU(img, header=h).writeto(root / "sexa.fits")
-    (root / "broken.fits").write_bytes(b"definitely not FITS" * 10)
-    r = read_source(root, "fits")
-    t = _assert_roundtrip(r, tmp_path)
-    assert _col(t, "object_id") == ["kw", "plain", "sexa", "wcs"]
-    assert _col(t, "image_path") == ["kw.fits", "plain.fits.gz", "sexa.fits", "sub/wcs.FIT"]
-    ra, dec = _col(t, "ra"), _col(t, "dec")
-    assert ra[0] == 150.125 and dec[0] == 2.25
-    assert ra[1] is None and dec[1] is None
-    assert ra[2] == pytest.approx(150.0) and dec[2] == pytest.approx(-5.5)
-    # WCS: the centre pixel (5.5, 4.5) 0-based is CRPIX (6.5, 5.5) 1-based → CRVAL
-    assert ra[3] == pytest.approx(30.0, abs=1e-6) and dec[3] == pytest.approx(-10.0, abs=1e-6)
-    assert _col(r.skipped, "object_id") == ["broken"]
-    assert _col(r.skipped, "source_row") == [0]
-    assert "unreadable FITS header" in _col(r.skipped, "reason")[0]
-    assert all(load_rgb(r.catalog.image_file(i)).shape == (10, 12, 3) for i in range(len(r.catalog)))
-
-
-def test_fits_folder_duplicate_ids(tmp_path):
-    fits.PrimaryHDU(np.ones((2, 2))).writeto(tmp_path / "a.fits")
-    fits.PrimaryHDU(np.ones((2, 2))).writeto(tmp_path / "a.fit")
-    with pytest.raises(SourceError, match="same id 'a'"):
-        read_source(tmp_path, "fits")
 
 
 # --------------------------------------------------------------------------- bad sources, table-driven
@@ -456,8 +397,8 @@ BAD_SOURCES = {
         lambda p: (p, "kaggle", {}), SourceError, ["training_solutions_rev1.csv"]),
     "manifest without image_path": (
         lambda p: (_manifest(p, [["1", "a.jpg"]], header=("object_id", "path")), "folder", {}),
-        SourceError, ["'image_path'", "object_id, path", "--path-column"]),
-    "manifest with a wrong --id-column": (
+        SourceError, ["'image_path'", "object_id, path", "`path_column`"]),
+    "manifest with a wrong id_column": (
         lambda p: (_manifest(p, [["1", "a.jpg"]]), "folder", {"id_column": "objid"}),
         SourceError, ["'objid'", "object_id, image_path"]),
     "manifest duplicate ids": (
@@ -537,15 +478,15 @@ def test_real_gz2_sample(shared_data, tmp_path):
     with open(src, newline="") as f:
         want_ids = [row["dr7objid"] for row in csv.DictReader(f)]
     assert len(r.catalog) == 700 == len(want_ids)
-    assert _col(r.catalog.table, "object_id") == want_ids
+    assert col(r.catalog.table, "object_id") == want_ids
     assert all(len(i) == 18 for i in want_ids)
     assert r.skipped.num_rows == 0
     assert r.catalog.has_votes
     assert all(r.catalog.image_file(i).is_file() for i in range(len(r.catalog)))
     assert load_rgb(r.catalog.image_file(0)).shape == (224, 224, 3)
-    _assert_roundtrip(r, tmp_path)
+    assert_roundtrip(r, tmp_path)
     # the vote fractions are the CSV's values, to the last digit
     with open(src, newline="") as f:
         first = next(csv.DictReader(f))
-    assert _col(r.catalog.table, VOTES[0])[0] == float(first[VOTES[0]])
+    assert col(r.catalog.table, VOTES[0])[0] == float(first[VOTES[0]])
     assert contract.ids_to_strings(r.catalog.table.column("object_id")).to_pylist() == want_ids

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from catalogs.fingerprints import rows_fingerprint
 from catalogs.outputs import output_metadata
 from catalogs.shards import (
     MANIFEST_NAME,
@@ -26,7 +27,6 @@ from catalogs.shards import (
     make_run_id,
     plan_shards,
     prepare_run,
-    rows_fingerprint,
     shard_files,
     write_shard,
 )

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from catalogs.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Tokenizer, tokenize
+from catalogs.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Tokenizer, greedy_caption_ids, tokenize
 
 CAPTIONS = [
     "a spiral galaxy with a central bar, tight arms and a ring.",
@@ -98,3 +98,57 @@ def test_dict_round_trip_through_json():
     np.testing.assert_array_equal(back.encode(CAPTIONS, 20), tok.encode(CAPTIONS, 20))
     with pytest.raises(ValueError, match="format"):
         Tokenizer.from_dict({"format": 99, "tokens": list(tok.tokens)})
+
+
+def _scripted_step(tokens: list[list[int]]):
+    """A decoder step that answers position p of row r with ``tokens[r][p]`` (as one-hot logits)."""
+    calls = []
+
+    def step(token, h, c):
+        pos = len(calls)
+        calls.append(token[:, 0].tolist())
+        logits = np.zeros((len(tokens), 8), np.float32)
+        logits[np.arange(len(tokens)), [row[pos] for row in tokens]] = 1.0
+        return logits, h, c
+
+    return step, calls
+
+
+@pytest.mark.parametrize("answers, max_len, want, steps", [
+    # both rows end: the rest is <pad> and decoding stops once every row has ended
+    ([[5, EOS_ID, 7], [6, 7, EOS_ID]], 6, [[BOS_ID, 5, EOS_ID, PAD_ID, PAD_ID, PAD_ID],
+                                           [BOS_ID, 6, 7, EOS_ID, PAD_ID, PAD_ID]], 3),
+    # no <eos> before max_len: the row is cut there
+    ([[5, 6, 7]], 3, [[BOS_ID, 5, 6]], 2),
+    # a predicted <pad> ends a row as <eos> does
+    ([[PAD_ID, 5]], 4, [[BOS_ID, PAD_ID, PAD_ID, PAD_ID]], 1),
+])
+def test_greedy_caption_ids_encodes_once_and_steps_until_every_row_ends(answers, max_len, want, steps):
+    step, calls = _scripted_step(answers)
+    encoded = []
+
+    def encode(x):
+        encoded.append(x.shape)
+        return np.zeros((len(x), 2), np.float32), np.zeros((len(x), 2), np.float32)
+
+    ids = greedy_caption_ids(encode, step, np.zeros((len(answers), 4, 4, 1)), max_len)
+    assert ids.dtype == np.int32 and ids.tolist() == want
+    assert encoded == [(len(answers), 4, 4, 1)] and len(calls) == steps
+    assert calls[0] == [BOS_ID] * len(answers)  # each step is fed the previous arg-max
+
+
+@pytest.mark.parametrize("images, max_len, error", [
+    (np.zeros((4, 4, 1)), 5, "batch of images"),
+    (np.zeros((1, 4, 4, 1)), 1, "max_len"),
+])
+def test_greedy_caption_ids_refuses_before_encoding(images, max_len, error):
+    def encode(x):
+        raise AssertionError("the encoder ran")
+
+    with pytest.raises(ValueError, match=error):
+        greedy_caption_ids(encode, None, images, max_len)
+
+
+def test_greedy_caption_ids_of_no_images_is_an_empty_batch():
+    ids = greedy_caption_ids(None, None, np.zeros((0, 4, 4, 1)), 5)
+    assert ids.shape == (0, 5) and ids.dtype == np.int32

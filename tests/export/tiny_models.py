@@ -15,10 +15,10 @@ from catalogs.tokenizer import BOS_ID, EOS_ID, SPECIALS, Tokenizer
 from catalogs.tree import GZ2_TREE
 from models.artifacts import save_trained
 from models.captioner import build_captioner, masked_loss, teacher_forcing_pairs
-from models.classifier import build_classifier, grad_cam_model, pooled_features
+from models.classifier import grad_cam_model, pooled_features
 from models.embedding import fit_projection
+from models.morphology import build_morphology
 from models.ood import fit_reference
-from models.regressor import build_regressor
 from models.train import TrainedModel
 from tests.models.test_builders import CFG, CLASSES, VOCAB
 
@@ -81,7 +81,7 @@ def _sidecar(kind: str, **extra) -> dict:
 def build_tiny(kind: str, seed: int = 1) -> TrainedModel:
     keras.utils.set_random_seed(seed)
     if kind == "classifier":
-        model = build_classifier(CFG, CLASSES)
+        model = build_morphology(CFG, CLASSES).classifier
         vary_weights(model, seed)
         _centre_logits(model, seed)
         fit = pooled_features(model, structured_images(48, seed + 200))
@@ -90,7 +90,7 @@ def build_tiny(kind: str, seed: int = 1) -> TrainedModel:
                            embedding=fit_projection(fit, EMBEDDING_DIM).to_dict())
         return TrainedModel(kind, model, sidecar, dict(HISTORY))
     if kind == "regressor":
-        model = build_regressor(CFG)
+        model = build_morphology(CFG, CLASSES).regressor
         vary_weights(model, seed)
         return TrainedModel(kind, model, _sidecar(kind, answer_names=list(GZ2_TREE.output_names),
                                                   target_columns=list(GZ2_TREE.kaggle_columns)))

@@ -88,8 +88,7 @@ def test_a_subset_of_shards_runs_alone_and_the_rest_completes_the_run(survey, ti
 
 
 def test_shard_lists_parse_as_numbers_and_ranges():
-    from export.serve.catalog import shard_ranges
-    from flows.cli import parse_shards
+    from export.serve.catalog import parse_shards, shard_ranges
 
     assert parse_shards("0-3,7, 9-10") == [0, 1, 2, 3, 7, 9, 10]
     assert shard_ranges([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10" and shard_ranges([]) == ""

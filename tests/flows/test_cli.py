@@ -117,6 +117,7 @@ def test_export_of_a_folder_without_models_is_one_message_and_exit_2(tmp_path, m
     proc = morphcat("export", tmp_path / "models", "--out", tmp_path / "bundle")
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     assert "morphcat export: no trained model in" in proc.stderr
+    assert f"(morphcat train … --out {tmp_path / 'models'})" in proc.stderr  # the library's train_models(out=…)
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "bundle").exists()
 
@@ -139,12 +140,22 @@ def test_bench_active_head_only_without_a_backbone_is_one_message_and_exit_2(tmp
     assert not (tmp_path / "o").exists()
 
 
-def test_library_errors_name_parameters_and_the_cli_shows_flags():
-    from flows.cli import build_parser, in_flags
+@pytest.mark.parametrize("command, message, shown", [
+    ("annotate", "`shards` 7: the run has shards 0–3", "--shards 7: the run has shards 0–3"),
+    ("annotate", "`image_size` and `unknown`", "--image-size and `unknown`"),  # not a parameter: as it was
+    ("select", "`strategy` bald needs `bundle`", "--strategy bald needs --bundle"),
+    # another step's parameter: the command that runs that step, with its flag and value
+    ("export", "(`train_models(out=/m)`)", "(morphcat train … --out /m)"),
+    ("export", "train the classifier first (`train_models(models=classifier)`)",
+     "train the classifier first (morphcat train … --models classifier)"),
+    ("annotate", "(export it with `export_bundle(int8=True)`)", "(export it with morphcat export … --int8)"),
+    ("unusual", "(write one with `annotate_catalog(out=…)`)", "(write one with morphcat annotate … --out)"),
+    ("annotate", "`unknown_step(out=…)`", "`unknown_step(out=…)`"),
+])
+def test_library_wording_becomes_the_flags_a_user_types(command, message, shown):
+    from flows.cli import _parsers, in_flags
 
-    annotate = next(a for a in build_parser()._actions if a.dest == "command").choices["annotate"]
-    assert in_flags("`shards` 7: the run has shards 0–3", annotate) == "--shards 7: the run has shards 0–3"
-    assert in_flags("`image_size` and `unknown`", annotate) == "--image-size and `unknown`"
+    assert in_flags(message, *_parsers(command)) == shown
 
 
 @pytest.mark.parametrize("console_level, shown", [(None, False), ("INFO", True)])

@@ -330,7 +330,7 @@ def test_a_moved_or_different_catalog_is_refused_with_the_reason(tmp_path, annot
     folder = catalog_view.open_annotations(annotations)
     moved = catalog_view.Annotations(folder.out, {**folder.manifest, "catalog": {
         **folder.manifest["catalog"], "source": str(tmp_path / "gone.parquet")}}, folder.runs)
-    with pytest.raises(CatalogError, match="pass its current path with --catalog"):
+    with pytest.raises(CatalogError, match="pass its current path with `catalog`"):
         catalog_view.locate_catalog(moved)
     # An explicit --catalog is accepted when it holds the annotated rows...
     assert len(catalog_view.locate_catalog(moved, survey.root / "catalog.parquet")) == N_GALAXIES

@@ -39,9 +39,9 @@ def test_the_deployments_of_prefect_yaml_run_on_a_process_work_pool(server, tiny
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     found = httpx.post(f"{env['PREFECT_API_URL']}/deployments/filter", json={}, timeout=5).json()
     names = {(d["name"], d["work_pool_name"]) for d in found}
-    assert names == {("on-demand", POOL), ("nightly", POOL)}  # on-demand of three flows, one nightly
+    assert names == {("on-demand", POOL), ("scheduled", POOL)}  # on-demand of three flows, one nightly
     assert len(found) == 4
-    nightly = next(d for d in found if d["name"] == "nightly")
+    nightly = next(d for d in found if d["name"] == "scheduled")
     assert nightly["parameters"]["catalog"] == str(catalog) and nightly["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
 
     log = (tmp_path / "worker.log").open("w")

@@ -11,7 +11,6 @@ tf = pytest.importorskip("tensorflow")
 
 from catalogs.inputs import ImageSpec  # noqa: E402
 from catalogs.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer  # noqa: E402
-from catalogs.tree import GZ2_TREE  # noqa: E402
 from models.backbone import FEATURES_LAYER, build_backbone  # noqa: E402
 from models.captioner import (  # noqa: E402
     MaskedAccuracy,
@@ -24,9 +23,11 @@ from models.captioner import (  # noqa: E402
     teacher_forcing_pairs,
 )
 from models.calibration import softmax  # noqa: E402
-from models.classifier import build_classifier, features_layer, grad_cam, grad_cam_model, logits  # noqa: E402
+from models.classifier import features_layer, grad_cam, grad_cam_model, logits  # noqa: E402
 from models.config import BackboneConfig, CaptionerConfig, HeadConfig, ModelConfig
-from models.regressor import DecisionTreeLayer, build_regressor, tree_structure  # noqa: E402
+from models.morphology import build_morphology  # noqa: E402
+from models.regressor import DecisionTreeLayer  # noqa: E402
+from tests.models.test_tree_layer import assert_obeys_tree  # noqa: E402
 
 # Keras' TF backend calls np.array(tensor) internally; NumPy 2 warns about its __array__ signature.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -59,14 +60,14 @@ def _randomise(model: keras.Model, seed: int = 0) -> None:
 
 @pytest.fixture(scope="module")
 def classifier():
-    model = build_classifier(CFG, CLASSES)
+    model = build_morphology(CFG, CLASSES).classifier
     _randomise(model, 1)
     return model
 
 
 @pytest.fixture(scope="module")
 def regressor():
-    return build_regressor(CFG)  # randomly initialised, as built
+    return build_morphology(CFG, CLASSES).regressor  # randomly initialised, as built
 
 
 @pytest.fixture(scope="module")
@@ -144,18 +145,18 @@ def test_classifier_shapes_names_and_probabilities(classifier):
     assert probs.shape == (5, len(CLASSES))
     # The last layer is exactly a softmax over the logits layer (no other transform in between).
     np.testing.assert_allclose(probs, softmax(logits(classifier, x)), atol=1e-5)
-    five = build_classifier(CFG, ["a", "b", "c", "d", "e"])
+    five = build_morphology(CFG, ["a", "b", "c", "d", "e"]).classifier
     assert five.output_shape == (None, 5)
     assert five.get_layer("logits").units == 5
 
 
 def test_classifier_rejects_bad_class_names():
     with pytest.raises(ValueError, match="at least 2"):
-        build_classifier(CFG, ["only"])
+        build_morphology(CFG, ["only"])
     with pytest.raises(ValueError, match="duplicate"):
-        build_classifier(CFG, ["a", "a"])
+        build_morphology(CFG, ["a", "a"])
     with pytest.raises(TypeError):
-        build_classifier(CFG, "ab")
+        build_morphology(CFG, "ab")
 
 
 def test_grad_cam_model_shares_layers(classifier):
@@ -182,7 +183,7 @@ def test_grad_cam_shape_and_sign(classifier):
 
 def test_grad_cam_matches_manual_computation():
     """Known head weights: α = W1 · (mask(z1 > 0) ⊙ W2[:, c]) / (h·w), cam = ReLU(Σ_k α_k A_k)."""
-    model = build_classifier(CFG, CLASSES)
+    model = build_morphology(CFG, CLASSES).classifier
     _randomise(model.get_layer("backbone"), 6)
     k, hidden = 16, CFG.head.hidden
     w1 = np.linspace(-1.0, 1.0, k * hidden, dtype=np.float32).reshape(k, hidden)
@@ -221,54 +222,6 @@ def test_grad_cam_matches_manual_computation():
 # -- regressor and the decision-tree layer ---------------------------------------------------------
 
 
-def _assert_obeys_tree(votes: np.ndarray) -> None:
-    assert votes.shape[1] == 37
-    assert (votes >= 0).all()
-    for (q, sl), parent in zip(GZ2_TREE.question_slices, GZ2_TREE.parent_index):
-        total = votes[:, sl].sum(axis=1)
-        expected = np.ones(len(votes)) if parent is None else votes[:, parent]
-        np.testing.assert_allclose(total, expected, rtol=1e-5, atol=1e-6, err_msg=q.key)
-
-
-def test_tree_layer_obeys_the_tree_for_random_inputs():
-    layer = DecisionTreeLayer()
-    rng = np.random.default_rng(8)
-    raw = rng.normal(0, 2, (64, 37)).astype(np.float32)
-    raw[0, :3] = -1.0  # Q1 all negative → uniform
-    raw[1, :] = -5.0  # everything negative → uniform everywhere
-    votes = np.asarray(layer(raw))
-    _assert_obeys_tree(votes)
-    np.testing.assert_allclose(votes[0, :3], 1 / 3, atol=1e-6)
-    np.testing.assert_allclose(votes[1, 3:5], votes[1, 1] / 2, atol=1e-6)
-    assert np.isfinite(votes).all()
-
-
-def test_tree_layer_matches_kaggle_cumulative_on_fractions():
-    """Per-question fractions in → exactly the Kaggle targets of ``GZ2_TREE.cumulative``."""
-    rng = np.random.default_rng(9)
-    fractions = np.zeros((16, 37))
-    for _, sl in GZ2_TREE.question_slices:
-        block = rng.random((16, sl.stop - sl.start))
-        fractions[:, sl] = block / block.sum(axis=1, keepdims=True)
-    votes = np.asarray(DecisionTreeLayer()(fractions.astype(np.float32)))
-    np.testing.assert_allclose(votes, GZ2_TREE.cumulative(fractions), atol=1e-5)
-
-
-def test_tree_layer_config_round_trip_and_validation():
-    layer = DecisionTreeLayer(epsilon=1e-6, name="votes")
-    config = layer.get_config()
-    slices, parents = tree_structure()
-    assert config["slices"] == slices and config["parents"] == parents
-    assert parents[0] == -1 and parents[5] == -1 and parents[1] == 1  # Q2 hangs off "features or disk"
-    clone = DecisionTreeLayer.from_config(config)
-    raw = np.random.default_rng(10).normal(size=(4, 37)).astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(clone(raw)), np.asarray(layer(raw)))
-    with pytest.raises(ValueError, match="precede"):
-        DecisionTreeLayer(slices=[[0, 2], [2, 4]], parents=[-1, 3])
-    with pytest.raises(ValueError, match="contiguously"):
-        DecisionTreeLayer(slices=[[0, 2], [3, 4]], parents=[-1, 0])
-
-
 def test_regressor_shapes_names_and_tree(regressor):
     assert regressor.layers[-1].name == "votes"
     assert isinstance(regressor.get_layer("votes"), DecisionTreeLayer)
@@ -277,7 +230,7 @@ def test_regressor_shapes_names_and_tree(regressor):
     assert regressor.get_layer("backbone").layers[-1].name == FEATURES_LAYER
     votes = regressor.predict(_images(6), verbose=0)
     assert votes.shape == (6, 37)
-    _assert_obeys_tree(votes)
+    assert_obeys_tree(votes)
 
 
 # -- save / load ---------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def test_decode_reports_broken_images_and_keeps_the_rest(tmp_path):
 
 
 def test_joint_model_shares_weights_with_the_standalone_models():
-    cfg = ModelConfig.from_dict({"image": {"size": 32}, "backbone": {"widths": [4, 8]}})
+    cfg = ModelConfig.from_dict({"image": {"size": 32}, "backbone": {"name": "small_cnn", "widths": [4, 8]}})
     m = build_morphology(cfg, ["a", "b"])
     x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
     joint = m.joint(x, training=False)

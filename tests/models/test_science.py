@@ -66,11 +66,13 @@ def test_temperature_scaling_fixes_an_over_confident_classifier_and_keeps_its_an
 
 def test_fold_temperature_scales_the_logits_inside_the_model():
     pytest.importorskip("keras")
-    from models.classifier import build_classifier, fold_temperature
+    from models.classifier import fold_temperature
     from models.classifier import logits as logits_of
     from models.config import ModelConfig
+    from models.morphology import build_morphology
 
-    model = build_classifier(ModelConfig.from_dict({"image": {"size": 16}, "backbone": {"widths": [4, 8]}}), ["a", "b"])
+    config = ModelConfig.from_dict({"image": {"size": 16}, "backbone": {"name": "small_cnn", "widths": [4, 8]}})
+    model = build_morphology(config, ["a", "b"]).classifier
     x = np.random.default_rng(0).random((5, 16, 16, 3)).astype("float32")
     z = logits_of(model, x)
     fold_temperature(model, 2.5)
@@ -132,12 +134,13 @@ def test_a_catalog_without_votes_trains_beside_one_with_them(tmp_path):
     keep = [c for c in b.column_names if not c.startswith("t0") and not c.startswith("t1")]
     b = b.select(keep)  # labels only, no vote fractions
     assert "t01_smooth_or_features_a01_smooth_debiased" not in b.column_names
-    config = ModelConfig.from_dict({"image": {"size": 24}, "backbone": {"widths": [4, 8]}})
+    config = ModelConfig.from_dict({"image": {"size": 24}, "backbone": {"name": "small_cnn", "widths": [4, 8]}})
     trained = train_morphology([Catalog(a, tmp_path / "a", "synthetic"), Catalog(b, tmp_path / "b", "synthetic")],
                                ["a", "b"], config, TrainSettings(epochs=1, batch_size=8, val_fraction=0.3,
                                                                  test_fraction=0.0))
     clf, reg = trained
     assert [c["name"] for c in clf.sidecar["catalogs"]] == ["a", "b"]
+    assert "catalog_fingerprints" not in clf.sidecar  # the fingerprints are stored once, in "catalogs"
     assert clf.sidecar["split"]["rows"]["b"]["train"] > 0 and reg.sidecar["trained_jointly"]
     # A head per label scheme: a's (it has GZ2 votes, the exported head) and b's, each calibrated
     # on its own validation rows.

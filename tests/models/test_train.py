@@ -8,7 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from catalogs.inputs import ImageSpec  # noqa: E402
-from models.classifier import BACKBONE_LAYER, build_classifier  # noqa: E402
+from models.classifier import BACKBONE_LAYER  # noqa: E402
 from models.config import BackboneConfig, ModelConfig
 from models.errors import TrainingError  # noqa: E402
 from models.morphology import build_morphology  # noqa: E402
@@ -24,7 +24,7 @@ def _backbone_weights(model) -> list[np.ndarray]:
 
 def test_init_backbone_copies_every_backbone_weight_and_leaves_the_heads_alone():
     keras.utils.set_random_seed(1)
-    source = build_classifier(CFG, CLASSES).get_layer(BACKBONE_LAYER)
+    source = build_morphology(CFG, CLASSES).classifier.get_layer(BACKBONE_LAYER)
     for w in source.weights:  # non-default values everywhere, BN statistics included
         w.assign(np.random.default_rng(0).uniform(0.5, 1.5, tuple(w.shape)).astype(np.float32))
     keras.utils.set_random_seed(2)
@@ -42,7 +42,7 @@ def test_init_backbone_copies_every_backbone_weight_and_leaves_the_heads_alone()
 
 
 def test_init_backbone_without_a_source_changes_nothing():
-    model = build_classifier(CFG, CLASSES)
+    model = build_morphology(CFG, CLASSES).classifier
     before = [w.copy() for w in _backbone_weights(model)]
     init_backbone(model, None)
     assert all(np.array_equal(a, b) for a, b in zip(before, _backbone_weights(model)))
@@ -53,6 +53,6 @@ def test_init_backbone_without_a_source_changes_nothing():
     ModelConfig(image=ImageSpec(size=32), backbone=BackboneConfig(name="small_cnn", widths=(8, 16, 16))),
 ], ids=["wider", "deeper"])
 def test_init_backbone_refuses_a_backbone_of_another_shape(other):
-    source = build_classifier(other, CLASSES).get_layer(BACKBONE_LAYER)
+    source = build_morphology(other, CLASSES).classifier.get_layer(BACKBONE_LAYER)
     with pytest.raises(TrainingError, match="does not fit"):
-        init_backbone(build_classifier(CFG, CLASSES), source)
+        init_backbone(build_morphology(CFG, CLASSES).classifier, source)

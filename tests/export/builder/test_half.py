@@ -136,7 +136,7 @@ def test_fp16_is_refused_where_its_gate_failed_and_auto_never_picks_it_on_a_cpu(
 
 def test_auto_on_cuda_considers_the_fp16_graph(fp16_bundles, tiny_bundle):
     # No session is created on these paths: they only read the manifest.
-    for path, why in ((tiny_bundle, "no fp16 image graph (export with --fp16)"),
+    for path, why in ((tiny_bundle, "no fp16 image graph (export it with `export_bundle(fp16=True)`)"),
                       (fp16_bundles[2], "fp16 image graph failed the agreement gate")):
         manifest = json.loads((path / "bundle.json").read_text())
         served, reason = runtime._choose_precision("auto", manifest, {}, [CUDA, CPU], path, None,

@@ -13,7 +13,7 @@ from catalogs.synthetic import render_survey
 from export.builder.exporter import plan_export
 from export.builder.images import synthetic_batch
 from models.data import assign_splits
-from models.train import catalog_fingerprint
+from catalogs.fingerprints import catalog_fingerprint
 from tests.export.tiny_models import CFG, write_tiny_models
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

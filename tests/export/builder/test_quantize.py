@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
+from catalogs import timing
 from catalogs.tree import GZ2_TREE
 from export.builder import quantize, variants
 from export.builder.exporter import export_bundle
@@ -145,7 +146,7 @@ class _TimedSession:
 
 def test_the_speed_probe_compares_the_best_runs_of_both_graphs(monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
     fp32, int8 = _TimedSession(clock, 0.3), _TimedSession(clock, 0.1)
     spec = runtime.ImageSpec(size=32)
     assert runtime.probe_speedup(fp32, int8, spec) == pytest.approx(3.0)

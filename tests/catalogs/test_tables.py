@@ -8,7 +8,7 @@ import re
 
 import polars as pl
 
-from flows.tables import print_table
+from catalogs.tables import print_table
 
 TABLE = pl.DataFrame({
     "rank": [1, 2],

@@ -2,7 +2,7 @@
 
 import pytest
 
-from flows.progress import _figures
+from catalogs.progress import _figures
 
 
 @pytest.mark.parametrize("metrics, shown", [
