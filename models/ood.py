@@ -9,7 +9,7 @@ backbone features (the classifier's ``gap`` layer) to the training galaxies' fea
     ood_score = d(x) / d_q                            d_q: the ``quantile`` of d on the validation split
     ood_flag  = ood_score > OOD_THRESHOLD (= 1)
 
-Σ is the Ledoit–Wolf shrunk covariance (a few hundred galaxies for 128 features would make the
+Σ is the Ledoit–Wolf shrunk covariance (a few hundred galaxies for 32–128 features would make the
 plain estimate singular). The scale comes from *held-out* galaxies because training images sit
 closer to μ than new ones. By construction ~1 % of galaxies like the validation ones are flagged
 (``quantile`` = 0.99); an image scoring 2 is twice as far out as that.
