@@ -63,6 +63,13 @@ VARIANTS: dict[str, Variant] = {
     "affine-colour": Variant("augmentation: + affine and ±10 % per-band gain",
                              settings={"augment": "d4+affine+colour"}),
     "tta-8": Variant("test-time average over the 8 rotations/flips (×8 inference)", views=8),
+    # The defaults before soft targets and the D4 backbone, kept declared so their cells keep names.
+    "plain-hard": Variant("plain CNN, hard class targets (the default before soft targets and the D4 backbone)",
+                          backbone={"name": "small_cnn", "widths": (32, 64, 128, 128)}, settings={"soft_targets": 0.0}),
+    "plain-hard-union": Variant("plain CNN, hard class targets, one softmax over every catalog's classes (the default "
+                                "before a head per label scheme)",
+                                backbone={"name": "small_cnn", "widths": (32, 64, 128, 128)},
+                                settings={"soft_targets": 0.0, "class_heads": "union"}),
     "plain-cnn": Variant("a plain CNN (small_cnn 32-64-128-128, the default until the D4 backbone won): features "
                          "not invariant to rotations", backbone={"name": "small_cnn", "widths": (32, 64, 128, 128)}),
     "wide": Variant("wider backbone: 48-96-192-384 channels", backbone={"widths": (48, 96, 192, 384)}),
