@@ -106,13 +106,10 @@ def _throughput(models_dir: Path, work: Path, n_images: int) -> float:
 def protocol_of(catalogs: list[Path], k: int, settings: TrainSettings, kinds: tuple[str, ...]) -> dict:
     """What makes two cells comparable: the folds, the training budget, the models, the catalogs
     (by content, not path) and the seed."""
-    from catalogs.contract import read_catalog
-    from models.data import catalog_names
-    from catalogs.fingerprints import catalog_fingerprint
+    from models.crossval import catalog_fingerprints
 
-    names = catalog_names(catalogs)
     return {"folds": k, "epochs": settings.epochs, "seed": settings.seed, "models": list(kinds),
-            "catalogs": {n: catalog_fingerprint(read_catalog(c)) for n, c in zip(names, catalogs)}}
+            "catalogs": catalog_fingerprints(catalogs)}
 
 
 def _commit() -> str:

@@ -99,15 +99,23 @@ def cross_validate(catalogs: list[Path], out: Path, k: int = 5,
     every galaxy tested exactly once (``models``: which to train, default all three); writes ``cv.json``, ``cv.md``, every held-out prediction
     (``predictions.parquet``) and per catalog the pooled
     confusion matrix and reliability diagram (PNG) to ``out``."""
-    from models.crossval import write_cv_report
+    from models.crossval import catalog_fingerprints, load_fold, save_fold, write_cv_report
 
     models = list(MODEL_KINDS) if models is None else list(models)  # None: all three
     check_model_kinds(models)
     catalogs = [Path(c) for c in catalogs]
     config = model_config(image_size)
     settings = TrainSettings(epochs=epochs, seed=seed).__dict__
-    held_out = [h for fold in range(k) for h in cross_validate_fold(catalogs, config, settings, k, fold,
-                                                                     list(models), progress)]
+    # Each finished fold is kept in out/folds/: a run stopped after hours resumes from there.
+    checkpoint = {"k": k, "catalogs": catalog_fingerprints(catalogs), "models": list(models), "config": config,
+                  "settings": settings}
+    held_out = []
+    for fold in range(k):
+        kept = load_fold(Path(out), fold, checkpoint)
+        if kept is None:
+            kept = cross_validate_fold(catalogs, config, settings, k, fold, list(models), progress)
+            save_fold(Path(out), fold, checkpoint, kept)
+        held_out += kept
     summary = write_cv_report(held_out, Path(out), {"k": k, "catalogs": [str(c) for c in catalogs],
                                                     "models": list(models), "config": config, "settings": settings})
     create_markdown_artifact((Path(out) / "cv.md").read_text(), key="cross-validation",

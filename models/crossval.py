@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -386,6 +386,58 @@ def cv_report(held_out: Sequence[HeldOut]) -> dict:
                                     "after": {k: v.tolist() for k, v in reliability(probs, y).items()}}
         report[name] = entry
     return report
+
+
+FOLDS_DIR = "folds"  # under a cross-validation's output folder: one finished fold a file
+
+
+def catalog_fingerprints(paths: Sequence[Path]) -> dict[str, str]:
+    """Each catalog's name (``models.data.catalog_names``) and content fingerprint: what a kept
+    fold was made from, wherever the files now are."""
+    from catalogs.contract import read_catalog
+    from catalogs.fingerprints import catalog_fingerprint
+    from models.data import catalog_names
+
+    return {n: catalog_fingerprint(read_catalog(p)) for n, p in zip(catalog_names(paths), paths)}
+
+
+def fold_path(out: Path, fold: int) -> Path:
+    return Path(out) / FOLDS_DIR / f"fold-{fold}.json"
+
+
+def save_fold(out: Path, fold: int, protocol: dict, held_out: Sequence[HeldOut]) -> Path:
+    """Keep one finished fold's predictions under ``out`` with the ``protocol`` they were made
+    under: a cross-validation stopped later (hours on 2 cores) resumes from the folds it kept.
+    JSON, not pickle: reading a checkpoint runs no code."""
+    rows = [{f.name: _plain(getattr(h, f.name)) for f in fields(HeldOut)} for h in held_out]
+    fold_path(out, fold).parent.mkdir(parents=True, exist_ok=True)
+    return write_text(fold_path(out, fold), json.dumps({"protocol": protocol, "held_out": rows}) + "\n")
+
+
+def load_fold(out: Path, fold: int, protocol: dict) -> list[HeldOut] | None:
+    """The fold :func:`save_fold` kept under ``out``, or None where there is none or it was made
+    under another protocol (other catalogs, models, config or settings)."""
+    path = fold_path(out, fold)
+    if not path.is_file():
+        return None
+    kept = json.loads(path.read_text())
+    if kept["protocol"] != json.loads(json.dumps(protocol)):
+        return None
+    return [HeldOut(**{k: _array(v) for k, v in row.items()}) for row in kept["held_out"]]
+
+
+def _plain(value):
+    """JSON for a HeldOut field: arrays as their dtype and values (NaN as null)."""
+    if isinstance(value, np.ndarray):
+        data = np.where(np.isnan(value), None, value) if value.dtype.kind == "f" else value
+        return {"dtype": value.dtype.str, "data": data.tolist()}
+    return value
+
+
+def _array(value):
+    if isinstance(value, dict) and set(value) == {"dtype", "data"}:
+        return np.asarray(value["data"], dtype=np.dtype(value["dtype"]))  # null back to NaN
+    return value
 
 
 def write_cv_report(held_out: Sequence[HeldOut], out: Path, protocol: dict) -> dict:

@@ -116,7 +116,7 @@ def test_cross_validation_writes_its_report_and_every_held_out_prediction(tmp_pa
     proc = morphcat("evaluate", "--cv", "2", survey / "catalog.parquet", "--out", report,
                     "--models", "classifier,regressor", "--epochs", "1", "--image-size", "32")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in report.iterdir()) == ["confusion_catalog.png", "cv.json", "cv.md",
+    assert sorted(p.name for p in report.iterdir()) == ["confusion_catalog.png", "cv.json", "cv.md", "folds",
                                                        "predictions.parquet", "reliability_catalog.png"]
     catalog = pl.read_parquet(survey / "catalog.parquet")
     held = pl.read_parquet(report / "predictions.parquet")
@@ -128,3 +128,26 @@ def test_cross_validation_writes_its_report_and_every_held_out_prediction(tmp_pa
     entry = json.loads((report / "cv.json").read_text())["report"]["catalog"]
     assert entry["rows"] == 60 and 0.0 <= entry["supported_share"]["mean"] <= 1.0
     assert "share of labels a majority of volunteers supports" in (report / "cv.md").read_text()
+
+
+def test_a_stopped_cross_validation_resumes_from_the_folds_it_kept(tmp_path, morphcat):
+    import polars as pl
+
+    survey = tmp_path / "survey"
+    assert morphcat("synth", survey, "--n", "40", "--seed", "8", "--size", "64", "--mix", "balanced").returncode == 0
+    report = tmp_path / "cv"
+    args = ("evaluate", "--cv", "2", survey / "catalog.parquet", "--out", report, "--models", "classifier",
+            "--image-size", "32")
+    assert morphcat(*args, "--epochs", "1").returncode == 0
+    first = pl.read_parquet(report / "predictions.parquet")
+    kept, lost = report / "folds" / "fold-0.json", report / "folds" / "fold-1.json"
+    kept_at = kept.stat().st_mtime_ns
+    lost.unlink()  # as if stopped during fold 1
+    assert morphcat(*args, "--epochs", "1").returncode == 0
+    assert kept.stat().st_mtime_ns == kept_at and lost.is_file()  # fold 0 read back, fold 1 trained again
+    again = pl.read_parquet(report / "predictions.parquet")
+    assert again.filter(pl.col("fold") == 0).equals(first.filter(pl.col("fold") == 0))
+    assert sorted(again["object_id"].to_list()) == sorted(first["object_id"].to_list())
+    # Another training budget is another protocol: nothing kept is used.
+    assert morphcat(*args, "--epochs", "2").returncode == 0
+    assert kept.stat().st_mtime_ns != kept_at

@@ -1,0 +1,38 @@
+"""A finished fold kept on disk reads back as it was, and only under the protocol it was made under."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.crossval import HeldOut, fold_path, load_fold, save_fold
+
+PROTOCOL = {"k": 2, "catalogs": {"gz2": "f00"}, "models": ["classifier"], "config": {"a": (1, 2)}, "settings": {"b": 1}}
+
+
+def _held(fold: int) -> HeldOut:
+    return HeldOut("gz2", fold, ["a", "b"], ["spiral", None], ["spiral", "elliptical"],
+                   probs=np.array([[0.25, 0.75], [0.5, 0.5]], np.float32), ood_flag=np.array([True, False]),
+                   votes_true=np.array([[np.nan, 0.5], [0.1, np.nan]]), captions=["x", None], failures=1,
+                   knn_labels=[["spiral"], ["elliptical"]])
+
+
+def test_a_kept_fold_reads_back_as_it_was(tmp_path):
+    save_fold(tmp_path, 1, PROTOCOL, [_held(1)])
+    (back,) = load_fold(tmp_path, 1, PROTOCOL)
+    want = _held(1)
+    for name in ("catalog", "fold", "object_ids", "labels", "class_names", "captions", "failures", "knn_labels"):
+        assert getattr(back, name) == getattr(want, name), name
+    assert back.probs.dtype == np.float32 and np.array_equal(back.probs, want.probs)
+    assert back.ood_flag.dtype == bool and back.ood_flag.tolist() == [True, False]
+    np.testing.assert_array_equal(back.votes_true, want.votes_true)  # NaN where there were none
+    assert back.votes_pred is None
+
+
+@pytest.mark.parametrize("change", [{"k": 3}, {"catalogs": {"gz2": "f01"}}, {"models": ["regressor"]},
+                                    {"settings": {"b": 2}}])
+def test_a_fold_made_under_another_protocol_or_missing_is_not_used(tmp_path, change):
+    save_fold(tmp_path, 0, PROTOCOL, [_held(0)])
+    assert load_fold(tmp_path, 0, {**PROTOCOL, **change}) is None
+    assert load_fold(tmp_path, 1, PROTOCOL) is None
+    assert fold_path(tmp_path, 0).is_file()
