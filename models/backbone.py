@@ -45,9 +45,10 @@ def build_backbone(image: ImageSpec, cfg: BackboneConfig, name: str = "backbone"
     return _application(shape, cfg, name)
 
 
-def _small_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) -> keras.Model:
-    if not widths or any(int(w) < 1 for w in widths):
-        raise ValueError(f"small_cnn needs at least one positive width, got {widths}")
+def _stages(shape: tuple[int, int, int], widths: tuple[int, ...], name: str, block, end=lambda x: x) -> keras.Model:
+    """The stage layout both from-scratch backbones share: per stage two ``block(x, width, prefix,
+    first, last)`` (a 3×3 convolution, batch norm, ReLU), a 2×2 max-pool before every stage but the
+    first; then ``end``."""
     min_size = 2 ** (len(widths) - 1)
     if shape[0] < min_size:
         raise ValueError(f"{len(widths)} stages need an image of at least {min_size} px, got {shape[0]}")
@@ -57,14 +58,22 @@ def _small_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) 
         if stage > 1:
             x = keras.layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
         for conv in (1, 2):
-            prefix = f"stage{stage}_conv{conv}"
-            x = keras.layers.Conv2D(int(width), 3, padding="same", use_bias=False, name=prefix)(x)
-            # Momentum 0.9 (not 0.99): small catalogs give few steps per epoch, and the moving
-            # statistics used at inference must catch up within a few epochs.
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn")(x)
-            last = stage == len(widths) and conv == 2
-            x = keras.layers.ReLU(name=FEATURES_LAYER if last else f"{prefix}_relu")(x)
-    return keras.Model(inputs, x, name=name)
+            x = block(x, int(width), f"stage{stage}_conv{conv}", first=stage == 1 and conv == 1,
+                      last=stage == len(widths) and conv == 2)
+    return keras.Model(inputs, end(x), name=name)
+
+
+def _small_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) -> keras.Model:
+    if not widths or any(int(w) < 1 for w in widths):
+        raise ValueError(f"small_cnn needs at least one positive width, got {widths}")
+
+    def block(x, width, prefix, first, last):
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=prefix)(x)
+        # Momentum 0.9 (not 0.99): small catalogs give few steps per epoch, and the moving
+        # statistics used at inference must catch up within a few epochs.
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn")(x)
+        return keras.layers.ReLU(name=FEATURES_LAYER if last else f"{prefix}_relu")(x)
+    return _stages(shape, widths, name, block)
 
 
 def _d4_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) -> keras.Model:
@@ -77,23 +86,15 @@ def _d4_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) -> 
 
     if not widths or any(int(w) < ORDER or int(w) % ORDER for w in widths):
         raise ValueError(f"d4_cnn widths count 8 copies of each channel: positive multiples of {ORDER}, got {widths}")
-    min_size = 2 ** (len(widths) - 1)
-    if shape[0] < min_size:
-        raise ValueError(f"{len(widths)} stages need an image of at least {min_size} px, got {shape[0]}")
-    inputs = keras.Input(shape=shape, name=f"{name}_input")
-    x = inputs
-    for stage, width in enumerate(widths, start=1):
-        if stage > 1:
-            x = keras.layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
-        for conv in (1, 2):
-            prefix = f"stage{stage}_conv{conv}"
-            x = D4Conv2D(int(width) // ORDER, lifting=stage == 1 and conv == 1, name=prefix)(x)
-            # Momentum 0.9 as small_cnn's: few steps per epoch on small catalogs.
-            x = TiedBatchNorm(momentum=0.9, name=f"{prefix}_bn")(x)
-            x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
-    x = GroupPool(name="group_pool")(x)
-    x = keras.layers.ReLU(name=FEATURES_LAYER)(x)  # a no-op on pooled ReLU maps: the named Grad-CAM target
-    return keras.Model(inputs, x, name=name)
+
+    def block(x, width, prefix, first, last):
+        x = D4Conv2D(width // ORDER, lifting=first, name=prefix)(x)
+        x = TiedBatchNorm(momentum=0.9, name=f"{prefix}_bn")(x)  # momentum: as small_cnn's
+        return keras.layers.ReLU(name=f"{prefix}_relu")(x)
+
+    def end(x):  # the last ReLU, a no-op on pooled ReLU maps, is the named Grad-CAM target
+        return keras.layers.ReLU(name=FEATURES_LAYER)(GroupPool(name="group_pool")(x))
+    return _stages(shape, widths, name, block, end)
 
 
 def _application(shape: tuple[int, int, int], cfg: BackboneConfig, name: str) -> keras.Model:
