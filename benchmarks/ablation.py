@@ -58,6 +58,8 @@ VARIANTS: dict[str, Variant] = {
     "fixed-crop-0.5": Variant("fixed central crop of half the cutout (the previous default)",
                               image={"framing": "fixed", "crop": 0.5}),
     "fixed-crop-0.7": Variant("fixed central crop of 0.7 of the cutout", image={"framing": "fixed", "crop": 0.7}),
+    "wide-view": Variant("a wider view around the galaxy: crop 4 × its extent instead of 2.5 × (a merger's companion "
+                         "often sits outside the tight crop)", image={"galaxy_scale": 4.0}),
     "size-96": Variant("96 px input", image={"size": 96}),
     "affine": Variant("augmentation: + any rotation angle, ±10 % scale, ±4 % shift", settings={"augment": "d4+affine"}),
     "affine-colour": Variant("augmentation: + affine and ±10 % per-band gain",
