@@ -247,6 +247,13 @@ def _pm(entry: dict | None, digits: int = 3) -> str:
     return f"{entry['mean']:.{digits}f} ± {entry['sd']:.{digits}f}"
 
 
+def _ece(e: dict) -> str:
+    """ECE after scaling, with the floor a perfectly calibrated model shows on as many galaxies
+    (cells from before the floor was scored show none)."""
+    floor = e.get("ece_floor")
+    return _pm(e.get("ece_after")) + ("" if floor is None else f" (floor {floor['mean']:.3f})")
+
+
 def _stratum(e: dict, stratum: str, key: str = "accuracy") -> str:
     s = e.get("strata", {}).get(stratum)
     return "–" if not s or key not in s else f"{_pm(s[key])} (n={s['n']})"
@@ -277,7 +284,7 @@ def ablation_markdown(rows: list[dict], protocol: dict) -> str:
             lines.append("| " + " | ".join([
                 r["variant"], f"{len(r['folds'])}/{protocol['folds']}", _stratum(e, "all"),
                 _stratum(e, "all", "balanced_accuracy"), _stratum(e, "supported"), _stratum(e, "visible"),
-                _stratum(e, "confident"), _recall(e, merger, "merger"), _pm(e.get("ece_after")),
+                _stratum(e, "confident"), _recall(e, merger, "merger"), _ece(e),
                 _pm(e.get("rmse_per_question")), _pm(e.get("rmse_kaggle"))]) + " |")
         lines.append("")
     lines += ["### cost", "", "| variant | what | minutes per fold | annotate images/s | commits |", "|---|---|---:|---:|---|"]

@@ -28,7 +28,7 @@ from catalogs.sources import central_source_snr
 from catalogs.targets import kaggle_targets, raw_vote_matrix
 from catalogs.tokenizer import Tokenizer
 from catalogs.tree import GZ2_TREE
-from models.calibration import expected_calibration_error, reliability, softmax
+from models.calibration import ece_floor, expected_calibration_error, reliability, softmax
 from models.captioner import captioner_from_train, greedy_decode
 from models.classifier import logits, pooled_features
 from models.config import ModelConfig, TrainSettings
@@ -220,6 +220,7 @@ def fold_scores(h: HeldOut) -> dict:
             y = np.array([h.class_names.index(x) for x in lab[galaxy]])
             s["ece_before"] = expected_calibration_error(h.probs_uncalibrated[galaxy], y)
             s["ece_after"] = expected_calibration_error(h.probs[galaxy], y)
+            s["ece_floor"] = ece_floor(h.probs[galaxy])
         if h.knn_labels is not None and galaxy.any():
             near = [h.knn_labels[i] for i in np.flatnonzero(galaxy)]
             # majority of the neighbours (ties: the nearest of the tied labels), as a kNN classifier
@@ -343,8 +344,8 @@ def aggregate_scores(scores: Sequence[dict]) -> dict:
     """One catalog's :func:`fold_scores` over its folds: every score as mean ± sd, recalls per
     class, the strata pooled (``_pooled_strata``), the caption source chosen per fold."""
     entry: dict = {"folds": len(scores), "rows": sum(s["rows"] for s in scores)}
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece_before", "ece_after", "artifacts_flagged",
-                "rmse_per_question", "rmse_kaggle", "bleu4", "caption_agreement", "knn_label_agreement",
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece_before", "ece_after", "ece_floor",
+                "artifacts_flagged", "rmse_per_question", "rmse_kaggle", "bleu4", "caption_agreement", "knn_label_agreement",
                 "knn_accuracy", "knn_balanced_accuracy", "supported_share", "rmse_kaggle_raw"):
         got = [s[key] for s in scores if s.get(key) is not None]
         if got:
