@@ -274,6 +274,30 @@ def _ood(args: argparse.Namespace) -> None:
     print(f"results: {args.out / 'ood.json'}, {args.out / 'ood.md'}")
 
 
+@benchmark("train-speed", SCALE, "training images/s of ablation variants, alternating on one machine",
+           arg("catalogs", type=Path, nargs="+", metavar="CATALOG", help="catalogs to train on"),
+           _out("folder for train-speed.json/md"),
+           arg("--variants", default="plain-hard-union@float32,default",
+               help="comma-separated ablation variants, each optionally NAME@PRECISION (default: the default "
+                    "before the throughput work, plain-hard-union@float32, against today's)"),
+           arg("--epochs", type=positive_int, default=3, help="epochs per training (default 3)"),
+           arg("--repeats", type=positive_int, default=2, help="trainings per variant, alternating (default 2)"),
+           tensorflow=True)
+def _train_speed(args: argparse.Namespace) -> None:
+    from benchmarks.train_speed import parse_entry, run_train_speed
+
+    entries = names(args.variants)
+    try:
+        for e in entries:
+            parse_entry(e)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    paths = run_train_speed(args.catalogs, args.out, entries, args.epochs, args.repeats,
+                            progress=lambda line: print(line, flush=True))
+    print(paths["md"].read_text())
+    print(f"results: {paths['json']}, {paths['md']}")
+
+
 # The ablation's options, one per line, so that a new one is one more line.
 ABLATION_ARGUMENTS = (
     arg("catalogs", type=Path, nargs="+", metavar="CATALOG", help="catalogs to cross-validate on"),

@@ -23,7 +23,7 @@ D4_CNN = "d4_cnn"
 def build_backbone(image: ImageSpec, cfg: BackboneConfig, name: str = "backbone") -> keras.Model:
     """A ``keras.Model`` named ``name`` whose last layer is ``ReLU(name="features")``.
 
-    ``cfg.name == "small_cnn"``: per stage (one per entry of ``cfg.widths``) two 3×3 Conv2D
+    ``cfg.name == "small_cnn"``: per stage (one per entry of ``cfg.widths``) ``cfg.depths`` (two) 3×3 Conv2D
     (``padding="same"``, no bias) each followed by BatchNormalization and ReLU; a 2×2 max-pool
     precedes every stage but the first, so the map is ``size / 2**(len(widths) - 1)`` px wide.
 
@@ -37,33 +37,42 @@ def build_backbone(image: ImageSpec, cfg: BackboneConfig, name: str = "backbone"
     if cfg.name == SMALL_CNN:
         if cfg.weights is not None:
             raise ValueError("small_cnn is trained from scratch: BackboneConfig.weights must be None")
-        return _small_cnn(shape, tuple(cfg.widths), name)
+        return _small_cnn(shape, tuple(cfg.widths), _depths(cfg), name)
     if cfg.name == D4_CNN:
         if cfg.weights is not None:
             raise ValueError("d4_cnn is trained from scratch: BackboneConfig.weights must be None")
-        return _d4_cnn(shape, tuple(cfg.widths), name)
+        return _d4_cnn(shape, tuple(cfg.widths), _depths(cfg), name)
     return _application(shape, cfg, name)
 
 
-def _stages(shape: tuple[int, int, int], widths: tuple[int, ...], name: str, block, end=lambda x: x) -> keras.Model:
-    """The stage layout both from-scratch backbones share: per stage two ``block(x, width, prefix,
-    first, last)`` (a 3×3 convolution, batch norm, ReLU), a 2×2 max-pool before every stage but the
-    first; then ``end``."""
+def _depths(cfg: BackboneConfig) -> tuple[int, ...]:
+    depths = (2,) * len(cfg.widths) if cfg.depths is None else tuple(int(d) for d in cfg.depths)
+    if len(depths) != len(cfg.widths) or any(d < 1 for d in depths):
+        raise ValueError(f"depths gives the convolutions of each of the {len(cfg.widths)} stages (at least 1 each), "
+                         f"got {cfg.depths}")
+    return depths
+
+
+def _stages(shape: tuple[int, int, int], widths: tuple[int, ...], depths: tuple[int, ...], name: str, block,
+            end=lambda x: x) -> keras.Model:
+    """The stage layout both from-scratch backbones share: per stage ``depths[i]`` ``block(x, width,
+    prefix, first, last)`` (a 3×3 convolution, batch norm, ReLU), a 2×2 max-pool before every stage
+    but the first; then ``end``."""
     min_size = 2 ** (len(widths) - 1)
     if shape[0] < min_size:
         raise ValueError(f"{len(widths)} stages need an image of at least {min_size} px, got {shape[0]}")
     inputs = keras.Input(shape=shape, name=f"{name}_input")
     x = inputs
-    for stage, width in enumerate(widths, start=1):
+    for stage, (width, depth) in enumerate(zip(widths, depths), start=1):
         if stage > 1:
             x = keras.layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
-        for conv in (1, 2):
+        for conv in range(1, depth + 1):
             x = block(x, int(width), f"stage{stage}_conv{conv}", first=stage == 1 and conv == 1,
-                      last=stage == len(widths) and conv == 2)
+                      last=stage == len(widths) and conv == depth)
     return keras.Model(inputs, end(x), name=name)
 
 
-def _small_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) -> keras.Model:
+def _small_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], depths: tuple[int, ...], name: str) -> keras.Model:
     if not widths or any(int(w) < 1 for w in widths):
         raise ValueError(f"small_cnn needs at least one positive width, got {widths}")
 
@@ -73,10 +82,10 @@ def _small_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) 
         # statistics used at inference must catch up within a few epochs.
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn")(x)
         return keras.layers.ReLU(name=FEATURES_LAYER if last else f"{prefix}_relu")(x)
-    return _stages(shape, widths, name, block)
+    return _stages(shape, widths, depths, name, block)
 
 
-def _d4_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) -> keras.Model:
+def _d4_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], depths: tuple[int, ...], name: str) -> keras.Model:
     """``small_cnn``'s stages with D4 convolutions (``models.equivariant``): ``widths`` count all
     8 copies (same multiply-adds as ``small_cnn`` of those widths), and the last stage's copies
     are max-pooled, so ``features`` has ``widths[-1] / 8`` channels and their global average is
@@ -94,7 +103,7 @@ def _d4_cnn(shape: tuple[int, int, int], widths: tuple[int, ...], name: str) -> 
 
     def end(x):  # the last ReLU, a no-op on pooled ReLU maps, is the named Grad-CAM target
         return keras.layers.ReLU(name=FEATURES_LAYER)(GroupPool(name="group_pool")(x))
-    return _stages(shape, widths, name, block, end)
+    return _stages(shape, widths, depths, name, block, end)
 
 
 def _application(shape: tuple[int, int, int], cfg: BackboneConfig, name: str) -> keras.Model:

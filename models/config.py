@@ -24,6 +24,9 @@ class BackboneConfig:
 
     name: str = "d4_cnn"
     widths: tuple[int, ...] = (32, 64, 128, 256)
+    # convolutions per stage (None: two each). The first stage works on the full-resolution map,
+    # the largest activations of the network (the ablation's `lean-stem` gives it one).
+    depths: tuple[int, ...] | None = None
     weights: str | None = None
 
 

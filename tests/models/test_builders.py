@@ -105,6 +105,23 @@ def test_small_cnn_backbone_shape_and_last_layer():
     assert deep.output_shape == (None, 4, 4, 8)
 
 
+@pytest.mark.parametrize("name, widths", [("small_cnn", (4, 8)), ("d4_cnn", (8, 16))])
+@pytest.mark.parametrize("depths, convs", [(None, 4), ((1, 2), 3), ((1, 1), 2), ((3, 1), 4)])
+def test_depths_give_the_convolutions_of_each_stage(name, widths, depths, convs):
+    backbone = build_backbone(CFG.image, BackboneConfig(name=name, widths=widths, depths=depths))
+    names = [l.name for l in backbone.layers if l.name.startswith("stage") and l.name[-1].isdigit()]
+    assert len(names) == convs
+    first = 2 if depths is None else depths[0]
+    assert [n for n in names if n.startswith("stage1_")] == [f"stage1_conv{i}" for i in range(1, first + 1)]
+    assert backbone.layers[-1].name == FEATURES_LAYER
+
+
+@pytest.mark.parametrize("depths", [(2,), (2, 0), (1, 2, 2)])
+def test_depths_must_give_every_stage_at_least_one_convolution(depths):
+    with pytest.raises(ValueError, match="depths gives the convolutions of each of the 2 stages"):
+        build_backbone(CFG.image, BackboneConfig(name="small_cnn", widths=(4, 8), depths=depths))
+
+
 def test_backbone_rejects_unknown_name_and_missing_weights(tmp_path):
     with pytest.raises(ValueError, match="unknown backbone 'NoSuchNet'"):
         build_backbone(CFG.image, BackboneConfig(name="NoSuchNet"))

@@ -96,6 +96,14 @@ def test_a_plain_backbone_or_an_untied_kernel_is_not_invariant(monkeypatch):
     assert np.abs(_pooled(broken, TRANSFORMS["rot90"](x)) - _pooled(broken, x)).max() > 1e-4
 
 
+def test_a_one_convolution_first_stage_is_invariant_too():
+    lean = build_backbone(SPEC, BackboneConfig(name="d4_cnn", widths=D4.widths, depths=(1, 2)))
+    _randomise_norms(lean)
+    x = _images()
+    for turn in TRANSFORMS.values():
+        np.testing.assert_allclose(_pooled(lean, turn(x)), _pooled(lean, x), atol=1e-5)
+
+
 def test_saved_and_loaded_the_model_is_the_same(d4_backbone, tmp_path):
     import keras
 
