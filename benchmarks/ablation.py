@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from catalogs.atomic import write_text
-from models.config import BackboneConfig, ModelConfig, TrainSettings
+from models.config import BackboneConfig, ModelConfig, TrainSettings, with_defaults
 
 REFERENCE = "default"
 
@@ -134,17 +134,10 @@ def _commit() -> str:
 PROTOCOL_SETTINGS = ("epochs", "seed", "patience")
 
 
-def _filled(defaults: dict, recorded: dict) -> dict:
-    """``recorded`` over ``defaults``, nested: fields added since a line was written read as their
-    default, which by this project's rule is the behaviour before they existed."""
-    return {k: _filled(v, recorded.get(k, {})) if isinstance(v, dict) else recorded.get(k, v)
-            for k, v in defaults.items()} | {k: v for k, v in recorded.items() if k not in defaults}
-
-
 def recipe_of(config: dict, settings: dict, views: int, models) -> str:
     """What a cell trained, as comparable text: everything but the protocol."""
-    config = _filled(ModelConfig(backbone=BackboneConfig()).to_dict(), config)
-    settings = {k: v for k, v in _filled(asdict(TrainSettings()), settings).items() if k not in PROTOCOL_SETTINGS}
+    config = with_defaults(ModelConfig(backbone=BackboneConfig()).to_dict(), config)
+    settings = {k: v for k, v in with_defaults(asdict(TrainSettings()), settings).items() if k not in PROTOCOL_SETTINGS}
     return json.dumps({"config": config, "settings": settings, "views": views, "models": sorted(models)},
                       sort_keys=True, default=list)
 

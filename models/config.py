@@ -114,3 +114,19 @@ class ModelConfig:
             head=build(HeadConfig, data.get("head", {})),
             captioner=build(CaptionerConfig, data.get("captioner", {})),
         )
+
+
+def with_defaults(defaults: dict, recorded: dict) -> dict:
+    """``recorded`` (a config or settings dict some earlier code wrote) over ``defaults``, nested:
+    fields added since it was written read as their default, which by this project's rule is the
+    behaviour before they existed."""
+    return {k: with_defaults(v, recorded.get(k, {})) if isinstance(v, dict) else recorded.get(k, v)
+            for k, v in defaults.items()} | {k: v for k, v in recorded.items() if k not in defaults}
+
+
+def recorded_protocol(protocol: dict) -> dict:
+    """A kept protocol's ``config`` and ``settings`` read with the fields added since as their
+    defaults (:func:`with_defaults`), the rest as it is."""
+    defaults = {"config": ModelConfig().to_dict(), "settings": asdict(TrainSettings())}
+    return {k: with_defaults(defaults[k], v) if k in defaults and isinstance(v, dict) else v
+            for k, v in protocol.items()}

@@ -31,7 +31,7 @@ from catalogs.tree import GZ2_TREE
 from models.calibration import ece_floor, expected_calibration_error, reliability, softmax
 from models.captioner import captioner_from_train, greedy_decode
 from models.classifier import logits, pooled_features
-from models.config import ModelConfig, TrainSettings
+from models.config import ModelConfig, TrainSettings, recorded_protocol
 from models.data import assign_folds, decode_images
 from models.embedding import EmbeddingProjection
 from models.evaluate import choose_caption_source
@@ -266,22 +266,23 @@ def _strata(h: HeldOut) -> dict:
 def held_out_table(held_out: Sequence[HeldOut]) -> "pa.Table":
     """Every held-out galaxy's prediction, one row each (catalog, fold, object_id, label,
     label_pred, confidence, ``p_<class>``, label_support): what the scores are computed from,
-    for looking at the mistakes."""
+    for looking at the mistakes. Each catalog is scored by its own label scheme's head, so the
+    ``p_<class>`` columns are every head's classes, null where a row's head has no such class."""
     import pyarrow as pa
 
-    names = next((h.class_names for h in held_out if h.probs is not None), [])
     rows = [h for h in held_out if h.probs is not None]
+    names = list(dict.fromkeys(c for h in rows for c in h.class_names))
     cols: dict = {
         "catalog": [h.catalog for h in rows for _ in h.object_ids],
         "fold": [h.fold for h in rows for _ in h.object_ids],
         "object_id": [i for h in rows for i in h.object_ids],
         "label": [x for h in rows for x in h.labels],
-        "label_pred": [names[i] for h in rows for i in h.probs.argmax(axis=1)],
+        "label_pred": [h.class_names[i] for h in rows for i in h.probs.argmax(axis=1)],
+        "confidence": np.concatenate([h.probs.max(axis=1) for h in rows]) if rows else np.zeros(0),
     }
-    probs = np.concatenate([h.probs for h in rows]) if rows else np.zeros((0, len(names)))
-    cols["confidence"] = probs.max(axis=1) if len(probs) else np.zeros(0)
-    for j, c in enumerate(names):
-        cols[f"p_{c}"] = probs[:, j]
+    for c in names:
+        cols[f"p_{c}"] = np.concatenate([h.probs[:, h.class_names.index(c)] if c in h.class_names
+                                         else np.full(len(h.object_ids), np.nan) for h in rows])
     support = [label_support(h.votes_true, h.labels) if h.votes_true is not None else np.full(len(h.labels), np.nan)
                for h in rows]
     cols["label_support"] = np.concatenate(support) if support else np.zeros(0)
@@ -422,7 +423,8 @@ def load_fold(out: Path, fold: int, protocol: dict) -> list[HeldOut] | None:
     if not path.is_file():
         return None
     kept = json.loads(path.read_text())
-    if kept["protocol"] != json.loads(json.dumps(protocol)):
+    # A kept fold written before a config field existed was made with that field's default.
+    if recorded_protocol(kept["protocol"]) != recorded_protocol(json.loads(json.dumps(protocol))):
         return None
     return [HeldOut(**{k: _array(v) for k, v in row.items()}) for row in kept["held_out"]]
 

@@ -36,3 +36,19 @@ def test_a_fold_made_under_another_protocol_or_missing_is_not_used(tmp_path, cha
     assert load_fold(tmp_path, 0, {**PROTOCOL, **change}) is None
     assert load_fold(tmp_path, 1, PROTOCOL) is None
     assert fold_path(tmp_path, 0).is_file()
+
+
+def test_a_fold_kept_before_a_config_field_existed_counts_as_made_with_its_default(tmp_path):
+    """Fields added to the config since a fold was kept read as their default (the behaviour
+    before they existed); set to anything else, the fold is trained again."""
+    from dataclasses import asdict
+
+    from models.config import ModelConfig, TrainSettings
+
+    now = {**PROTOCOL, "config": ModelConfig().to_dict(), "settings": asdict(TrainSettings())}
+    earlier = {**now, "config": {**now["config"], "backbone": {k: v for k, v in now["config"]["backbone"].items()
+                                                               if k != "depths"}}}
+    save_fold(tmp_path, 0, earlier, [_held(0)])
+    assert load_fold(tmp_path, 0, now) is not None
+    lean = {**now, "config": {**now["config"], "backbone": {**now["config"]["backbone"], "depths": (1, 2, 2, 2)}}}
+    assert load_fold(tmp_path, 0, lean) is None

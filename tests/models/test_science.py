@@ -224,6 +224,24 @@ def test_scores_split_by_whether_the_volunteers_support_the_label_and_every_pred
     assert t.column("label_support").to_pylist() == pytest.approx([0.9, 0.8, 0.7, 0.07])
 
 
+def test_the_prediction_table_keeps_each_catalogs_own_classes():
+    """Catalogs scored by different heads (a head per label scheme): each row's prediction is
+    its own head's class, and a class its head lacks is null, not another head's column."""
+    from models.crossval import HeldOut, held_out_table
+
+    gz2 = HeldOut("gz2", 0, ["a", "b"], ["spiral", "merger"], ["spiral", "elliptical", "merger"],
+                  probs=np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]]))
+    gz1 = HeldOut("gz1", 0, ["c"], ["artifact"], ["elliptical", "spiral", "merger", "artifact", "ambiguous"],
+                  probs=np.array([[0.1, 0.1, 0.1, 0.6, 0.1]]))
+    t = held_out_table([gz2, gz1])
+    assert t.column("label_pred").to_pylist() == ["spiral", "merger", "artifact"]
+    assert [c for c in t.column_names if c.startswith("p_")] == [
+        "p_spiral", "p_elliptical", "p_merger", "p_artifact", "p_ambiguous"]
+    assert t.column("p_artifact").to_pylist() == [None, None, pytest.approx(0.6)]
+    assert t.column("p_spiral").to_pylist() == pytest.approx([0.7, 0.1, 0.1])
+    assert t.column("confidence").to_pylist() == pytest.approx([0.7, 0.7, 0.6])
+
+
 def test_class_shares_follow_the_deciding_answers_and_leave_the_rest_to_ambiguous():
     from catalogs.labels import class_shares
 
