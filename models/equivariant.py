@@ -142,20 +142,31 @@ class TiedBatchNorm(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         if training:
-            x = ops.cast(inputs, "float32")  # statistics in float32 under mixed precision, as Keras' own
-            mean, variance = ops.mean(x, axis=(0, 1, 2)), ops.var(x, axis=(0, 1, 2))
-            mean, variance = ops.reshape(mean, (ORDER, -1)), ops.reshape(variance, (ORDER, -1))
-            tied_mean = ops.mean(mean, axis=0)
-            tied_variance = ops.mean(variance + ops.square(mean - tied_mean), axis=0)  # over all 8 copies' pixels
-            m = self.momentum
-            self.moving_mean.assign(self.moving_mean * m + tied_mean * (1 - m))
-            self.moving_variance.assign(self.moving_variance * m + tied_variance * (1 - m))
-        else:
-            tied_mean, tied_variance = self.moving_mean, self.moving_variance
-        scale = self.gamma * ops.rsqrt(tied_variance + self.epsilon)
-        offset = self.beta - tied_mean * scale
+            return self._normalise_batch(inputs)
+        scale = self.gamma * ops.rsqrt(self.moving_variance + self.epsilon)
+        offset = self.beta - self.moving_mean * scale
         tile = lambda v: ops.cast(ops.tile(v, (ORDER,)), inputs.dtype)  # noqa: E731 (group-major channels)
         return inputs * tile(scale) + tile(offset)
+
+    def _normalise_batch(self, inputs):
+        """Training: the copies of each channel laid side by side along the width (a free reshape
+        of the group-major map), so that TensorFlow's fused batch norm, one pass per direction,
+        pools each channel's statistics over all 8 copies. It took a third of the time of the
+        same statistics written as separate reductions and multiply-adds, and batch norm was the
+        largest cost of a training step (measured on 2 cores)."""
+        import tensorflow as tf
+
+        n, h, w, channels = ops.shape(inputs)
+        side_by_side = ops.reshape(inputs, (n, h, w * ORDER, channels // ORDER))
+        # float32 under mixed precision, as Keras' own statistics (CPU's fused bfloat16 is slow)
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            ops.cast(side_by_side, "float32"), self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+        pixels = ops.cast(n * h * w * ORDER, "float32")
+        variance = variance * (pixels - 1.0) / pixels  # it returns the unbiased variance; Keras keeps the biased
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1 - m))
+        self.moving_variance.assign(self.moving_variance * m + variance * (1 - m))
+        return ops.cast(ops.reshape(y, (n, h, w, channels)), inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
