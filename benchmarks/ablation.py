@@ -195,6 +195,7 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
             "machine": machine_line(machine()), "cpu_flags": cpu_flags(), "minutes": round(minutes, 2),
             "config": config.to_dict(), "settings": asdict(vsettings), "views": variant.views,
             "train_images_per_second": {k: t.sidecar.get("train_images_per_second") for k, t in trained.items()},
+            "train_images_per_cpu_second": {k: t.sidecar.get("train_images_per_cpu_second") for k, t in trained.items()},
             "precision": trained[use[0]].sidecar.get("precision"),
             "scores": {h.catalog: fold_scores(h) for h in held_out}}
     if fold == 0 and throughput_images:

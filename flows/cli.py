@@ -68,7 +68,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
                                image_size=args.image_size, seed=args.seed, init_from=args.init_from,
                                backbone_from=args.backbone_from, progress=True):
         print(f"{result['kind']}: {result['model']} ({result['epochs_run']} epochs, {result['train_seconds']} s, "
-              f"{result['train_images_per_second']} training images/s)")
+              f"{result['train_images_per_second']} training images/s, "
+              f"{result['train_images_per_cpu_second']} per CPU-second)")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:

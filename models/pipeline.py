@@ -67,7 +67,9 @@ def _save(trained, out: Path) -> dict:
     paths = save_trained(trained, out)
     return {"kind": trained.kind, "train_seconds": trained.sidecar["train_seconds"],
             "epochs_run": trained.sidecar["epochs_run"],
-            "train_images_per_second": trained.sidecar["train_images_per_second"], **{k: str(v) for k, v in paths.items()}}
+            "train_images_per_second": trained.sidecar["train_images_per_second"],
+            "train_images_per_cpu_second": trained.sidecar.get("train_images_per_cpu_second"),
+            **{k: str(v) for k, v in paths.items()}}
 
 
 def _callbacks(callbacks: StageCallbacks | None, stage: str, epochs: int) -> list:

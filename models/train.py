@@ -81,13 +81,15 @@ def _optimizer(settings: TrainSettings, n_train: int, batch_size: int | None = N
     return keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay)
 
 
-def _fit(model, train_ds, val_ds, settings, callbacks: Sequence = ()) -> tuple[dict, float]:
-    """Fit with early stopping; progress is the caller's (``callbacks``), never Keras' own lines."""
-    t0 = time.perf_counter()
+def _fit(model, train_ds, val_ds, settings, callbacks: Sequence = ()) -> tuple[dict, float, float]:
+    """Fit with early stopping; progress is the caller's (``callbacks``), never Keras' own lines.
+    Returns the history, the wall seconds and the process's CPU seconds (all its threads): on a
+    machine shared with other work the CPU seconds still measure this fit's own cost."""
+    t0, c0 = time.perf_counter(), time.process_time()
     hist = model.fit(train_ds, validation_data=val_ds, epochs=settings.epochs, shuffle=False,  # tf.data shuffles
                      callbacks=_callbacks(settings) + [c for c in callbacks if c is not None], verbose=0)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    return history, time.perf_counter() - t0
+    return history, time.perf_counter() - t0, time.process_time() - c0
 
 
 def _batches(tset: TrainingSet, idx: np.ndarray, targets, weights, spec, settings: TrainSettings,
@@ -235,12 +237,13 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
                         spec, settings, train=True)
     val_ds = _batches(tset, val, *targets_and_weights(tset, val, heads, class_heads, row_head, settings, False),
                       spec, settings, train=False)
-    history, seconds = _fit(model, train_ds, val_ds, settings, callbacks)
+    history, seconds, cpu_seconds = _fit(model, train_ds, val_ds, settings, callbacks)
     if precision != "float32":
         models = _as_float32(models, config, head_names)
     epochs_run = len(history.get("loss", []))
     common = dict(train_seconds=round(seconds, 1), epochs_run=epochs_run, trained_jointly=len(heads) == 2,
-                  precision=precision, train_images_per_second=images_per_second(len(train), epochs_run, seconds))
+                  precision=precision, train_images_per_second=images_per_second(len(train), epochs_run, seconds),
+                  train_images_per_cpu_second=images_per_second(len(train), epochs_run, cpu_seconds))
     trained = []
     if "classifier" in heads:
         clf = _base_sidecar("classifier", tset, config, settings)
@@ -347,13 +350,14 @@ def train_captioner(catalogs: Sequence[Catalog], names: Sequence[str], config: M
         mode = "end to end on augmented images"
         optimizer = _optimizer(settings, len(rows["train"]))
     trainable.compile(optimizer=optimizer, loss=masked_loss, metrics=[MaskedAccuracy()])
-    history, seconds = _fit(trainable, train, val, settings, callbacks)
+    history, seconds, cpu_seconds = _fit(trainable, train, val, settings, callbacks)
     sidecar = _base_sidecar("captioner", tset, config, settings)
     epochs_run = len(history.get("loss", []))
     seen = len(rows["train"]) * (8 if backbone is not None else 1)  # 8 views of each precomputed
     sidecar.update(tokenizer=tokenizer.to_dict(), max_len=max_len, train_seconds=round(seconds, 1),
                    epochs_run=epochs_run, training_mode=mode,
-                   train_images_per_second=images_per_second(seen, epochs_run, seconds))
+                   train_images_per_second=images_per_second(seen, epochs_run, seconds),
+                   train_images_per_cpu_second=images_per_second(seen, epochs_run, cpu_seconds))
     return TrainedModel("captioner", models.train, sidecar, history,
                         extra_models={"encoder": models.encoder, "step": models.step})
 

@@ -100,7 +100,8 @@ def toolchain_versions() -> dict[str, str]:
 def training_summary(sidecar: dict) -> dict:
     """What the sidecar says about training: epochs, time, the last epoch's metrics, the best
     validation loss (the weights early stopping restores)."""
-    kept = ("epochs_run", "train_seconds", "train_images_per_second", "precision", "trained_jointly",
+    kept = ("epochs_run", "train_seconds", "train_images_per_second", "train_images_per_cpu_second", "precision",
+            "trained_jointly",
             "training_mode", "calibration")
     out = {k: sidecar[k] for k in kept
            if k in sidecar}

@@ -30,15 +30,15 @@ def test_the_before_entry_is_the_earlier_default_in_float32():
 
 
 def test_the_table_gives_each_entry_its_median_and_ratio():
-    runs = {"plain-hard-union@float32": [{"images_per_second": 100.0, "precision": "float32", "seconds": 1.0},
-                                         {"images_per_second": 120.0, "precision": "float32", "seconds": 1.0}],
-            "default": [{"images_per_second": 250.0, "precision": "bfloat16", "seconds": 1.0},
-                        {"images_per_second": 210.0, "precision": "bfloat16", "seconds": 1.0}]}
+    def run(wall, cpu, precision):
+        return {"images_per_second": wall, "images_per_cpu_second": cpu, "precision": precision, "seconds": 1.0}
+    runs = {"plain-hard-union@float32": [run(100.0, 50.0, "float32"), run(120.0, 60.0, "float32")],
+            "default": [run(250.0, 100.0, "bfloat16"), run(210.0, 120.0, "bfloat16")]}
     result = {"machine": {"cpu": "cpu", "cores": 2, "cpu_flags": ["avx2"]}, "commit": "abc", "epochs": 3,
               "repeats": 2, "runs": runs}
     md = render(result)
-    assert "| plain-hard-union@float32 |" in md and "| 100.0, 120.0 | 110.0 | 1.00 |" in md
-    assert "| bfloat16 | 250.0, 210.0 | 230.0 | 2.09 |" in md and "flags avx2" in md
+    assert "| plain-hard-union@float32 |" in md and "| 100.0, 120.0 | 110.0 | 1.00 | 50.0, 60.0 | 55.0 | 1.00 |" in md
+    assert "| bfloat16 | 250.0, 210.0 | 230.0 | 2.09 | 100.0, 120.0 | 110.0 | 2.00 |" in md and "flags avx2" in md
 
 
 def test_a_run_trains_every_entry_and_records_its_precision(tmp_path):
@@ -57,5 +57,5 @@ def test_a_run_trains_every_entry_and_records_its_precision(tmp_path):
     assert [s.split(":")[0] for s in said] == ["repeat 1/1 lean-stem@float32", "repeat 1/1 default"]
     result = json.loads(paths["json"].read_text())
     assert result["runs"]["lean-stem@float32"][0]["precision"] == "float32"
-    assert all(r[0]["images_per_second"] > 0 for r in result["runs"].values())
+    assert all(r[0]["images_per_second"] > 0 and r[0]["images_per_cpu_second"] > 0 for r in result["runs"].values())
     assert "| lean-stem@float32 |" in paths["md"].read_text()
