@@ -18,7 +18,9 @@ def test_the_active_learning_bench_runs_each_strategy_from_the_same_start(tmp_pa
 
     table = render_survey(tmp_path / "s", n=90, seed=3, size=48, mix="balanced", workers=1)
     write_catalog(Catalog(table, tmp_path / "s", "synthetic"), tmp_path / "s" / "catalog.parquet")
-    strategies = ("random", "entropy", "bald", "diverse")
+    # Two of the four strategies: the baseline and the one that samples the model most (each
+    # strategy's picking itself is tested in tests/export/serve/test_discovery.py).
+    strategies = ("random", "bald")
     s = run_active_bench(tmp_path / "s" / "catalog.parquet", tmp_path / "out", strategies=strategies, start=20, step=10,
                          rounds=1, epochs=1, folds=3)
     assert list(s["curves"]) == list(strategies)

@@ -37,8 +37,17 @@ def test_the_table_gives_each_entry_its_median_and_ratio():
     result = {"machine": {"cpu": "cpu", "cores": 2, "cpu_flags": ["avx2"]}, "commit": "abc", "epochs": 3,
               "repeats": 2, "runs": runs}
     md = render(result)
-    assert "| plain-hard-union@float32 |" in md and "| 100.0, 120.0 | 110.0 | 1.00 | 50.0, 60.0 | 55.0 | 1.00 |" in md
-    assert "| bfloat16 | 250.0, 210.0 | 230.0 | 2.09 | 100.0, 120.0 | 110.0 | 2.00 |" in md and "flags avx2" in md
+    assert "| plain-hard-union@float32 | " in md and "| 100.0, 120.0: 110.0, ×1.00 | 50.0, 60.0: 55.0, ×1.00 |" in md
+    assert "| bfloat16 | 250.0, 210.0: 230.0, ×2.09 | 100.0, 120.0: 110.0, ×2.00 |" in md and "flags avx2" in md
+    assert "after the first epoch" not in md  # not measured in these runs: no column
+
+
+def test_steady_rates_leave_out_the_first_epoch():
+    from benchmarks.train_speed import steady_rates
+
+    marks = [(0.0, 0.0), (10.0, 30.0), (12.0, 33.0), (14.0, 36.0)]  # the first epoch traces: 10 s
+    assert steady_rates(marks, 100) == {"steady_images_per_second": 50.0, "steady_images_per_cpu_second": 33.3}
+    assert steady_rates(marks[:2], 100) == {"steady_images_per_second": None, "steady_images_per_cpu_second": None}
 
 
 def test_a_run_trains_every_entry_and_records_its_precision(tmp_path):
@@ -49,13 +58,15 @@ def test_a_run_trains_every_entry_and_records_its_precision(tmp_path):
     from catalogs.contract import Catalog, write_catalog
     from catalogs.synthetic import render_survey
 
-    table = render_survey(tmp_path / "s", n=24, seed=3, size=64, mix="balanced", workers=1)
+    table = render_survey(tmp_path / "s", n=16, seed=3, size=64, mix="balanced", workers=1)
     catalog = write_catalog(Catalog(table, tmp_path / "s", "synthetic"), tmp_path / "s.parquet")
     said = []
-    paths = run_train_speed([catalog], tmp_path / "out", ["lean-stem@float32", "default"], epochs=1, repeats=1,
+    paths = run_train_speed([catalog], tmp_path / "out", ["lean-stem@float32", "default"], epochs=2, repeats=1,
                             progress=said.append)
     assert [s.split(":")[0] for s in said] == ["repeat 1/1 lean-stem@float32", "repeat 1/1 default"]
     result = json.loads(paths["json"].read_text())
     assert result["runs"]["lean-stem@float32"][0]["precision"] == "float32"
-    assert all(r[0]["images_per_second"] > 0 and r[0]["images_per_cpu_second"] > 0 for r in result["runs"].values())
+    assert all(r[0][k] > 0 for r in result["runs"].values()
+               for k in ("images_per_second", "images_per_cpu_second", "steady_images_per_second",
+                         "steady_images_per_cpu_second"))
     assert "| lean-stem@float32 |" in paths["md"].read_text()
