@@ -29,6 +29,7 @@ import numpy as np
 
 from catalogs.atomic import write_text
 from models.config import BackboneConfig, ModelConfig, TrainSettings, with_defaults
+from models.provenance import code_commit
 
 REFERENCE = "default"
 
@@ -118,20 +119,6 @@ def protocol_of(catalogs: list[Path], k: int, settings: TrainSettings, kinds: tu
             "catalogs": catalog_fingerprints(catalogs)}
 
 
-def _commit() -> str:
-    """The code's commit (``+dirty`` with uncommitted changes): which code a ledger line measured."""
-    import subprocess
-
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
 # Fixed by the protocol (epochs, seed) or by it through the settings (patience), not by a variant.
 PROTOCOL_SETTINGS = ("epochs", "seed", "patience")
 
@@ -193,7 +180,7 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
     t0 = time.perf_counter()
     held_out, trained = run_fold(loaded, list(names), config, vsettings, folds, fold, use, views=variant.views)
     minutes = (time.perf_counter() - t0) / 60.0
-    line = {"variant": name, "fold": fold, "what": variant.what, "protocol": protocol, "commit": _commit(),
+    line = {"variant": name, "fold": fold, "what": variant.what, "protocol": protocol, "commit": code_commit(),
             "machine": machine_line(machine()), "cpu_flags": cpu_flags(), "minutes": round(minutes, 2),
             "config": config.to_dict(), "settings": asdict(vsettings), "views": variant.views,
             "train_images_per_second": {k: t.sidecar.get("train_images_per_second") for k, t in trained.items()},

@@ -21,6 +21,7 @@ from pathlib import Path
 from catalogs.atomic import write_text
 from models.config import BackboneConfig, ModelConfig, TrainSettings
 from models.precision import PRECISIONS
+from models.provenance import code_commit
 
 # The default when the throughput work started: one softmax, a plain CNN, hard targets, float32.
 BEFORE = "plain-hard-union@float32"
@@ -79,7 +80,6 @@ def steady_rates(marks: list[tuple[float, float]], images_per_epoch: float) -> d
 
 def measure(catalogs: list[Path], entries: list[str], epochs: int, repeats: int, progress=print) -> dict:
     """Train every entry ``repeats`` times, alternating; images/s and precision of each run."""
-    from benchmarks.ablation import _commit
     from benchmarks.run import machine
     from models.pipeline import read_catalogs
     from models.train import train_morphology
@@ -104,7 +104,7 @@ def measure(catalogs: list[Path], entries: list[str], epochs: int, repeats: int,
                      f"{run['images_per_cpu_second']} per CPU-second; after the first epoch "
                      f"{run['steady_images_per_second']} and {run['steady_images_per_cpu_second']} "
                      f"({run['precision']})")
-    return {"machine": machine(), "commit": _commit(), "catalogs": [str(c) for c in catalogs], "epochs": epochs,
+    return {"machine": machine(), "commit": code_commit(), "catalogs": [str(c) for c in catalogs], "epochs": epochs,
             "repeats": repeats, "runs": runs}
 
 

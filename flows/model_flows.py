@@ -99,7 +99,7 @@ def cross_validate(catalogs: list[Path], out: Path, k: int = 5,
     every galaxy tested exactly once (``models``: which to train, default all three); writes ``cv.json``, ``cv.md``, every held-out prediction
     (``predictions.parquet``) and per catalog the pooled
     confusion matrix and reliability diagram (PNG) to ``out``."""
-    from models.crossval import catalog_fingerprints, load_fold, save_fold, write_cv_report
+    from models.crossval import catalog_fingerprints, fold_commit, load_fold, save_fold, write_cv_report
 
     models = list(MODEL_KINDS) if models is None else list(models)  # None: all three
     check_model_kinds(models)
@@ -117,7 +117,8 @@ def cross_validate(catalogs: list[Path], out: Path, k: int = 5,
             save_fold(Path(out), fold, checkpoint, kept)
         held_out += kept
     summary = write_cv_report(held_out, Path(out), {"k": k, "catalogs": [str(c) for c in catalogs],
-                                                    "models": list(models), "config": config, "settings": settings})
+                                                    "models": list(models), "config": config, "settings": settings,
+                                                    "fold_commits": [fold_commit(Path(out), f) for f in range(k)]})
     create_markdown_artifact((Path(out) / "cv.md").read_text(), key="cross-validation",
                              description=f"{k}-fold cross-validation")
     return summary

@@ -32,6 +32,7 @@ from models.calibration import ece_floor, expected_calibration_error, reliabilit
 from models.captioner import captioner_from_train, greedy_decode
 from models.classifier import logits, pooled_features
 from models.config import ModelConfig, TrainSettings, recorded_protocol
+from models.provenance import code_commit
 from models.data import assign_folds, decode_images
 from models.embedding import EmbeddingProjection
 from models.evaluate import choose_caption_source
@@ -413,7 +414,10 @@ def save_fold(out: Path, fold: int, protocol: dict, held_out: Sequence[HeldOut])
     JSON, not pickle: reading a checkpoint runs no code."""
     rows = [{f.name: _plain(getattr(h, f.name)) for f in fields(HeldOut)} for h in held_out]
     fold_path(out, fold).parent.mkdir(parents=True, exist_ok=True)
-    return write_text(fold_path(out, fold), json.dumps({"protocol": protocol, "held_out": rows}) + "\n")
+    # The commit is kept to trace the fold to its code, not compared: a change to the docs or to
+    # code the fold never ran must not throw hours of training away.
+    kept = {"protocol": protocol, "commit": code_commit(), "held_out": rows}
+    return write_text(fold_path(out, fold), json.dumps(kept) + "\n")
 
 
 def load_fold(out: Path, fold: int, protocol: dict) -> list[HeldOut] | None:
@@ -427,6 +431,13 @@ def load_fold(out: Path, fold: int, protocol: dict) -> list[HeldOut] | None:
     if recorded_protocol(kept["protocol"]) != recorded_protocol(json.loads(json.dumps(protocol))):
         return None
     return [HeldOut(**{k: _array(v) for k, v in row.items()}) for row in kept["held_out"]]
+
+
+def fold_commit(out: Path, fold: int) -> str | None:
+    """The commit of the code that made the fold kept under ``out`` (None: kept before commits
+    were recorded, or no such fold)."""
+    path = fold_path(out, fold)
+    return json.loads(path.read_text()).get("commit") if path.is_file() else None
 
 
 def _plain(value):

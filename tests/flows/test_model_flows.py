@@ -126,7 +126,10 @@ def test_cross_validation_writes_its_report_and_every_held_out_prediction(tmp_pa
     assert held.join(catalog.select("object_id", "label"), on="object_id").filter(
         pl.col("label") != pl.col("label_right")).height == 0
     assert set(held["fold"].to_list()) == {0, 1}
-    entry = json.loads((report / "cv.json").read_text())["report"]["catalog"]
+    summary = json.loads((report / "cv.json").read_text())
+    from models.provenance import code_commit
+    assert summary["fold_commits"] == [code_commit()] * 2  # which code made each fold
+    entry = summary["report"]["catalog"]
     assert entry["rows"] == 60 and 0.0 <= entry["supported_share"]["mean"] <= 1.0
     assert "share of labels a majority of volunteers supports" in (report / "cv.md").read_text()
 

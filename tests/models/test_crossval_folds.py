@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.crossval import HeldOut, fold_path, load_fold, save_fold
+from models.provenance import code_commit
+
+from models.crossval import HeldOut, fold_commit, fold_path, load_fold, save_fold
 
 PROTOCOL = {"k": 2, "catalogs": {"gz2": "f00"}, "models": ["classifier"], "config": {"a": (1, 2)}, "settings": {"b": 1}}
 
@@ -27,6 +29,7 @@ def test_a_kept_fold_reads_back_as_it_was(tmp_path):
     assert back.ood_flag.dtype == bool and back.ood_flag.tolist() == [True, False]
     np.testing.assert_array_equal(back.votes_true, want.votes_true)  # NaN where there were none
     assert back.votes_pred is None
+    assert fold_commit(tmp_path, 1) == code_commit() and fold_commit(tmp_path, 0) is None
 
 
 @pytest.mark.parametrize("change", [{"k": 3}, {"catalogs": {"gz2": "f01"}}, {"models": ["regressor"]},
