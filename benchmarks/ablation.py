@@ -259,7 +259,7 @@ def ablation_markdown(rows: list[dict], protocol: dict) -> str:
              "n: galaxies pooled over the folds; recalls pooled with their Wilson 95 % interval.", ""]
     for c in catalogs:
         head = ["variant", "folds", "accuracy", "balanced accuracy", "supported", "visible", "confident",
-                "merger recall (supported)", "ECE", "RMSE per question", "RMSE Kaggle"]
+                "merger recall (supported)", "ECE", "RMSE per question", "RMSE Kaggle", "RMSE Kaggle, raw votes"]
         lines += [f"### {c}", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
         for r in rows:
             e = r["report"].get(c)
@@ -270,7 +270,7 @@ def ablation_markdown(rows: list[dict], protocol: dict) -> str:
                 r["variant"], f"{len(r['folds'])}/{protocol['folds']}", _stratum(e, "all"),
                 _stratum(e, "all", "balanced_accuracy"), _stratum(e, "supported"), _stratum(e, "visible"),
                 _stratum(e, "confident"), _recall(e, merger, "merger"), _ece(e),
-                _pm(e.get("rmse_per_question")), _pm(e.get("rmse_kaggle"))]) + " |")
+                _pm(e.get("rmse_per_question")), _pm(e.get("rmse_kaggle")), _pm(e.get("rmse_kaggle_raw"))]) + " |")
         lines.append("")
     lines += ["### cost", "", "| variant | what | minutes per fold | annotate images/s | commits |", "|---|---|---:|---:|---|"]
     for r in rows:
