@@ -67,12 +67,19 @@ def run_active_bench(catalog_path: Path, out: Path, strategies: Sequence[str] = 
     init = None if init_from is None else load_backbone(init_from)
     settings = TrainSettings(seed=seed, test_fraction=0.0, **({"epochs": epochs} if epochs else {}))
     curves: dict[str, list[dict]] = {}
+    # The start model is trained once and shared: every strategy then picks from the same model
+    # (a re-train on CPU is not bit-identical), and the run trains (strategies − 1) fewer models.
+    start_model = None
     for strategy in strategies:
         labelled = np.sort(first)
         curve = []
         for r in range(rounds + 1):
-            subset = Catalog(catalog.table.take(labelled), catalog.root, catalog.source_format)
-            (clf,) = train_morphology([subset], ["catalog"], config, settings, heads=("classifier",), init=init)
+            if r == 0 and start_model is not None:
+                clf = start_model
+            else:
+                subset = Catalog(catalog.table.take(labelled), catalog.root, catalog.source_format)
+                (clf,) = train_morphology([subset], ["catalog"], config, settings, heads=("classifier",), init=init)
+                start_model = start_model or clf
             probs, _, good, _ = _outputs(clf, config, catalog, test)
             names = clf.sidecar["class_names"]
             truth = list(labels[good])

@@ -27,6 +27,8 @@ def test_the_active_learning_bench_runs_each_strategy_from_the_same_start(tmp_pa
     for curve in s["curves"].values():
         assert [p["labels"] for p in curve] == [20, 30]
         assert all(0.0 <= p["accuracy"] <= 1.0 and 0.0 <= p["balanced_accuracy"] <= 1.0 for p in curve)
+    # One start model for every strategy: the same first point (a re-train would not be bit-identical).
+    assert s["curves"]["random"][0] == s["curves"]["bald"][0]
     # One seeded start for every strategy, drawn from the pool, never from the test fold.
     assert len(set(s["start_ids"])) == 20 and not set(s["start_ids"]) & set(s["test_ids"])
     assert s["test_rows"] == len(s["test_ids"]) and s["test_rows"] + s["pool"] == 90

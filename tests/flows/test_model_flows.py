@@ -3,11 +3,11 @@
 import json
 import shutil
 
-import keras
 import numpy as np
 import pytest
 
 from flows.cli import EXIT_BAD_INPUT
+from models.artifacts import load_trained
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +32,8 @@ def test_train_then_evaluate_writes_models_metrics_and_plots(tmp_path, morphcat)
     assert cap["tokenizer"]["tokens"][:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
     assert "frozen trained backbone" in cap["training_mode"]
     # The captioner's backbone is a frozen copy of the classifier's.
-    clf = keras.saving.load_model(models / "classifier.keras", safe_mode=True, compile=False)
-    capm = keras.saving.load_model(models / "captioner.keras", safe_mode=True, compile=False)
+    clf, _ = load_trained(models, "classifier")  # the project's loader: it registers the D4 layers
+    capm, _ = load_trained(models, "captioner")
     a = clf.get_layer("backbone").get_weights()
     b = capm.get_layer("encoder").get_layer("backbone").get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
@@ -64,7 +64,7 @@ def test_train_then_evaluate_writes_models_metrics_and_plots(tmp_path, morphcat)
     assert proc.returncode == 0, proc.stderr
     cap = json.loads((reused / "captioner.json").read_text())
     assert "frozen trained backbone" in cap["training_mode"] and cap["backbone_from"]["models_dir"] == str(models)
-    capm = keras.saving.load_model(reused / "captioner.keras", safe_mode=True, compile=False)
+    capm, _ = load_trained(reused, "captioner")
     b = capm.get_layer("encoder").get_layer("backbone").get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     other = tmp_path / "other"  # a classifier on 24 px inputs: its backbone fits no 32 px captioner
