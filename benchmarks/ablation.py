@@ -54,6 +54,8 @@ VARIANTS: dict[str, Variant] = {
                             settings={"soft_targets": 0.0}),
     "raw-votes": Variant("the vote head learns the raw (weighted) fractions, what the pixels show (zoobot)",
                          settings={"vote_targets": "raw"}),
+    "votes-both": Variant("a second vote head, in training only, learns the raw fractions beside the debiased "
+                          "one (what the pixels show and what the labels read)", settings={"vote_targets": "both"}),
     "float32": Variant("float32 training everywhere (the default uses bfloat16 where the CPU has it)",
                        settings={"precision": "float32"}),
     "fixed-crop-0.5": Variant("fixed central crop of half the cutout (the previous default)",

@@ -76,7 +76,8 @@ class TrainSettings:
     # mergers (docs/models.md).
     soft_targets: float = 0.5
     # models.data.training_set: which vote fractions the regressor learns, "debiased" (the
-    # catalog's) or "raw" (before the redshift debiasing: what is in the pixels).
+    # catalog's) or "raw" (before the redshift debiasing: what is in the pixels); "both": the
+    # regressor learns the debiased ones and a second head, in training only, the raw ones.
     vote_targets: str = "debiased"
 
 

@@ -182,6 +182,7 @@ class TrainingSet:
     captions: np.ndarray  # object (N,)
     pixels: np.ndarray  # uint8 (N, size, size, 3)
     failures: dict[str, str]
+    votes_raw: np.ndarray | None = None  # float32 (N, 37) from the raw fractions, with vote_targets="both"
 
     @property
     def has_label(self) -> np.ndarray:
@@ -218,7 +219,7 @@ def catalog_names(paths) -> tuple[str, ...]:
     return tuple(f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths)
 
 
-VOTE_TARGETS = ("debiased", "raw")
+VOTE_TARGETS = ("debiased", "raw", "both")
 
 
 def training_set(catalogs, names, spec, val_fraction: float, test_fraction: float, test_masks=None,
@@ -229,13 +230,14 @@ def training_set(catalogs, names, spec, val_fraction: float, test_fraction: floa
     cross-validation fold) replace the hashed test split, the validation split then being the same
     hash over the remaining rows. ``vote_targets="raw"``: the vote targets of catalogs with votes are
     the raw (user-weighted) fractions, what the pixels show, instead of the debiased ones (zoobot
-    trains on raw votes); the labels stay the rule's on the debiased fractions."""
+    trains on raw votes); the labels stay the rule's on the debiased fractions. ``"both"``: the
+    debiased ones in ``votes`` and the raw ones in ``votes_raw``."""
     if vote_targets not in VOTE_TARGETS:
         raise ValueError(f"vote_targets must be one of {VOTE_TARGETS}, got {vote_targets!r}")
     from catalogs.targets import kaggle_targets, raw_vote_matrix
     from catalogs.tree import GZ2_TREE
 
-    parts = {k: [] for k in ("source", "row", "ids", "split", "labels", "votes", "captions", "pixels")}
+    parts = {k: [] for k in ("source", "row", "ids", "split", "labels", "votes", "votes_raw", "captions", "pixels")}
     failures: dict[str, str] = {}
     for i, (name, catalog) in enumerate(zip(names, catalogs)):
         table = catalog.table
@@ -244,11 +246,14 @@ def training_set(catalogs, names, spec, val_fraction: float, test_fraction: floa
         labels = table.column("label").to_pylist() if "label" in table.column_names else [None] * n
         captions = table.column("caption").to_pylist() if "caption" in table.column_names else [None] * n
         votes = kaggle_targets(table) if catalog.has_votes else np.full((n, 37), np.nan)
-        if vote_targets == "raw" and catalog.has_votes:
+        raw = np.full((n, 37), np.nan)
+        if vote_targets != "debiased" and catalog.has_votes:
             if not catalog.has_raw_votes:
                 raise CatalogError(f"{name}: raw vote targets need the '..._weighted_fraction' columns, which this "
                                    "catalog lacks (ingest them from a Hart16-layout source)")
-            votes = GZ2_TREE.cumulative(raw_vote_matrix(table))
+            raw = GZ2_TREE.cumulative(raw_vote_matrix(table))
+            if vote_targets == "raw":
+                votes = raw
         if test_masks is None:
             split = assign_splits(ids, val_fraction, test_fraction)
         else:
@@ -268,8 +273,10 @@ def training_set(catalogs, names, spec, val_fraction: float, test_fraction: floa
         parts["split"].append(split[good])
         parts["labels"].append(np.asarray(labels, dtype=object)[good])
         parts["votes"].append(votes[good].astype(np.float32))
+        parts["votes_raw"].append(raw[good].astype(np.float32))
         parts["captions"].append(np.asarray(captions, dtype=object)[good])
         parts["pixels"].append(decoded.pixels)
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     return TrainingSet(tuple(names), tuple(catalogs), cat["source"], cat["row"], cat["ids"], cat["split"],
-                       cat["labels"], cat["votes"], cat["captions"], cat["pixels"], failures)
+                       cat["labels"], cat["votes"], cat["captions"], cat["pixels"], failures,
+                       cat["votes_raw"] if vote_targets == "both" else None)

@@ -30,19 +30,22 @@ class MorphologyModels:
 
 
 def build_morphology(config: ModelConfig, class_names: Sequence[str],
-                     more_heads: Sequence[Sequence[str]] = ()) -> MorphologyModels:
+                     more_heads: Sequence[Sequence[str]] = (), raw_votes: bool = False) -> MorphologyModels:
     """``class_names``: the classes of the first class head; ``more_heads``: those of one more
     head per further label scheme (as zoobot gives each Galaxy Zoo campaign its own outputs), all
-    on the same pooled features."""
+    on the same pooled features. ``raw_votes``: the joint (training) model also has a second
+    vote head, ``votes_raw``, for the raw fractions; no saved model includes it."""
     names = [check_class_names(class_names)] + [check_class_names(n) for n in more_heads]
     inputs = image_input(config)
     features = build_backbone(config.image, config.backbone, name=BACKBONE_LAYER)(inputs)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     probs = [classifier_head(pooled, config, len(n), head=i) for i, n in enumerate(names)]
     votes = regressor_head(pooled, config)
-    outputs = {f"probs{head_suffix(i)}": p for i, p in enumerate(probs)}
+    outputs = {f"probs{head_suffix(i)}": p for i, p in enumerate(probs)} | {"votes": votes}
+    if raw_votes:
+        outputs["votes_raw"] = regressor_head(pooled, config, name="votes_raw")
     return MorphologyModels(
-        joint=keras.Model(inputs, {**outputs, "votes": votes}, name="morphology"),
+        joint=keras.Model(inputs, outputs, name="morphology"),
         classifier=keras.Model(inputs, probs[0], name="classifier"),
         regressor=keras.Model(inputs, votes, name="regressor"),
         heads=tuple(keras.Model(inputs, p, name=f"classifier{head_suffix(i)}") for i, p in enumerate(probs) if i),

@@ -108,9 +108,11 @@ class DecisionTreeLayer(keras.layers.Layer):
         return config
 
 
-def regressor_head(pooled, config: ModelConfig):
-    """GAP output → ``votes``: ``votes_hidden`` → ``votes_dropout`` → ``answers_raw`` → ``votes``."""
-    x = keras.layers.Dense(config.head.hidden, activation="relu", name="votes_hidden")(pooled)
-    x = keras.layers.Dropout(config.head.dropout, name="votes_dropout")(x)
-    raw = keras.layers.Dense(N_OUTPUTS, name="answers_raw", dtype="float32")(x)  # see classifier_head
-    return DecisionTreeLayer(name="votes", dtype="float32")(raw)
+def regressor_head(pooled, config: ModelConfig, name: str = "votes"):
+    """GAP output → ``votes``: ``votes_hidden`` → ``votes_dropout`` → ``answers_raw`` → ``votes``.
+    Another ``name`` (a second vote head) prefixes every layer with it instead."""
+    x = keras.layers.Dense(config.head.hidden, activation="relu", name=f"{name}_hidden")(pooled)
+    x = keras.layers.Dropout(config.head.dropout, name=f"{name}_dropout")(x)
+    answers = "answers_raw" if name == "votes" else f"{name}_answers"
+    raw = keras.layers.Dense(N_OUTPUTS, name=answers, dtype="float32")(x)  # see classifier_head
+    return DecisionTreeLayer(name=name, dtype="float32")(raw)

@@ -40,6 +40,7 @@ from models.precision import dtype_policy, training_precision
 
 MODEL_KINDS = ("classifier", "regressor", "captioner")
 VOTES_LOSS_WEIGHT = 20.0  # MSE of fractions is ~100× smaller than a cross-entropy: weigh it up
+VOTE_OUTPUTS = ("votes", "votes_raw")  # the debiased vote head and, with vote_targets="both", the raw one
 
 
 @dataclass
@@ -182,10 +183,12 @@ def targets_and_weights(tset: TrainingSet, idx: np.ndarray, kinds: Sequence[str]
     if "classifier" in kinds:
         y, w = head_targets(tset, idx, class_heads, row_head, settings.class_balance, settings.soft_targets, balanced)
     if "regressor" in kinds:
-        voted = tset.has_votes[idx]
-        y["votes"] = np.nan_to_num(tset.votes[idx])
-        # Keras averages over the batch: scaled so the vote loss is the mean over rows with votes.
-        w["votes"] = voted.astype(np.float32) / max(float(voted.mean()), 1e-6)
+        sets = {"votes": tset.votes} | ({} if tset.votes_raw is None else {"votes_raw": tset.votes_raw})
+        for output, votes in sets.items():
+            voted = ~np.isnan(votes[idx]).all(axis=1)
+            y[output] = np.nan_to_num(votes[idx])
+            # Keras averages over the batch: scaled so the vote loss is the mean over rows with votes.
+            w[output] = voted.astype(np.float32) / max(float(voted.mean()), 1e-6)
     return y, w
 
 
@@ -220,26 +223,28 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
     class_heads, row_head = _class_heads(tset, settings) if "classifier" in heads else ([], None)
     head_names = [list(h.class_names) for h in class_heads] or [["_", "__"]]
     precision = training_precision(settings.precision)
+    raw_votes = tset.votes_raw is not None and "regressor" in heads
     with dtype_policy(precision):
-        models = build_morphology(config, head_names[0], head_names[1:])
+        models = build_morphology(config, head_names[0], head_names[1:], raw_votes)
     outputs = [f"probs{head_suffix(h)}" for h in range(len(class_heads))] + (["votes"] if "regressor" in heads else [])
+    outputs += ["votes_raw"] if raw_votes else []
     model = keras.Model(models.joint.input, {o: models.joint.get_layer(o).output for o in outputs}, name="training")
     init_backbone(model, init)
 
     model.compile(optimizer=_optimizer(settings, len(train)),
-                  loss={o: keras.losses.MeanSquaredError() if o == "votes" else keras.losses.CategoricalCrossentropy()
+                  loss={o: keras.losses.MeanSquaredError() if o in VOTE_OUTPUTS else keras.losses.CategoricalCrossentropy()
                         for o in outputs},
                   # weighted: a row counts only in the outputs it has targets for (its weight is 0 elsewhere)
-                  weighted_metrics={o: [keras.metrics.RootMeanSquaredError(name="rmse") if o == "votes"
+                  weighted_metrics={o: [keras.metrics.RootMeanSquaredError(name="rmse") if o in VOTE_OUTPUTS
                                         else keras.metrics.CategoricalAccuracy(name="accuracy")] for o in outputs},
-                  loss_weights={o: VOTES_LOSS_WEIGHT if o == "votes" else 1.0 for o in outputs})
+                  loss_weights={o: VOTES_LOSS_WEIGHT if o in VOTE_OUTPUTS else 1.0 for o in outputs})
     train_ds = _batches(tset, train, *targets_and_weights(tset, train, heads, class_heads, row_head, settings, True),
                         spec, settings, train=True)
     val_ds = _batches(tset, val, *targets_and_weights(tset, val, heads, class_heads, row_head, settings, False),
                       spec, settings, train=False)
     history, seconds, cpu_seconds = _fit(model, train_ds, val_ds, settings, callbacks)
     if precision != "float32":
-        models = _as_float32(models, config, head_names)
+        models = _as_float32(models, config, head_names, raw_votes)
     epochs_run = len(history.get("loss", []))
     common = dict(train_seconds=round(seconds, 1), epochs_run=epochs_run, trained_jointly=len(heads) == 2,
                   precision=precision, train_images_per_second=images_per_second(len(train), epochs_run, seconds),
@@ -280,11 +285,11 @@ def images_per_second(n_train: int, epochs: int, seconds: float) -> float:
     return round(n_train * epochs / seconds, 1) if seconds > 0 else 0.0
 
 
-def _as_float32(models, config: ModelConfig, head_names: Sequence[Sequence[str]]):
+def _as_float32(models, config: ModelConfig, head_names: Sequence[Sequence[str]], raw_votes: bool = False):
     """The same models built in float32 with the trained weights (float32 variables under mixed
     precision too): what is saved and exported computes in float32 only."""
     with dtype_policy("float32"):
-        fresh = build_morphology(config, head_names[0], head_names[1:])
+        fresh = build_morphology(config, head_names[0], head_names[1:], raw_votes)
     fresh.joint.set_weights(models.joint.get_weights())
     return fresh
 

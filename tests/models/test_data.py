@@ -77,19 +77,25 @@ def _voted_catalog(tmp_path, raw: bool) -> Catalog:
     return Catalog(pa.table(columns), tmp_path, "gz2")
 
 
-@pytest.mark.parametrize("targets,raw,first", [("debiased", False, 0.5), ("debiased", True, 0.5), ("raw", True, 0.25)])
-def test_the_vote_targets_come_from_the_fractions_asked_for(tmp_path, targets, raw, first):
+@pytest.mark.parametrize("targets,raw,first,second", [("debiased", False, 0.5, None), ("debiased", True, 0.5, None),
+                                                      ("raw", True, 0.25, None), ("both", True, 0.5, 0.25)])
+def test_the_vote_targets_come_from_the_fractions_asked_for(tmp_path, targets, raw, first, second):
     from models.data import training_set
 
     tset = training_set([_voted_catalog(tmp_path, raw)], ["gz2"], ImageSpec(size=16, framing="fixed"), 0.0, 0.0,
                         vote_targets=targets)
     assert tset.votes[:, 0] == pytest.approx([first] * 4)  # t01 a01 is a root answer: cumulative = fraction
+    if second is None:
+        assert tset.votes_raw is None
+    else:  # the second vote head's targets: the raw fractions
+        assert tset.votes_raw[:, 0] == pytest.approx([second] * 4)
 
 
-def test_raw_vote_targets_refuse_a_catalog_without_raw_fractions(tmp_path):
+@pytest.mark.parametrize("targets", ["raw", "both"])
+def test_raw_vote_targets_refuse_a_catalog_without_raw_fractions(tmp_path, targets):
     from catalogs.errors import CatalogError
     from models.data import training_set
 
     with pytest.raises(CatalogError, match="weighted_fraction"):
         training_set([_voted_catalog(tmp_path, False)], ["gz2"], ImageSpec(size=16, framing="fixed"), 0.0, 0.0,
-                     vote_targets="raw")
+                     vote_targets=targets)

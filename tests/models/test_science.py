@@ -286,3 +286,26 @@ def test_soft_targets_give_the_loss_a_hand_computed_value():
                         np.log(0.5)])
     loss = keras.losses.CategoricalCrossentropy()(y["probs"], probs, sample_weight=w["probs"])
     assert float(loss) == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_a_second_vote_head_learns_the_raw_fractions_in_training_only(tmp_path):
+    pytest.importorskip("tensorflow")
+    import pyarrow as pa
+
+    from catalogs.contract import Catalog
+    from catalogs.synthetic import render_survey
+    from catalogs.tree import GZ2_TREE
+    from models.config import ModelConfig, TrainSettings
+    from models.train import train_morphology
+
+    table = render_survey(tmp_path, n=20, seed=1, size=48, mix="balanced", workers=1)
+    for debiased, weighted in zip(GZ2_TREE.debiased_columns, GZ2_TREE.weighted_columns):
+        table = table.append_column(weighted, pa.array(np.asarray(table.column(debiased)) * 0.5))
+    config = ModelConfig.from_dict({"image": {"size": 24}, "backbone": {"name": "small_cnn", "widths": [4, 8]}})
+    clf, reg = train_morphology([Catalog(table, tmp_path, "synthetic")], ["a"], config,
+                                TrainSettings(epochs=1, batch_size=8, val_fraction=0.3, test_fraction=0.0,
+                                              vote_targets="both"))
+    assert "votes_raw_loss" in reg.history and "votes_loss" in reg.history  # both heads trained
+    for trained in (clf, reg):  # and neither saved model carries the second head
+        assert not [layer.name for layer in trained.model.layers if layer.name.startswith("votes_raw")]
+    assert reg.model.output_names == ["votes"]
