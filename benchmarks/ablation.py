@@ -42,6 +42,7 @@ class Variant:
     settings: dict = field(default_factory=dict)  # TrainSettings overrides
     views: int = 1  # 8: test-time averaging over the rotations/flips (evaluation and annotation cost ×8)
     votes: bool = True  # train the vote regressor jointly (its soft vote fractions shape the features)
+    unlabelled: bool = False  # a student on the run's unlabelled catalogs, pseudo-labelled by a teacher (models.pseudo)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -81,6 +82,9 @@ VARIANTS: dict[str, Variant] = {
     "batch-32": Variant("batches of 32 (the default until batches of 64 won)", settings={"batch_size": 32}),
     "lean-stem": Variant("one convolution in the full-resolution first stage instead of two (the cheapest stage "
                          "in parameters, the dearest in memory traffic)", backbone={"depths": (1, 2, 2, 2)}),
+    "pseudo-labels": Variant("a teacher (the default) labels the unlabelled catalogs with its vote fractions; a "
+                             "student trains from scratch on both, the pseudo-labels' loss weighing as much as the "
+                             "volunteers' (a teacher and a student: the training twice over, the student's on more images)", unlabelled=True),
     "weight-decay": Variant("AdamW weight decay 1e-4", settings={"weight_decay": 1e-4}),
     "balance-1.0": Variant("fully balanced class weights (the default is their square root)",
                            settings={"class_balance": 1.0}),
@@ -124,22 +128,24 @@ def protocol_of(catalogs: list[Path], k: int, settings: TrainSettings, kinds: tu
 PROTOCOL_SETTINGS = ("epochs", "seed", "patience")
 
 
-def recipe_of(config: dict, settings: dict, views: int, models) -> str:
-    """What a cell trained, as comparable text: everything but the protocol."""
+def recipe_of(config: dict, settings: dict, views: int, models, unlabelled: bool = False) -> str:
+    """What a cell trained, as comparable text: everything but the protocol. ``unlabelled``: it
+    also trained on the run's unlabelled catalogs (which ones, its line records)."""
     config = with_defaults(ModelConfig(backbone=BackboneConfig()).to_dict(), config)
     settings = {k: v for k, v in with_defaults(asdict(TrainSettings()), settings).items() if k not in PROTOCOL_SETTINGS}
-    return json.dumps({"config": config, "settings": settings, "views": views, "models": sorted(models)},
-                      sort_keys=True, default=list)
+    recipe = {"config": config, "settings": settings, "views": views, "models": sorted(models)}
+    return json.dumps(recipe | ({"unlabelled": True} if unlabelled else {}), sort_keys=True, default=list)
 
 
 def variant_recipe(name: str, protocol: dict) -> str:
     variant = VARIANTS[name]
     config, settings = variant_config(variant, ModelConfig(backbone=BackboneConfig()), TrainSettings())
-    return recipe_of(config.to_dict(), asdict(settings), variant.views, _models(variant, protocol))
+    return recipe_of(config.to_dict(), asdict(settings), variant.views, _models(variant, protocol), variant.unlabelled)
 
 
 def line_recipe(line: dict) -> str:
-    return recipe_of(line["config"], line["settings"], line.get("views", 1), line["train_images_per_second"])
+    return recipe_of(line["config"], line["settings"], line.get("views", 1), line["train_images_per_second"],
+                     bool(line.get("unlabelled")))
 
 
 def _models(variant: Variant, protocol: dict) -> tuple[str, ...]:
@@ -168,10 +174,12 @@ class Ledger:
 
 
 def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: list, protocol: dict,
-             settings: TrainSettings, out: Path, throughput_images: int) -> dict:
-    """Train and score one (variant, fold) cell; the ledger line it makes."""
+             settings: TrainSettings, out: Path, throughput_images: int, unlabelled=()) -> dict:
+    """Train and score one (variant, fold) cell; the ledger line it makes. ``unlabelled``:
+    (name, catalog) pairs, for a variant that trains on them."""
     from benchmarks.run import machine, machine_line
     from models.artifacts import save_trained
+    from catalogs.fingerprints import catalog_fingerprint
     from models.crossval import fold_scores, run_fold
     from models.precision import cpu_flags
 
@@ -179,7 +187,9 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
     config, vsettings = variant_config(variant, ModelConfig(backbone=BackboneConfig()), settings)
     use = _models(variant, protocol)
     t0 = time.perf_counter()
-    held_out, trained = run_fold(loaded, list(names), config, vsettings, folds, fold, use, views=variant.views)
+    extra = list(unlabelled) if variant.unlabelled else []
+    held_out, trained = run_fold(loaded, list(names), config, vsettings, folds, fold, use, views=variant.views,
+                                 unlabelled=extra)
     minutes = (time.perf_counter() - t0) / 60.0
     line = {"variant": name, "fold": fold, "what": variant.what, "protocol": protocol, "commit": code_commit(),
             "machine": machine_line(machine()), "cpu_flags": cpu_flags(), "minutes": round(minutes, 2),
@@ -188,6 +198,9 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
             "train_images_per_cpu_second": {k: t.sidecar.get("train_images_per_cpu_second") for k, t in trained.items()},
             "precision": trained[use[0]].sidecar.get("precision"),
             "scores": {h.catalog: fold_scores(h) for h in held_out}}
+    if extra:
+        line["unlabelled"] = {n: catalog_fingerprint(c) for n, c in extra}
+        line["pseudo_labels"] = trained[use[0]].sidecar["pseudo_labels"]
     if fold == 0 and throughput_images:
         models_dir = out / name / "fold0-models"
         for t in trained.values():
@@ -283,11 +296,12 @@ def ablation_markdown(rows: list[dict], protocol: dict) -> str:
 
 def run_ablation(catalogs: list[Path], out: Path, variants: list[str], ledger: Path | None = None, k: int = 3,
                  epochs: int = TrainSettings.epochs, kinds: tuple[str, ...] = ("classifier", "regressor"),
-                 throughput_images: int = 300, progress=None) -> dict:
+                 throughput_images: int = 300, progress=None, unlabelled: list[Path] = ()) -> dict:
     """Cross-validate every variant in ``variants``, one (variant, fold) cell at a time, each
     appended to ``ledger`` (default ``out/ledger.jsonl``) as it finishes; cells already there
     under the same protocol are skipped. Writes ``out/ablation.md`` and ``out/ablation.json``
-    from the ledger. ``progress``: called with a line per cell started."""
+    from the ledger. ``progress``: called with a line per cell started. ``unlabelled``: catalogs
+    without labels, for the variants that train on them (``pseudo-labels``)."""
     from catalogs.contract import read_catalog
     from models.crossval import folds_of
     from models.data import catalog_names
@@ -295,6 +309,9 @@ def run_ablation(catalogs: list[Path], out: Path, variants: list[str], ledger: P
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    needy = [v for v in variants if VARIANTS[v].unlabelled]
+    if needy and not unlabelled:
+        raise ValueError(f"{', '.join(needy)} train(s) on unlabelled catalogs: give them (--unlabelled)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     book = Ledger(ledger or out / "ledger.jsonl")
@@ -307,10 +324,11 @@ def run_ablation(catalogs: list[Path], out: Path, variants: list[str], ledger: P
         loaded = [read_catalog(c) for c in catalogs]
         names = catalog_names(catalogs)
         folds = folds_of(loaded, names, k)
+        extra = list(zip(catalog_names(unlabelled), (read_catalog(c) for c in unlabelled))) if needy else []
         for v, f in todo:
             if progress:
                 progress(f"{v}, fold {f + 1} of {k}")
-            book.append(run_cell(v, f, loaded, names, folds, protocol, settings, out, throughput_images))
+            book.append(run_cell(v, f, loaded, names, folds, protocol, settings, out, throughput_images, extra))
     rows = [r for r in ledger_table(book.lines(), protocol) if r["variant"] in variants]
     summary = {"protocol": protocol, "ledger": str(book.path), "results": rows}
     write_text(out / "ablation.json", json.dumps(summary, indent=2, default=float) + "\n")

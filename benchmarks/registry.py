@@ -311,6 +311,8 @@ ABLATION_ARGUMENTS = (
     arg("--models", default="classifier,regressor", help="models each fold trains"),
     arg("--throughput-images", type=int, default=300,
         help="synthetic 424 px cutouts each variant's bundle annotates to time it (0: skip)"),
+    arg("--unlabelled", type=Path, action="append", default=[], metavar="CATALOG",
+        help="a catalog without labels, for the variants that train on them (pseudo-labels); repeatable"),
 )
 
 
@@ -322,5 +324,5 @@ def _ablation(args: argparse.Namespace) -> None:
     variants = names(args.variants) if args.variants else list(VARIANTS)
     run_ablation(args.catalogs, args.out, variants, ledger=args.ledger, k=args.folds, epochs=args.epochs,
                  kinds=tuple(names(args.models)), throughput_images=args.throughput_images,
-                 progress=lambda line: print(f"cross-validating {line}", flush=True))
+                 progress=lambda line: print(f"cross-validating {line}", flush=True), unlabelled=args.unlabelled)
     print((args.out / "ablation.md").read_text())

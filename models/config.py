@@ -82,6 +82,9 @@ class TrainSettings:
     # catalog's) or "raw" (before the redshift debiasing: what is in the pixels); "both": the
     # regressor learns the debiased ones and a second head, in training only, the raw ones.
     vote_targets: str = "debiased"
+    # models.pseudo: with unlabelled catalogs, the loss on the teacher's pseudo-labels weighs this
+    # much of the loss on the volunteers' labels (FixMatch's λ_u = 1; unused without them).
+    pseudo_weight: float = 1.0
 
 
 @dataclass(frozen=True)

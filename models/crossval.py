@@ -83,16 +83,26 @@ def folds_of(catalogs: Sequence[Catalog], names: Sequence[str], k: int) -> list[
 
 def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelConfig, settings: TrainSettings,
              folds: Sequence[np.ndarray], fold: int, kinds: Sequence[str],
-             callbacks: Callable[[str], list] = lambda stage: [], views: int = 1) -> tuple[list[HeldOut], dict]:
+             callbacks: Callable[[str], list] = lambda stage: [], views: int = 1,
+             unlabelled: Sequence[tuple[str, Catalog]] = ()) -> tuple[list[HeldOut], dict]:
     """Train ``kinds`` on every fold but ``fold`` and predict the rows of ``fold``; ``views`` = 8
     averages the classifier's and regressor's outputs over the 8 rotations/flips (test-time
-    augmentation). Returns the predictions and the trained models (by kind)."""
+    augmentation); ``unlabelled`` ((name, catalog) pairs): the classifier and regressor are the
+    students of a teacher trained on the same folds (``models.pseudo``). Returns the predictions
+    and the trained models (by kind)."""
+    from models.pseudo import train_with_pseudo_labels
     from models.train import train_captioner, train_morphology
 
     masks = [f == fold for f in folds]
     heads = [h for h in ("classifier", "regressor") if h in kinds]
-    trained = {t.kind: t for t in train_morphology(catalogs, names, config, settings, heads=heads,
-                                                   callbacks=callbacks("+".join(heads)), test_masks=masks)}
+    if unlabelled:
+        morphology = train_with_pseudo_labels(catalogs, names, [c for _, c in unlabelled], [n for n, _ in unlabelled],
+                                              config, settings, heads=heads, callbacks=callbacks("+".join(heads)),
+                                              test_masks=masks)
+    else:
+        morphology = train_morphology(catalogs, names, config, settings, heads=heads,
+                                      callbacks=callbacks("+".join(heads)), test_masks=masks)
+    trained = {t.kind: t for t in morphology}
     if "captioner" in kinds:
         backbone = trained["classifier"].model.get_layer("backbone") if "classifier" in trained else None
         trained["captioner"] = train_captioner(catalogs, names, config, settings, backbone=backbone,

@@ -112,6 +112,17 @@ def decode_images(catalog: Catalog, rows: np.ndarray, spec: ImageSpec) -> Decode
     return DecodedImages(dataset, rows[ok], failures, pixels[ok])
 
 
+def weigh_pseudo(weight: np.ndarray, is_pseudo: np.ndarray, share: float) -> np.ndarray:
+    """Loss weights with the pseudo-labelled rows scaled to weigh ``share`` of the others in all:
+    the loss becomes L(volunteers) + share · L(teacher), as semi-supervised training writes it
+    (FixMatch's λ_u), however many unlabelled galaxies there are."""
+    weight = np.asarray(weight, np.float32).copy()
+    real, teacher = float(weight[~is_pseudo].sum()), float(weight[is_pseudo].sum())
+    if teacher > 0:
+        weight[is_pseudo] *= share * real / teacher
+    return weight
+
+
 def augment(image: tf.Tensor) -> tf.Tensor:
     """A random element of the dihedral group D4: galaxies have no preferred orientation."""
     k = tf.random.uniform((), 0, 4, dtype=tf.int32)
@@ -183,6 +194,14 @@ class TrainingSet:
     pixels: np.ndarray  # uint8 (N, size, size, 3)
     failures: dict[str, str]
     votes_raw: np.ndarray | None = None  # float32 (N, 37) from the raw fractions, with vote_targets="both"
+    # per catalog: its targets are a teacher model's predictions (models.pseudo), not volunteers'
+    pseudo: tuple[bool, ...] = ()
+
+    @property
+    def is_pseudo(self) -> np.ndarray:
+        """Per row: whether its targets are pseudo-labels (its catalog's ``pseudo`` flag)."""
+        flags = np.array([bool(x) for x in self.pseudo] + [False] * (len(self.names) - len(self.pseudo)), bool)
+        return flags[self.source]
 
     @property
     def has_label(self) -> np.ndarray:
@@ -223,7 +242,7 @@ VOTE_TARGETS = ("debiased", "raw", "both")
 
 
 def training_set(catalogs, names, spec, val_fraction: float, test_fraction: float, test_masks=None,
-                 wanted=("label", "votes", "caption"), vote_targets: str = "debiased") -> TrainingSet:
+                 wanted=("label", "votes", "caption"), vote_targets: str = "debiased", pseudo=None) -> TrainingSet:
     """Decode, once, every row of ``catalogs`` that has one of the ``wanted`` targets and is not
     in its test split, and gather the targets. The split is a hash of ``object_id`` within each
     catalog (``assign_splits``); ``test_masks`` (one boolean array per catalog, for a
@@ -231,7 +250,12 @@ def training_set(catalogs, names, spec, val_fraction: float, test_fraction: floa
     hash over the remaining rows. ``vote_targets="raw"``: the vote targets of catalogs with votes are
     the raw (user-weighted) fractions, what the pixels show, instead of the debiased ones (zoobot
     trains on raw votes); the labels stay the rule's on the debiased fractions. ``"both"``: the
-    debiased ones in ``votes`` and the raw ones in ``votes_raw``."""
+    debiased ones in ``votes`` and the raw ones in ``votes_raw``. ``pseudo`` (one flag per catalog):
+    catalogs whose targets a teacher predicted (``models.pseudo``); every row of theirs trains, none
+    validates or is tested (the validation loss and the temperatures stay the volunteers')."""
+    pseudo = tuple(bool(x) for x in (pseudo or [False] * len(catalogs)))
+    if len(pseudo) != len(catalogs):
+        raise ValueError(f"{len(catalogs)} catalogs but {len(pseudo)} pseudo flags")
     if vote_targets not in VOTE_TARGETS:
         raise ValueError(f"vote_targets must be one of {VOTE_TARGETS}, got {vote_targets!r}")
     from catalogs.targets import kaggle_targets, raw_vote_matrix
@@ -254,7 +278,9 @@ def training_set(catalogs, names, spec, val_fraction: float, test_fraction: floa
             raw = GZ2_TREE.cumulative(raw_vote_matrix(table))
             if vote_targets == "raw":
                 votes = raw
-        if test_masks is None:
+        if pseudo[i]:
+            split = np.full(n, "train")
+        elif test_masks is None:
             split = assign_splits(ids, val_fraction, test_fraction)
         else:
             split = np.where(np.asarray(test_masks[i], bool), "test", assign_splits(ids, val_fraction, 0.0))
@@ -279,4 +305,4 @@ def training_set(catalogs, names, spec, val_fraction: float, test_fraction: floa
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     return TrainingSet(tuple(names), tuple(catalogs), cat["source"], cat["row"], cat["ids"], cat["split"],
                        cat["labels"], cat["votes"], cat["captions"], cat["pixels"], failures,
-                       cat["votes_raw"] if vote_targets == "both" else None)
+                       cat["votes_raw"] if vote_targets == "both" else None, pseudo)

@@ -30,7 +30,7 @@ from models.calibration import expected_calibration_error, fit_temperature, soft
 from models.captioner import EMBEDDING, LSTM, VOCAB_LOGITS, MaskedAccuracy, build_captioner, masked_loss
 from models.classifier import BACKBONE_LAYER, fold_temperature, head_suffix, logits
 from models.config import ModelConfig, TrainSettings
-from models.data import SPLIT_SALT, TrainingSet, augmenter, training_set
+from models.data import SPLIT_SALT, TrainingSet, augmenter, training_set, weigh_pseudo
 from models.embedding import fit_projection
 from models.errors import TrainingError
 from models.heads import class_heads, head_targets
@@ -178,7 +178,8 @@ def targets_and_weights(tset: TrainingSet, idx: np.ndarray, kinds: Sequence[str]
     (``models.heads.head_targets``) when the classifier is trained, and ``votes`` when the
     regressor is. A row without votes weighs 0 in the vote loss, one without a label (or of
     another scheme) 0 in a class head's, so each row trains only what it has targets for.
-    ``balanced``: class weights (training rows) instead of 1."""
+    ``balanced``: class weights (training rows) instead of 1. Pseudo-labelled rows weigh
+    ``settings.pseudo_weight`` of the others in every output (``models.data.weigh_pseudo``)."""
     y, w = {}, {}
     if "classifier" in kinds:
         y, w = head_targets(tset, idx, class_heads, row_head, settings.class_balance, settings.soft_targets, balanced)
@@ -189,18 +190,23 @@ def targets_and_weights(tset: TrainingSet, idx: np.ndarray, kinds: Sequence[str]
             y[output] = np.nan_to_num(votes[idx])
             # Keras averages over the batch: scaled so the vote loss is the mean over rows with votes.
             w[output] = voted.astype(np.float32) / max(float(voted.mean()), 1e-6)
+    teacher = tset.is_pseudo[idx]
+    if teacher.any():
+        w = {o: weigh_pseudo(weight, teacher, settings.pseudo_weight) for o, weight in w.items()}
     return y, w
 
 
 def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelConfig,
                      settings: TrainSettings, heads: Sequence[str] = ("classifier", "regressor"),
                      init: keras.Model | None = None, callbacks: Sequence = (),
-                     test_masks: Sequence[np.ndarray] | None = None) -> list[TrainedModel]:
+                     test_masks: Sequence[np.ndarray] | None = None,
+                     pseudo: Sequence[bool] | None = None) -> list[TrainedModel]:
     """The classifier and/or the vote regressor (``heads``) on one backbone (see
     ``models.morphology``): trained jointly when both are asked for, each row adding the losses
     it has targets for. ``init``: a trained backbone to start from (synthetic pretraining).
     ``test_masks``: rows held out per catalog (a cross-validation fold) instead of the hashed
-    test split. Returns the standalone models, ready to save."""
+    test split. ``pseudo``: per catalog, whether its targets are a teacher's (``models.pseudo``).
+    Returns the standalone models, ready to save."""
     heads = tuple(heads)
     if not heads or set(heads) - {"classifier", "regressor"}:
         raise ValueError(f"heads must be classifier and/or regressor, got {heads}")
@@ -208,7 +214,7 @@ def train_morphology(catalogs: Sequence[Catalog], names: Sequence[str], config: 
     spec = config.image
     wanted = tuple(t for h, t in (("classifier", "label"), ("regressor", "votes")) if h in heads)
     tset = training_set(catalogs, names, spec, settings.val_fraction, settings.test_fraction, test_masks, wanted,
-                        settings.vote_targets)
+                        settings.vote_targets, pseudo)
     has_label, has_votes = tset.has_label, tset.has_votes
     lacking = [need for head, need, have in (("classifier", "a 'label' column with values", has_label),
                                              ("regressor", "the 37 GZ2 vote fractions", has_votes))

@@ -27,7 +27,8 @@ def test_every_variant_is_a_valid_configuration_that_differs_from_the_default(na
     base, settings = ModelConfig(), TrainSettings()
     config, vsettings = variant_config(VARIANTS[name], base, settings)
     ModelConfig.from_dict(config.to_dict())  # valid and serialisable, as the sidecars store it
-    changed = (config, vsettings, VARIANTS[name].views, VARIANTS[name].votes) != (base, settings, 1, True)
+    v = VARIANTS[name]
+    changed = (config, vsettings, v.views, v.votes, v.unlabelled) != (base, settings, 1, True, False)
     assert changed == (name != REFERENCE), name
 
 
@@ -82,6 +83,19 @@ def test_fields_added_since_a_line_was_written_read_as_their_defaults():
     assert line_recipe(line) == variant_recipe("default", PROTOCOL)
     line["settings"]["soft_targets"] = 0.25
     assert line_recipe(line) != variant_recipe("default", PROTOCOL)
+
+
+def test_a_cell_that_trained_on_unlabelled_catalogs_is_its_own_recipe():
+    line = _line("default", 0, PROTOCOL, 0.8, recorded_as="pseudo-labels")
+    assert line_recipe(line) == variant_recipe("default", PROTOCOL)
+    line["unlabelled"] = {"kaggle-unlabelled": "f01"}
+    assert line_recipe(line) == variant_recipe("pseudo-labels", PROTOCOL) != variant_recipe("default", PROTOCOL)
+    assert [r["variant"] for r in ledger_table([line], PROTOCOL)] == ["pseudo-labels"]
+
+
+def test_a_variant_that_needs_unlabelled_catalogs_refuses_to_start_without_them(tmp_path):
+    with pytest.raises(ValueError, match="pseudo-labels.*--unlabelled"):
+        run_ablation([tmp_path / "none.parquet"], tmp_path / "out", ["default", "pseudo-labels"])
 
 
 def test_a_run_skips_the_cells_in_its_ledger_and_renders_the_same_table(tmp_path):
