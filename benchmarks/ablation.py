@@ -84,7 +84,7 @@ VARIANTS: dict[str, Variant] = {
                          "in parameters, the dearest in memory traffic)", backbone={"depths": (1, 2, 2, 2)}),
     "pseudo-labels": Variant("a teacher (the default) labels the unlabelled catalogs with its vote fractions; a "
                              "student trains from scratch on both, the pseudo-labels' loss weighing as much as the "
-                             "volunteers' (a teacher and a student: the training twice over, the student's on more images)", unlabelled=True),
+                             "volunteers' (the training twice over, the student's on more images)", unlabelled=True),
     "weight-decay": Variant("AdamW weight decay 1e-4", settings={"weight_decay": 1e-4}),
     "balance-1.0": Variant("fully balanced class weights (the default is their square root)",
                            settings={"class_balance": 1.0}),
