@@ -66,7 +66,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     kinds = names(args.models)
     for result in train_models(catalogs=args.catalogs, out=args.out, models=kinds, epochs=args.epochs,
                                image_size=args.image_size, seed=args.seed, init_from=args.init_from,
-                               backbone_from=args.backbone_from, progress=True):
+                               backbone_from=args.backbone_from, progress=True, unlabelled=args.unlabelled):
         print(f"{result['kind']}: {result['model']} ({result['epochs_run']} epochs, {result['train_seconds']} s, "
               f"{result['train_images_per_second']} training images/s, "
               f"{result['train_images_per_cpu_second']} per CPU-second)")
@@ -79,9 +79,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         if args.cv < 2:
             raise UsageError(f"--cv needs at least 2 folds, got {args.cv}")
         cross_validate(catalogs=args.inputs, out=args.out, k=args.cv, models=names(args.models), epochs=args.epochs,
-                       image_size=args.image_size, seed=args.seed, progress=True)
+                       image_size=args.image_size, seed=args.seed, progress=True, unlabelled=args.unlabelled)
         print((args.out / "cv.md").read_text())
         return
+    if args.unlabelled:
+        raise UsageError("--unlabelled trains on unlabelled catalogs: it goes with --cv (or train), not with scoring "
+                         "trained models")
     if len(args.inputs) != 2:
         raise UsageError("evaluate takes MODELS_DIR and one CATALOG (or --cv K and the catalogs to cross-validate)")
     evaluate_models(models_dir=args.inputs[0], catalog=args.inputs[1], out=args.out)
@@ -260,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-from", type=Path, default=None, metavar="MODELS_DIR",
                    help="with --models captioner: train the captioner on the frozen backbone of the classifier "
                         "trained in MODELS_DIR (default: end to end)")
+    p.add_argument("--unlabelled", type=Path, action="append", default=[], metavar="CATALOG",
+                   help="a catalog without labels: a teacher trained first labels it with its vote fractions and the "
+                        "classifier and regressor learn from both (pseudo-labels, about twice the training); "
+                        "repeatable")
     p.set_defaults(func=_cmd_train, tensorflow=True)
 
     p = sub.add_parser("evaluate", help="score trained models on a catalog (its test split if it trained them), "
@@ -275,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=TrainSettings.epochs, help="with --cv: maximum epochs per fold")
     p.add_argument("--image-size", type=int, default=None, help=f"with --cv: input size (default {ImageSpec.size})")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unlabelled", type=Path, action="append", default=[], metavar="CATALOG",
+                   help="with --cv: a catalog without labels each fold also learns from, pseudo-labelled by a teacher "
+                        "trained on the fold (as train --unlabelled); repeatable")
     p.set_defaults(func=_cmd_evaluate, tensorflow=True)
 
     p = sub.add_parser("export", help="convert trained models to a parity-checked ONNX model bundle")

@@ -97,8 +97,8 @@ def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelCon
     heads = [h for h in ("classifier", "regressor") if h in kinds]
     if unlabelled:
         morphology = train_with_pseudo_labels(catalogs, names, [c for _, c in unlabelled], [n for n, _ in unlabelled],
-                                              config, settings, heads=heads, callbacks=callbacks("+".join(heads)),
-                                              test_masks=masks)
+                                              config, settings, heads=heads, test_masks=masks,
+                                              callbacks=lambda who: callbacks(f"{'+'.join(heads)} ({who})"))
     else:
         morphology = train_morphology(catalogs, names, config, settings, heads=heads,
                                       callbacks=callbacks("+".join(heads)), test_masks=masks)

@@ -78,16 +78,26 @@ def _callbacks(callbacks: StageCallbacks | None, stage: str, epochs: int) -> lis
 
 def train_morphology_models(catalogs: Sequence[Path], heads: Sequence[str], config: dict, settings: TrainSettings,
                             out: Path, init_from: Path | None = None,
-                            callbacks: StageCallbacks | None = None) -> list[dict]:
+                            callbacks: StageCallbacks | None = None, unlabelled: Sequence[Path] = ()) -> list[dict]:
     """The classifier and/or the regressor on one backbone (``models.morphology``), jointly when
-    both are asked for, starting from the classifier backbone in ``init_from`` when given."""
+    both are asked for, starting from the classifier backbone in ``init_from`` when given; with
+    ``unlabelled`` catalogs, the students of a teacher that pseudo-labels them (``models.pseudo``)."""
     from models.artifacts import load_backbone
+    from models.pseudo import train_with_pseudo_labels
     from models.train import train_morphology
 
     cats, names = read_catalogs(catalogs)
     init = None if init_from is None else load_backbone(init_from)
-    trained = train_morphology(cats, names, ModelConfig.from_dict(config), settings, heads=list(heads), init=init,
-                               callbacks=_callbacks(callbacks, " + ".join(heads), settings.epochs))
+    stage = " + ".join(heads)
+    if unlabelled:
+        extra, extra_names = read_catalogs(unlabelled)
+        trained = train_with_pseudo_labels(cats, names, extra, extra_names, ModelConfig.from_dict(config), settings,
+                                           heads=list(heads), init=init,
+                                           callbacks=lambda who: _callbacks(callbacks, f"{stage} ({who})",
+                                                                            settings.epochs))
+    else:
+        trained = train_morphology(cats, names, ModelConfig.from_dict(config), settings, heads=list(heads), init=init,
+                                   callbacks=_callbacks(callbacks, stage, settings.epochs))
     results = []
     for t in trained:
         if init_from is not None:
@@ -135,7 +145,7 @@ def choose_captions(catalogs: Sequence[Path], out: Path, regressor_dir: Path) ->
 def train_models(catalogs: Sequence[Path], out: Path, models: Sequence[str] = MODEL_KINDS,
                  epochs: int = TrainSettings.epochs, image_size: int | None = None, seed: int = 0,
                  init_from: Path | None = None, backbone_from: Path | None = None,
-                 callbacks: StageCallbacks | None = None) -> list[dict]:
+                 callbacks: StageCallbacks | None = None, unlabelled: Sequence[Path] = ()) -> list[dict]:
     """Train ``models`` on the union of ``catalogs`` (each row adds the losses it has targets
     for) into ``out``; returns, per model, its kind, epochs, seconds and the files written.
 
@@ -144,8 +154,11 @@ def train_models(catalogs: Sequence[Path], out: Path, models: Sequence[str] = MO
     whose trained classifier backbone the captioner reuses frozen, when the captioner is trained
     without the classifier; when both are trained here, the captioner reuses the one just
     trained. ``image_size`` defaults to ``ImageSpec().size``. ``callbacks``: see
-    :data:`StageCallbacks`."""
+    :data:`StageCallbacks`. ``unlabelled``: catalogs without labels that the classifier and
+    regressor also learn from, pseudo-labelled by a teacher trained first (``models.pseudo``)."""
     check_model_kinds(models)
+    if unlabelled and not {"classifier", "regressor"} & set(models):
+        raise TrainingError("`unlabelled` catalogs teach the classifier and the regressor; train at least one of them")
     if backbone_from is not None and ("captioner" not in models or "classifier" in models):
         raise TrainingError("`backbone_from` gives the captioner a trained backbone when it is trained alone "
                             "(`models` captioner); with the classifier, the captioner reuses the one trained now")
@@ -160,7 +173,8 @@ def train_models(catalogs: Sequence[Path], out: Path, models: Sequence[str] = MO
     results: list[dict] = []
     heads = [k for k in ("classifier", "regressor") if k in models]
     if heads:
-        results += train_morphology_models(catalogs, heads, config, settings, out, init_from, callbacks)
+        results += train_morphology_models(catalogs, heads, config, settings, out, init_from, callbacks,
+                                           [Path(u) for u in unlabelled])
     if "captioner" in models:
         shared = out if "classifier" in models else backbone_from
         results.append(train_captioner_model(catalogs, config, settings, out, shared, callbacks))

@@ -17,7 +17,7 @@ volunteers'.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -70,17 +70,19 @@ def pseudo_summary(catalog: Catalog) -> dict:
 
 def train_with_pseudo_labels(catalogs: Sequence[Catalog], names: Sequence[str], unlabelled: Sequence[Catalog],
                              unlabelled_names: Sequence[str], config: ModelConfig, settings: TrainSettings,
-                             heads: Sequence[str] = ("classifier", "regressor"), callbacks: Sequence = (),
-                             test_masks: Sequence[np.ndarray] | None = None) -> list:
+                             heads: Sequence[str] = ("classifier", "regressor"),
+                             callbacks: Callable[[str], Sequence] = lambda who: (),
+                             test_masks: Sequence[np.ndarray] | None = None, init=None) -> list:
     """Train a teacher on ``catalogs`` (classifier and regressor, as ``train_morphology``), label
-    ``unlabelled`` with its vote fractions, then train the student (``heads``) from scratch on
-    both. The student's sidecars record what the pseudo-labels were."""
+    ``unlabelled`` with its vote fractions, then train the student (``heads``) from scratch (or
+    both from ``init``'s backbone) on both. ``callbacks``: "teacher" or "student" → the Keras
+    callbacks of that training. The student's sidecars record what the pseudo-labels were."""
     from models.train import train_morphology
 
     if not unlabelled:
         raise ValueError("pseudo-labels need at least one unlabelled catalog")
-    teacher = train_morphology(catalogs, names, config, settings, heads=("classifier", "regressor"),
-                               callbacks=callbacks, test_masks=test_masks)
+    teacher = train_morphology(catalogs, names, config, settings, heads=("classifier", "regressor"), init=init,
+                               callbacks=callbacks("teacher"), test_masks=test_masks)
     regressor = next(t for t in teacher if t.kind == "regressor")
     pseudo = [pseudo_catalog(regressor.model, c, config) for c in unlabelled]
     if not any(p.table.num_rows for p in pseudo):
@@ -88,7 +90,7 @@ def train_with_pseudo_labels(catalogs: Sequence[Catalog], names: Sequence[str], 
     pseudo_names = [f"{n} (pseudo)" for n in unlabelled_names]
     masks = None if test_masks is None else [*test_masks, *(np.zeros(p.table.num_rows, bool) for p in pseudo)]
     student = train_morphology([*catalogs, *pseudo], [*names, *pseudo_names], config, settings, heads=heads,
-                               callbacks=callbacks, test_masks=masks,
+                               init=init, callbacks=callbacks("student"), test_masks=masks,
                                pseudo=[False] * len(catalogs) + [True] * len(pseudo))
     record = {"teacher_train_seconds": regressor.sidecar["train_seconds"], "weight": settings.pseudo_weight,
               "support": SUPPORT_MAJORITY,

@@ -176,3 +176,14 @@ def test_a_temporary_server_leaves_prefect_info_lines_off_the_console(tmp_path, 
     assert proc.returncode == 0, proc.stderr
     assert "2 rows (synthetic)" in proc.stdout
     assert ("| INFO" in proc.stdout + proc.stderr) is shown
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["train", "c.parquet", "--out", "m", "--models", "captioner", "--unlabelled", "u.parquet"],
+     "--unlabelled catalogs teach the classifier and the regressor"),
+    (["evaluate", "m", "c.parquet", "--out", "r", "--unlabelled", "u.parquet"], "it goes with --cv"),
+])
+def test_unlabelled_catalogs_without_a_model_to_teach_are_one_message_and_exit_2(tmp_path, args, needle, morphcat):
+    proc = morphcat(*args, timeout=300)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr

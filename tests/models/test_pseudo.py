@@ -92,22 +92,27 @@ def test_pseudo_labels_are_the_rule_on_the_teachers_fractions_where_they_support
 
 def test_a_student_trains_on_pseudo_labelled_rows_that_never_validate(tmp_path):
     pytest.importorskip("tensorflow")
-    from catalogs.synthetic import render_survey
-    from models.config import ModelConfig, TrainSettings
-    from models.pseudo import train_with_pseudo_labels
+    import json
 
-    labelled = render_survey(tmp_path / "a", n=24, seed=1, size=48, mix="balanced", workers=1)
+    from catalogs.contract import write_catalog
+    from catalogs.synthetic import render_survey
+    from models.pipeline import train_models
+
+    labelled = render_survey(tmp_path / "a", n=40, seed=1, size=48, mix="balanced", workers=1)
     unlabelled = render_survey(tmp_path / "u", n=16, seed=2, size=48, mix="balanced", workers=1)
-    unlabelled = unlabelled.select(["object_id", "image_path"])
-    config = ModelConfig.from_dict({"image": {"size": 24}, "backbone": {"name": "small_cnn", "widths": [4, 8]}})
-    settings = TrainSettings(epochs=1, batch_size=8, val_fraction=0.3, test_fraction=0.0)
-    clf, reg = train_with_pseudo_labels([Catalog(labelled, tmp_path / "a", "synthetic")], ["a"],
-                                        [Catalog(unlabelled, tmp_path / "u", "folder")], ["u"], config, settings)
-    rows = clf.sidecar["split"]["rows"]
+    paths = [write_catalog(Catalog(labelled, tmp_path / "a", "synthetic"), tmp_path / "a.parquet"),
+             write_catalog(Catalog(unlabelled.select(["object_id", "image_path"]), tmp_path / "u", "folder"),
+                           tmp_path / "u.parquet")]
+    stages = []
+    train_models(paths[:1], tmp_path / "models", ["classifier", "regressor"], epochs=1, image_size=24,
+                 unlabelled=paths[1:], callbacks=lambda stage, epochs: stages.append(stage) or [])
+    assert stages == ["classifier + regressor (teacher)", "classifier + regressor (student)"]
+    clf, reg = (json.loads((tmp_path / "models" / f"{k}.json").read_text()) for k in ("classifier", "regressor"))
+    rows = clf["split"]["rows"]
     assert rows["u (pseudo)"] == {"train": 16, "val": 0, "test": 0} and rows["a"]["val"] > 0
-    record = clf.sidecar["pseudo_labels"]
+    record = clf["pseudo_labels"]
     assert record["catalogs"]["u (pseudo)"]["rows"] == 16 and record["weight"] == 1.0
-    assert reg.sidecar["pseudo_labels"] == record
-    gz2 = clf.sidecar["class_heads"][0]  # the pseudo rows join the GZ2 head (they carry GZ2 fractions)
+    assert reg["pseudo_labels"] == record
+    gz2 = clf["class_heads"][0]  # the pseudo rows join the GZ2 head (they carry GZ2 fractions)
     assert gz2["scheme"] == "gz2" and gz2["catalogs"][0] == "a"
     assert gz2["calibration"]["val_rows"] == rows["a"]["val"]  # the temperature is the volunteers' alone
