@@ -71,10 +71,13 @@ def annotate(catalog: str | os.PathLike, bundle: str | os.PathLike, out: str | o
 
 def train(catalogs: Sequence[str | os.PathLike], out: str | os.PathLike, models: Sequence[str] | None = None,
           epochs: int | None = None, image_size: int | None = None, seed: int = 0,
-          init_from: str | os.PathLike | None = None, backbone_from: str | os.PathLike | None = None) -> list[dict]:
+          init_from: str | os.PathLike | None = None, backbone_from: str | os.PathLike | None = None,
+          unlabelled: Sequence[str | os.PathLike] = ()) -> list[dict]:
     """Train ``models`` (default: the classifier, the vote regressor and the captioner) on
     ``catalogs`` into ``out``, as ``morphcat train`` does; returns per model its kind, epochs,
-    seconds and files. ``epochs``: at most (default ``morphcat train``'s), with early stopping."""
+    seconds and files. ``epochs``: at most (default ``morphcat train``'s), with early stopping.
+    ``unlabelled``: catalogs without labels, pseudo-labelled by a teacher trained first
+    (``morphcat train --unlabelled``)."""
     from models.config import TrainSettings
     from models.pipeline import train_models
     from models.train import MODEL_KINDS
@@ -82,4 +85,5 @@ def train(catalogs: Sequence[str | os.PathLike], out: str | os.PathLike, models:
     return train_models([Path(c) for c in catalogs], Path(out), MODEL_KINDS if models is None else list(models),
                         epochs=TrainSettings.epochs if epochs is None else epochs, image_size=image_size, seed=seed,
                         init_from=None if init_from is None else Path(init_from),
-                        backbone_from=None if backbone_from is None else Path(backbone_from))
+                        backbone_from=None if backbone_from is None else Path(backbone_from),
+                        unlabelled=[Path(u) for u in unlabelled])
