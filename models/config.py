@@ -53,10 +53,9 @@ class TrainSettings:
     # 24 epochs (~100,000 images seen) of the ~4,000 training galaxies of both shared real
     # catalogs: the budget at which exploration stopped gaining; the cosine schedule spans them.
     epochs: int = 24
-    # 64 beat 32 in all 3 folds of the ablation ledger on GZ2's supported and confident labels and
-    # on Kaggle, and trains ×1.2 faster per image (half the steps: less per-step overhead); its
-    # evaluate --cv 5 is benchmarks/results/cv5-default.md (docs/models.md).
-    batch_size: int = 64
+    # 64 won the 12-epoch ablation ledger and trains ×1.2 faster per image, but at 24 epochs its
+    # evaluate --cv 5 fell behind 32 on every catalog (benchmarks/results/cv5-batch64.md).
+    batch_size: int = 32
     learning_rate: float = 2e-3
     patience: int = 15  # epochs without val_loss improvement before stopping
     seed: int = 0
