@@ -181,8 +181,8 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
     """Train and score one (variant, fold) cell; the ledger line it makes. ``unlabelled``:
     (name, catalog) pairs, for a variant that trains on them."""
     from benchmarks.run import machine, machine_line
-    from models.artifacts import save_trained
     from catalogs.fingerprints import catalog_fingerprint
+    from models.artifacts import save_trained
     from models.crossval import fold_scores, run_fold
     from models.precision import cpu_flags
 
