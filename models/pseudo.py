@@ -61,11 +61,13 @@ def pseudo_catalog(regressor, catalog: Catalog, config: ModelConfig) -> Catalog:
     return Catalog(conform(table, "pseudo-labelled catalog"), catalog.root, PSEUDO_FORMAT)
 
 
-def pseudo_summary(catalog: Catalog) -> dict:
-    """What a pseudo-labelled catalog holds: rows, labelled rows and their classes."""
+def pseudo_summary(catalog: Catalog, source: Catalog) -> dict:
+    """What a pseudo-labelled catalog holds: rows, labelled rows and their classes, and how many
+    of its ``source`` catalog's rows were left out because their image could not be decoded."""
     labels = [x for x in catalog.table.column("label").to_pylist() if x is not None]
     return {"rows": catalog.table.num_rows, "labelled": len(labels),
-            "classes": {c: labels.count(c) for c in sorted(set(labels))}}
+            "classes": {c: labels.count(c) for c in sorted(set(labels))},
+            "undecodable": source.table.num_rows - catalog.table.num_rows}
 
 
 def train_with_pseudo_labels(catalogs: Sequence[Catalog], names: Sequence[str], unlabelled: Sequence[Catalog],
@@ -94,7 +96,7 @@ def train_with_pseudo_labels(catalogs: Sequence[Catalog], names: Sequence[str], 
                                pseudo=[False] * len(catalogs) + [True] * len(pseudo))
     record = {"teacher_train_seconds": regressor.sidecar["train_seconds"], "weight": settings.pseudo_weight,
               "support": SUPPORT_MAJORITY,
-              "catalogs": {n: pseudo_summary(p) for n, p in zip(pseudo_names, pseudo)}}
+              "catalogs": {n: pseudo_summary(p, c) for n, p, c in zip(pseudo_names, pseudo, unlabelled)}}
     for t in student:
         t.sidecar["pseudo_labels"] = record
     return student

@@ -87,7 +87,8 @@ def test_pseudo_labels_are_the_rule_on_the_teachers_fractions_where_they_support
     assert rule.tolist() == ["spiral"] * 3 and fractions[1, 7] == pytest.approx(0.7)
     assert table.column("label").to_pylist() == ["spiral", None, "spiral"]  # no class target unsupported
     assert table.column("caption").null_count == 3 and pseudo.has_votes
-    assert pseudo_summary(pseudo) == {"rows": 3, "labelled": 2, "classes": {"spiral": 2}}
+    assert pseudo_summary(pseudo, unlabelled) == {"rows": 3, "labelled": 2, "classes": {"spiral": 2},
+                                                   "undecodable": 1}
 
 
 def test_a_student_trains_on_pseudo_labelled_rows_that_never_validate(tmp_path):
@@ -112,6 +113,7 @@ def test_a_student_trains_on_pseudo_labelled_rows_that_never_validate(tmp_path):
     assert rows["u (pseudo)"] == {"train": 16, "val": 0, "test": 0} and rows["a"]["val"] > 0
     record = clf["pseudo_labels"]
     assert record["catalogs"]["u (pseudo)"]["rows"] == 16 and record["weight"] == 1.0
+    assert record["catalogs"]["u (pseudo)"]["undecodable"] == 0
     assert reg["pseudo_labels"] == record
     gz2 = clf["class_heads"][0]  # the pseudo rows join the GZ2 head (they carry GZ2 fractions)
     assert gz2["scheme"] == "gz2" and gz2["catalogs"][0] == "a"
