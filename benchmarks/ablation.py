@@ -43,6 +43,7 @@ class Variant:
     views: int = 1  # 8: test-time averaging over the rotations/flips (evaluation and annotation cost ×8)
     votes: bool = True  # train the vote regressor jointly (its soft vote fractions shape the features)
     unlabelled: bool = False  # a student on the run's unlabelled catalogs, pseudo-labelled by a teacher (models.pseudo)
+    members: int = 1  # > 1: a deep ensemble of that many models from successive seeds (models.crossval.run_fold)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -88,6 +89,8 @@ VARIANTS: dict[str, Variant] = {
     "pseudo-labels": Variant("a teacher (the default) labels the unlabelled catalogs with its vote fractions; a "
                              "student trains from scratch on both, the pseudo-labels' loss weighing as much as the "
                              "volunteers' (the training twice over, the student's on more images)", unlabelled=True),
+    "ensemble-2": Variant("a deep ensemble of two default models, trained from seeds 0 and 1, averaging their "
+                          "calibrated probabilities and vote fractions (training and inference ×2)", members=2),
     "weight-decay": Variant("AdamW weight decay 1e-4", settings={"weight_decay": 1e-4}),
     "balance-1.0": Variant("fully balanced class weights (the default is their square root)",
                            settings={"class_balance": 1.0}),
@@ -131,24 +134,27 @@ def protocol_of(catalogs: list[Path], k: int, settings: TrainSettings, kinds: tu
 PROTOCOL_SETTINGS = ("epochs", "seed", "patience")
 
 
-def recipe_of(config: dict, settings: dict, views: int, models, unlabelled: bool = False) -> str:
+def recipe_of(config: dict, settings: dict, views: int, models, unlabelled: bool = False, members: int = 1) -> str:
     """What a cell trained, as comparable text: everything but the protocol. ``unlabelled``: it
-    also trained on the run's unlabelled catalogs (which ones, its line records)."""
+    also trained on the run's unlabelled catalogs (which ones, its line records); ``members``:
+    the models its predictions average."""
     config = with_defaults(ModelConfig(backbone=BackboneConfig()).to_dict(), config)
     settings = {k: v for k, v in with_defaults(asdict(TrainSettings()), settings).items() if k not in PROTOCOL_SETTINGS}
     recipe = {"config": config, "settings": settings, "views": views, "models": sorted(models)}
-    return json.dumps(recipe | ({"unlabelled": True} if unlabelled else {}), sort_keys=True, default=list)
+    recipe |= ({"unlabelled": True} if unlabelled else {}) | ({"members": members} if members != 1 else {})
+    return json.dumps(recipe, sort_keys=True, default=list)
 
 
 def variant_recipe(name: str, protocol: dict) -> str:
     variant = VARIANTS[name]
     config, settings = variant_config(variant, ModelConfig(backbone=BackboneConfig()), TrainSettings())
-    return recipe_of(config.to_dict(), asdict(settings), variant.views, _models(variant, protocol), variant.unlabelled)
+    return recipe_of(config.to_dict(), asdict(settings), variant.views, _models(variant, protocol), variant.unlabelled,
+                     variant.members)
 
 
 def line_recipe(line: dict) -> str:
     return recipe_of(line["config"], line["settings"], line.get("views", 1), line["train_images_per_second"],
-                     bool(line.get("unlabelled")))
+                     bool(line.get("unlabelled")), line.get("members", 1))
 
 
 def _models(variant: Variant, protocol: dict) -> tuple[str, ...]:
@@ -192,11 +198,11 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
     t0 = time.perf_counter()
     extra = list(unlabelled) if variant.unlabelled else []
     held_out, trained = run_fold(loaded, list(names), config, vsettings, folds, fold, use, views=variant.views,
-                                 unlabelled=extra)
+                                 unlabelled=extra, members=variant.members)
     minutes = (time.perf_counter() - t0) / 60.0
     line = {"variant": name, "fold": fold, "what": variant.what, "protocol": protocol, "commit": code_commit(),
             "machine": machine_line(machine()), "cpu_flags": cpu_flags(), "minutes": round(minutes, 2),
-            "config": config.to_dict(), "settings": asdict(vsettings), "views": variant.views,
+            "config": config.to_dict(), "settings": asdict(vsettings), "views": variant.views, "members": variant.members,
             "train_images_per_second": {k: t.sidecar.get("train_images_per_second") for k, t in trained.items()},
             "train_images_per_cpu_second": {k: t.sidecar.get("train_images_per_cpu_second") for k, t in trained.items()},
             "precision": trained[use[0]].sidecar.get("precision"),
@@ -208,7 +214,9 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
         models_dir = out / name / "fold0-models"
         for t in trained.values():
             save_trained(t, models_dir)
-        line["annotate_images_per_s"] = round(_throughput(models_dir, out / name, throughput_images) / variant.views, 1)
+        # one member's bundle timed; views and members multiply the model's share of the cost
+        line["annotate_images_per_s"] = round(_throughput(models_dir, out / name, throughput_images)
+                                              / (variant.views * variant.members), 1)
     return line
 
 

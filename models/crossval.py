@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,25 +84,35 @@ def folds_of(catalogs: Sequence[Catalog], names: Sequence[str], k: int) -> list[
 def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelConfig, settings: TrainSettings,
              folds: Sequence[np.ndarray], fold: int, kinds: Sequence[str],
              callbacks: Callable[[str], list] = lambda stage: [], views: int = 1,
-             unlabelled: Sequence[tuple[str, Catalog]] = ()) -> tuple[list[HeldOut], dict]:
+             unlabelled: Sequence[tuple[str, Catalog]] = (), members: int = 1) -> tuple[list[HeldOut], dict]:
     """Train ``kinds`` on every fold but ``fold`` and predict the rows of ``fold``; ``views`` = 8
     averages the classifier's and regressor's outputs over the 8 rotations/flips (test-time
     augmentation); ``unlabelled`` ((name, catalog) pairs): the classifier and regressor are the
-    students of a teacher trained on the same folds (``models.pseudo``). Returns the predictions
-    and the trained models (by kind)."""
+    students of a teacher trained on the same folds (``models.pseudo``); ``members`` > 1: that
+    many classifiers and regressors, trained alike from the seeds ``settings.seed + m``, average
+    their calibrated probabilities and vote fractions (a deep ensemble; the embedding, the OOD
+    flag and the captioner are the first member's). Returns the predictions and the first
+    member's trained models (by kind)."""
     from models.pseudo import train_with_pseudo_labels
     from models.train import train_captioner, train_morphology
 
+    if members < 1:
+        raise ValueError(f"members must be at least 1, got {members}")
     masks = [f == fold for f in folds]
     heads = [h for h in ("classifier", "regressor") if h in kinds]
-    if unlabelled:
-        morphology = train_with_pseudo_labels(catalogs, names, [c for _, c in unlabelled], [n for n, _ in unlabelled],
-                                              config, settings, heads=heads, test_masks=masks,
-                                              callbacks=lambda who: callbacks(f"{'+'.join(heads)} ({who})"))
-    else:
-        morphology = train_morphology(catalogs, names, config, settings, heads=heads,
-                                      callbacks=callbacks("+".join(heads)), test_masks=masks)
-    trained = {t.kind: t for t in morphology}
+    ensemble = []
+    for m in range(members):
+        msettings = replace(settings, seed=settings.seed + m)
+        who = "+".join(heads) + (f" member {m + 1}/{members}" if members > 1 else "")
+        if unlabelled:
+            morphology = train_with_pseudo_labels(catalogs, names, [c for _, c in unlabelled],
+                                                  [n for n, _ in unlabelled], config, msettings, heads=heads,
+                                                  test_masks=masks, callbacks=lambda w: callbacks(f"{who} ({w})"))
+        else:
+            morphology = train_morphology(catalogs, names, config, msettings, heads=heads,
+                                          callbacks=callbacks(who), test_masks=masks)
+        ensemble.append({t.kind: t for t in morphology})
+    trained = ensemble[0]
     if "captioner" in kinds:
         backbone = trained["classifier"].model.get_layer("backbone") if "classifier" in trained else None
         trained["captioner"] = train_captioner(catalogs, names, config, settings, backbone=backbone,
@@ -111,7 +121,7 @@ def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelCon
             trained["captioner"].sidecar["caption_choice"] = choose_caption_source(
                 catalogs, names, trained["regressor"].model, trained["captioner"].model,
                 trained["captioner"].sidecar, test_masks=masks)
-    held_out = [_predict(trained, config, name, catalog, np.flatnonzero(mask), fold, views)
+    held_out = [_predict(ensemble, config, name, catalog, np.flatnonzero(mask), fold, views)
                 for name, catalog, mask in zip(names, catalogs, masks)]
     if "classifier" in trained and "embedding" in trained["classifier"].sidecar:
         for h, catalog, mask in zip(held_out, catalogs, masks):
@@ -155,8 +165,11 @@ def _views(x: np.ndarray, views: int) -> list[np.ndarray]:
     return dihedral_views(x)
 
 
-def _predict(trained: dict, config: ModelConfig, name: str, catalog: Catalog, rows: np.ndarray,
+def _predict(ensemble: Sequence[dict], config: ModelConfig, name: str, catalog: Catalog, rows: np.ndarray,
              fold: int, views: int = 1) -> HeldOut:
+    """``ensemble``: the trained models (by kind) of each member; their class probabilities and
+    vote fractions are averaged, everything else is the first member's."""
+    trained = ensemble[0]
     spec = config.image
     decoded = decode_images(catalog, rows, spec)
     good = decoded.good_rows
@@ -173,14 +186,18 @@ def _predict(trained: dict, config: ModelConfig, name: str, catalog: Catalog, ro
     if catalog.has_raw_votes:
         out.votes_raw = GZ2_TREE.cumulative(raw_vote_matrix(table.take(good)))
     if "classifier" in trained:
+        calibrated, uncalibrated = [], []
+        for member in ensemble:
+            clf = member["classifier"]
+            head, record = head_for(clf.sidecar, name)
+            model = clf.model if head == 0 else clf.extra_models[record["output"]]
+            zs = [logits(model, v, head) for v in _views(x, views)]
+            t = record["calibration"]["temperature"]
+            calibrated += [softmax(z) for z in zs]
+            uncalibrated += [softmax(z * t) for z in zs]
+        out.class_names = list(head_for(trained["classifier"].sidecar, name)[1]["class_names"])
+        out.probs, out.probs_uncalibrated = np.mean(calibrated, axis=0), np.mean(uncalibrated, axis=0)
         clf = trained["classifier"]
-        head, record = head_for(clf.sidecar, name)
-        model = clf.model if head == 0 else clf.extra_models[record["output"]]
-        out.class_names = list(record["class_names"])
-        zs = [logits(model, v, head) for v in _views(x, views)]
-        out.probs = np.mean([softmax(z) for z in zs], axis=0)
-        t = record["calibration"]["temperature"]
-        out.probs_uncalibrated = np.mean([softmax(z * t) for z in zs], axis=0)
         ood = OodReference.from_dict(clf.sidecar["ood"])
         pooled = pooled_features(clf.model, x)
         out.ood_flag = ood_flags(ood.scores(pooled), central_source_snr(x), 1.0)
@@ -188,9 +205,9 @@ def _predict(trained: dict, config: ModelConfig, name: str, catalog: Catalog, ro
             out.embeddings = EmbeddingProjection.from_dict(clf.sidecar["embedding"]).project(pooled)
     if "regressor" in trained:
         out.votes_true = kaggle_targets(table.take(good)) if catalog.has_votes else np.full((len(good), 37), np.nan)
-        out.votes_pred = np.mean([np.concatenate([np.asarray(trained["regressor"].model(v[i:i + 256], training=False))
+        out.votes_pred = np.mean([np.concatenate([np.asarray(member["regressor"].model(v[i:i + 256], training=False))
                                                   for i in range(0, max(len(v), 1), 256)])[:len(v)]
-                                  for v in _views(x, views)], axis=0)
+                                  for member in ensemble for v in _views(x, views)], axis=0)
     if "captioner" in trained and any(out.captions):
         cap = trained["captioner"]
         parts, tokenizer = captioner_from_train(cap.model), Tokenizer.from_dict(cap.sidecar["tokenizer"])

@@ -28,7 +28,7 @@ def test_every_variant_is_a_valid_configuration_that_differs_from_the_default(na
     config, vsettings = variant_config(VARIANTS[name], base, settings)
     ModelConfig.from_dict(config.to_dict())  # valid and serialisable, as the sidecars store it
     v = VARIANTS[name]
-    changed = (config, vsettings, v.views, v.votes, v.unlabelled) != (base, settings, 1, True, False)
+    changed = (config, vsettings, v.views, v.votes, v.unlabelled, v.members) != (base, settings, 1, True, False, 1)
     assert changed == (name != REFERENCE), name
 
 
@@ -91,6 +91,15 @@ def test_a_cell_that_trained_on_unlabelled_catalogs_is_its_own_recipe():
     line["unlabelled"] = {"kaggle-unlabelled": "f01"}
     assert line_recipe(line) == variant_recipe("pseudo-labels", PROTOCOL) != variant_recipe("default", PROTOCOL)
     assert [r["variant"] for r in ledger_table([line], PROTOCOL)] == ["pseudo-labels"]
+
+
+def test_an_ensembles_cell_is_its_own_recipe_and_older_lines_count_as_one_member():
+    line = _line("default", 0, PROTOCOL, 0.8, recorded_as="ensemble-2")
+    assert "members" not in line and line_recipe(line) == variant_recipe("default", PROTOCOL)
+    line["members"] = 2
+    assert line_recipe(line) == variant_recipe("ensemble-2", PROTOCOL) != variant_recipe("default", PROTOCOL)
+    line["members"] = 1
+    assert line_recipe(line) == variant_recipe("default", PROTOCOL)
 
 
 def test_a_variant_that_needs_unlabelled_catalogs_refuses_to_start_without_them(tmp_path):

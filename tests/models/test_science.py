@@ -311,3 +311,36 @@ def test_a_second_vote_head_learns_the_raw_fractions_in_training_only(tmp_path):
     for trained in (clf, reg):  # and neither saved model carries the second head
         assert not [layer.name for layer in trained.model.layers if layer.name.startswith("votes_raw")]
     assert reg.model.output_names == ["votes"]
+
+
+def test_an_ensemble_trains_each_member_from_its_own_seed_and_averages_their_outputs(tmp_path):
+    pytest.importorskip("tensorflow")
+    from dataclasses import replace
+
+    from catalogs.contract import Catalog
+    from catalogs.synthetic import render_survey
+    from models.config import ModelConfig, TrainSettings
+    from models.crossval import _predict, folds_of, run_fold
+
+    table = render_survey(tmp_path / "s", n=40, seed=5, size=48, mix="gz2", workers=1)
+    catalogs = [Catalog(table, tmp_path / "s", "synthetic")]
+    config = ModelConfig.from_dict({"image": {"size": 32}, "backbone": {"widths": [8, 16]}})
+    folds = folds_of(catalogs, ["s"], 2)
+    settings = TrainSettings(epochs=1, batch_size=16, val_fraction=0.2)
+    kinds = ("classifier", "regressor")
+    stages = []
+    run_fold(catalogs, ["s"], config, settings, folds, 0, kinds, members=2,
+             callbacks=lambda stage: stages.append(stage) or [])
+    assert stages == ["classifier+regressor member 1/2", "classifier+regressor member 2/2"]
+    with pytest.raises(ValueError, match="members"):
+        run_fold(catalogs, ["s"], config, settings, folds, 0, kinds, members=0)
+
+    a = run_fold(catalogs, ["s"], config, settings, folds, 0, kinds)[1]
+    b = run_fold(catalogs, ["s"], config, replace(settings, seed=1), folds, 0, kinds)[1]
+    rows = np.flatnonzero(folds[0] == 0)
+    (alone_a,), (alone_b,), (both,) = ([_predict(e, config, "s", catalogs[0], rows, 0)] for e in ([a], [b], [a, b]))
+    assert not np.allclose(alone_a.probs, alone_b.probs)  # two seeds, two different models
+    for field in ("probs", "probs_uncalibrated", "votes_pred"):
+        np.testing.assert_allclose(getattr(both, field), (getattr(alone_a, field) + getattr(alone_b, field)) / 2,
+                                   rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(both.ood_flag, alone_a.ood_flag)  # the first member's
