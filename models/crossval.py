@@ -93,8 +93,8 @@ def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelCon
     their calibrated probabilities and vote fractions (a deep ensemble; the embedding, the OOD
     flag and the captioner are the first member's). Returns the predictions and the first
     member's trained models (by kind)."""
-    from models.pseudo import train_with_pseudo_labels
-    from models.train import train_captioner, train_morphology
+    from models.pseudo import stage_name, train_heads
+    from models.train import train_captioner
 
     if members < 1:
         raise ValueError(f"members must be at least 1, got {members}")
@@ -103,14 +103,9 @@ def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelCon
     ensemble = []
     for m in range(members):
         msettings = replace(settings, seed=settings.seed + m)
-        who = "+".join(heads) + (f" member {m + 1}/{members}" if members > 1 else "")
-        if unlabelled:
-            morphology = train_with_pseudo_labels(catalogs, names, [c for _, c in unlabelled],
-                                                  [n for n, _ in unlabelled], config, msettings, heads=heads,
-                                                  test_masks=masks, callbacks=lambda w: callbacks(f"{who} ({w})"))
-        else:
-            morphology = train_morphology(catalogs, names, config, msettings, heads=heads,
-                                          callbacks=callbacks(who), test_masks=masks)
+        stage = "+".join(heads) + (f" member {m + 1}/{members}" if members > 1 else "")
+        morphology = train_heads(catalogs, names, config, msettings, heads=heads, unlabelled=unlabelled,
+                                 test_masks=masks, callbacks=lambda who: callbacks(stage_name(stage, who)))
         ensemble.append({t.kind: t for t in morphology})
     trained = ensemble[0]
     if "captioner" in kinds:

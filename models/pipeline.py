@@ -83,21 +83,15 @@ def train_morphology_models(catalogs: Sequence[Path], heads: Sequence[str], conf
     both are asked for, starting from the classifier backbone in ``init_from`` when given; with
     ``unlabelled`` catalogs, the students of a teacher that pseudo-labels them (``models.pseudo``)."""
     from models.artifacts import load_backbone
-    from models.pseudo import train_with_pseudo_labels
-    from models.train import train_morphology
+    from models.pseudo import stage_name, train_heads
 
     cats, names = read_catalogs(catalogs)
+    extra, extra_names = read_catalogs(unlabelled) if unlabelled else ([], ())
     init = None if init_from is None else load_backbone(init_from)
     stage = " + ".join(heads)
-    if unlabelled:
-        extra, extra_names = read_catalogs(unlabelled)
-        trained = train_with_pseudo_labels(cats, names, extra, extra_names, ModelConfig.from_dict(config), settings,
-                                           heads=list(heads), init=init,
-                                           callbacks=lambda who: _callbacks(callbacks, f"{stage} ({who})",
-                                                                            settings.epochs))
-    else:
-        trained = train_morphology(cats, names, ModelConfig.from_dict(config), settings, heads=list(heads), init=init,
-                                   callbacks=_callbacks(callbacks, stage, settings.epochs))
+    trained = train_heads(cats, names, ModelConfig.from_dict(config), settings, heads=list(heads),
+                          unlabelled=list(zip(extra_names, extra)), init=init,
+                          callbacks=lambda who: _callbacks(callbacks, stage_name(stage, who), settings.epochs))
     results = []
     for t in trained:
         if init_from is not None:

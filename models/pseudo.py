@@ -100,3 +100,27 @@ def train_with_pseudo_labels(catalogs: Sequence[Catalog], names: Sequence[str], 
     for t in student:
         t.sidecar["pseudo_labels"] = record
     return student
+
+
+def stage_name(stage: str, who: str | None) -> str:
+    """A training stage's name on screen: ``stage``, or ``stage (teacher)`` / ``(student)``."""
+    return stage if who is None else f"{stage} ({who})"
+
+
+def train_heads(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelConfig, settings: TrainSettings,
+                heads: Sequence[str] = ("classifier", "regressor"),
+                unlabelled: Sequence[tuple[str, Catalog]] = (),
+                callbacks: Callable[[str | None], Sequence] = lambda who: (),
+                test_masks: Sequence[np.ndarray] | None = None, init=None) -> list:
+    """The classifier and/or regressor (``heads``) as ``train_morphology`` trains them, or, with
+    ``unlabelled`` ((name, catalog) pairs), the students of :func:`train_with_pseudo_labels`: the
+    one entry point of ``morphcat train`` and ``evaluate --cv``. ``callbacks``: None (a plain
+    training), "teacher" or "student" → the Keras callbacks of that training."""
+    from models.train import train_morphology
+
+    if unlabelled:
+        return train_with_pseudo_labels(catalogs, names, [c for _, c in unlabelled], [n for n, _ in unlabelled],
+                                        config, settings, heads=heads, callbacks=callbacks, test_masks=test_masks,
+                                        init=init)
+    return train_morphology(catalogs, names, config, settings, heads=heads, init=init, callbacks=callbacks(None),
+                            test_masks=test_masks)
