@@ -171,19 +171,28 @@ def test_embedding_neighbour_scores_from_hand_made_neighbours():
     assert s["knn_balanced_accuracy"] == pytest.approx((0.5 + 0.0) / 2)
 
 
-def test_on_the_synthetic_survey_a_galaxys_embedding_neighbours_share_its_class(tmp_path):
-    pytest.importorskip("tensorflow")
+def _survey_folds(tmp_path, n: int, mix: str, widths: list[int], k: int):
+    """A synthetic survey of ``n`` 48 px galaxies as one catalog, a 32 px model config of
+    ``widths`` and ``k`` folds: what a cross-validation test trains on."""
     from catalogs.contract import Catalog
     from catalogs.synthetic import render_survey
-    from models.config import ModelConfig, TrainSettings
-    from models.crossval import cv_report, folds_of, run_fold
+    from models.config import ModelConfig
+    from models.crossval import folds_of
 
-    table = render_survey(tmp_path / "s", n=120, seed=5, size=48, mix="balanced", workers=1)
+    table = render_survey(tmp_path / "s", n=n, seed=5, size=48, mix=mix, workers=1)
     catalogs = [Catalog(table, tmp_path / "s", "synthetic")]
+    config = ModelConfig.from_dict({"image": {"size": 32}, "backbone": {"widths": widths}})
+    return table, catalogs, config, folds_of(catalogs, ["s"], k)
+
+
+def test_on_the_synthetic_survey_a_galaxys_embedding_neighbours_share_its_class(tmp_path):
+    pytest.importorskip("tensorflow")
+    from models.config import TrainSettings
+    from models.crossval import cv_report, run_fold
+
     # 16-32 channels: at 8-16 the D4 backbone's 10-NN agreement sat at 0.32-0.33, on the bar (0.32)
     # from one re-train to the next; at 16-32 it is 0.50-0.51.
-    config = ModelConfig.from_dict({"image": {"size": 32}, "backbone": {"widths": [16, 32]}})
-    folds = folds_of(catalogs, ["s"], 3)
+    table, catalogs, config, folds = _survey_folds(tmp_path, 120, "balanced", [16, 32], 3)
     held_out, _ = run_fold(catalogs, ["s"], config, TrainSettings(epochs=8, batch_size=16, val_fraction=0.2),
                            folds, 0, ("classifier",))
     (h,) = held_out
@@ -317,15 +326,10 @@ def test_an_ensemble_trains_each_member_from_its_own_seed_and_averages_their_out
     pytest.importorskip("tensorflow")
     from dataclasses import replace
 
-    from catalogs.contract import Catalog
-    from catalogs.synthetic import render_survey
-    from models.config import ModelConfig, TrainSettings
-    from models.crossval import _predict, folds_of, run_fold
+    from models.config import TrainSettings
+    from models.crossval import _predict, run_fold
 
-    table = render_survey(tmp_path / "s", n=40, seed=5, size=48, mix="gz2", workers=1)
-    catalogs = [Catalog(table, tmp_path / "s", "synthetic")]
-    config = ModelConfig.from_dict({"image": {"size": 32}, "backbone": {"widths": [8, 16]}})
-    folds = folds_of(catalogs, ["s"], 2)
+    _, catalogs, config, folds = _survey_folds(tmp_path, 40, "gz2", [8, 16], 2)
     settings = TrainSettings(epochs=1, batch_size=16, val_fraction=0.2)
     kinds = ("classifier", "regressor")
     stages = []
