@@ -78,13 +78,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.cv is not None:
         if args.cv < 2:
             raise UsageError(f"--cv needs at least 2 folds, got {args.cv}")
+        if args.members < 1:
+            raise UsageError(f"--members needs at least 1 model, got {args.members}")
         cross_validate(catalogs=args.inputs, out=args.out, k=args.cv, models=names(args.models), epochs=args.epochs,
-                       image_size=args.image_size, seed=args.seed, progress=True, unlabelled=args.unlabelled)
+                       image_size=args.image_size, seed=args.seed, progress=True, unlabelled=args.unlabelled,
+                       members=args.members)
         print((args.out / "cv.md").read_text())
         return
     if args.unlabelled:
         raise UsageError("--unlabelled trains on unlabelled catalogs: it goes with --cv (or train), not with scoring "
                          "trained models")
+    if args.members != 1:
+        raise UsageError("--members trains an ensemble in each fold: it goes with --cv, not with scoring trained "
+                         "models")
     if len(args.inputs) != 2:
         raise UsageError("evaluate takes MODELS_DIR and one CATALOG (or --cv K and the catalogs to cross-validate)")
     evaluate_models(models_dir=args.inputs[0], catalog=args.inputs[1], out=args.out)
@@ -285,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabelled", type=Path, action="append", default=[], metavar="CATALOG",
                    help="with --cv: a catalog without labels each fold also learns from, pseudo-labelled by a teacher "
                         "trained on the fold (as train --unlabelled); repeatable")
+    p.add_argument("--members", type=int, default=1, metavar="N",
+                   help="with --cv: N classifiers and regressors per fold from seeds SEED, SEED+1, …, their "
+                        "probabilities and vote fractions averaged (a deep ensemble, measured only: train and "
+                        "annotate use one model; N times the training)")
     p.set_defaults(func=_cmd_evaluate, tensorflow=True)
 
     p = sub.add_parser("export", help="convert trained models to a parity-checked ONNX model bundle")

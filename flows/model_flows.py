@@ -78,7 +78,8 @@ def evaluate_models(models_dir: Path, catalog: Path, out: Path) -> dict:
 
 @task(cache_policy=NO_CACHE, task_run_name="cross-validate-fold-{fold}")
 def cross_validate_fold(catalog_paths: list[Path], config: dict, settings: dict, k: int, fold: int,
-                        models: list[str], progress: bool = False, unlabelled: list[Path] | None = None) -> list:
+                        models: list[str], progress: bool = False, unlabelled: list[Path] | None = None,
+                        members: int = 1) -> list:
     """Train on every fold but ``fold``, predict ``fold`` (``models.crossval.run_fold``)."""
     from models.crossval import folds_of, run_fold
 
@@ -90,7 +91,7 @@ def cross_validate_fold(catalog_paths: list[Path], config: dict, settings: dict,
 
     held_out, _ = run_fold(catalogs, names, ModelConfig.from_dict(config), TrainSettings(**settings),
                            folds_of(catalogs, names, k), fold, models, bars,
-                           unlabelled=list(zip(extra_names, extra)))
+                           unlabelled=list(zip(extra_names, extra)), members=members)
     return held_out
 
 
@@ -98,13 +99,14 @@ def cross_validate_fold(catalog_paths: list[Path], config: dict, settings: dict,
 def cross_validate(catalogs: list[Path], out: Path, k: int = 5,
                    models: list[str] | None = None,
                    epochs: int = TrainSettings.epochs, image_size: int | None = None, seed: int = 0,
-                   progress: bool = False, unlabelled: list[Path] | None = None) -> dict:
+                   progress: bool = False, unlabelled: list[Path] | None = None, members: int = 1) -> dict:
     """K-fold cross-validation of the default training over ``catalogs`` (``models.crossval``):
     every galaxy tested exactly once (``models``: which to train, default all three); writes ``cv.json``, ``cv.md``, every held-out prediction
     (``predictions.parquet``) and per catalog the pooled
     confusion matrix and reliability diagram (PNG) to ``out``. ``unlabelled``: catalogs each fold's
     classifier and regressor also learn from, pseudo-labelled by a teacher trained on the fold's
-    training galaxies (``models.pseudo``)."""
+    training galaxies (``models.pseudo``). ``members`` > 1: each fold's predictions are the average of
+    that many models trained from successive seeds (a deep ensemble)."""
     from models.crossval import catalog_fingerprints, fold_commit, load_fold, save_fold, write_cv_report
 
     models = list(MODEL_KINDS) if models is None else list(models)  # None: all three
@@ -115,15 +117,18 @@ def cross_validate(catalogs: list[Path], out: Path, k: int = 5,
     # Each finished fold is kept in out/folds/: a run stopped after hours resumes from there.
     unlabelled = [Path(u) for u in unlabelled or []]
     checkpoint = {"k": k, "catalogs": catalog_fingerprints(catalogs), "models": list(models), "config": config,
-                  "settings": settings, **({"unlabelled": catalog_fingerprints(unlabelled)} if unlabelled else {})}
+                  "settings": settings, **({"unlabelled": catalog_fingerprints(unlabelled)} if unlabelled else {}),
+                  **({"members": members} if members != 1 else {})}
     held_out = []
     for fold in range(k):
         kept = load_fold(Path(out), fold, checkpoint)
         if kept is None:
-            kept = cross_validate_fold(catalogs, config, settings, k, fold, list(models), progress, unlabelled)
+            kept = cross_validate_fold(catalogs, config, settings, k, fold, list(models), progress, unlabelled,
+                                       members)
             save_fold(Path(out), fold, checkpoint, kept)
         held_out += kept
-    extra = {"unlabelled": [str(u) for u in unlabelled]} if unlabelled else {}
+    extra = ({"unlabelled": [str(u) for u in unlabelled]} if unlabelled else {}) | \
+        ({"members": members} if members != 1 else {})
     summary = write_cv_report(held_out, Path(out), {"k": k, "catalogs": [str(c) for c in catalogs], **extra,
                                                     "models": list(models), "config": config, "settings": settings,
                                                     "fold_commits": [fold_commit(Path(out), f) for f in range(k)]})

@@ -187,3 +187,13 @@ def test_unlabelled_catalogs_without_a_model_to_teach_are_one_message_and_exit_2
     proc = morphcat(*args, timeout=300)
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["evaluate", "m", "c.parquet", "--out", "r", "--members", "2"], "--members trains an ensemble in each fold: it goes with --cv"),
+    (["evaluate", "--cv", "2", "c.parquet", "--out", "r", "--members", "0"], "--members needs at least 1 model, got 0"),
+])
+def test_an_ensemble_outside_cross_validation_or_of_no_model_is_one_message_and_exit_2(tmp_path, args, needle, morphcat):
+    proc = morphcat(*args, timeout=300)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr

@@ -143,3 +143,18 @@ def test_cross_validation_writes_its_report_and_every_held_out_prediction(tmp_pa
     assert again.filter(pl.col("fold") == 0).equals(held.filter(pl.col("fold") == 0))
     assert sorted(again["object_id"].to_list()) == sorted(catalog["object_id"].to_list())
 
+
+
+def test_cross_validation_of_an_ensemble_records_its_members_and_keeps_its_folds_apart(tmp_path, morphcat):
+    survey, report = tmp_path / "survey", tmp_path / "cv"
+    assert morphcat("synth", survey, "--n", "48", "--seed", "3", "--size", "48", "--mix", "balanced").returncode == 0
+    args = ("evaluate", "--cv", "2", survey / "catalog.parquet", "--out", report, "--models", "classifier",
+            "--epochs", "1", "--image-size", "32")
+    proc = morphcat(*args, "--members", "2")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((report / "cv.json").read_text())
+    assert summary["members"] == 2 and summary["report"]["catalog"]["rows"] == 48
+    fold0 = (report / "folds" / "fold-0.json").stat().st_mtime_ns
+    assert morphcat(*args).returncode == 0  # one model: the ensemble's folds are not read back as its own
+    assert (report / "folds" / "fold-0.json").stat().st_mtime_ns != fold0
+    assert "members" not in json.loads((report / "cv.json").read_text())
