@@ -189,7 +189,7 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
     from benchmarks.run import machine, machine_line
     from catalogs.fingerprints import catalog_fingerprint
     from models.artifacts import save_trained
-    from models.crossval import fold_scores, run_fold
+    from models.crossval import fold_scores, member_view, run_fold
     from models.precision import cpu_flags
 
     variant = VARIANTS[name]
@@ -207,6 +207,9 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
             "train_images_per_cpu_second": {k: t.sidecar.get("train_images_per_cpu_second") for k, t in trained.items()},
             "precision": trained[use[0]].sidecar.get("precision"),
             "scores": {h.catalog: fold_scores(h) for h in held_out}}
+    if variant.members > 1:  # each member alone too: how far the average is from its parts
+        line["member_scores"] = [{h.catalog: fold_scores(member_view(h, m)) for h in held_out}
+                                 for m in range(variant.members)]
     if extra:
         line["unlabelled"] = {n: catalog_fingerprint(c) for n, c in extra}
         line["pseudo_labels"] = trained[use[0]].sidecar["pseudo_labels"]
@@ -306,7 +309,8 @@ def ablation_markdown(rows: list[dict], protocol: dict) -> str:
 
 
 def run_ablation(catalogs: list[Path], out: Path, variants: list[str], ledger: Path | None = None, k: int = 3,
-                 epochs: int = TrainSettings.epochs, kinds: tuple[str, ...] = ("classifier", "regressor"),
+                 epochs: int = TrainSettings.epochs, seed: int = TrainSettings.seed,
+                 kinds: tuple[str, ...] = ("classifier", "regressor"),
                  throughput_images: int = 300, progress=None, unlabelled: list[Path] = ()) -> dict:
     """Cross-validate every variant in ``variants``, one (variant, fold) cell at a time, each
     appended to ``ledger`` (default ``out/ledger.jsonl``) as it finishes; cells already there
@@ -326,7 +330,7 @@ def run_ablation(catalogs: list[Path], out: Path, variants: list[str], ledger: P
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     book = Ledger(ledger or out / "ledger.jsonl")
-    settings = replace(TrainSettings(), epochs=epochs, patience=max(TrainSettings().patience, epochs))
+    settings = replace(TrainSettings(), epochs=epochs, seed=seed, patience=max(TrainSettings().patience, epochs))
     protocol = protocol_of(catalogs, k, settings, kinds)
     done = book.done(protocol)
     # Fold by fold across the variants: a stopped run leaves paired comparisons (same fold).

@@ -308,6 +308,9 @@ ABLATION_ARGUMENTS = (
              "(default: OUT/ledger.jsonl; the project's is benchmarks/results/ablation.jsonl)"),
     arg("--folds", type=int, default=3),
     arg("--epochs", type=int, default=TrainSettings.epochs, help="maximum epochs per fold"),
+    arg("--seed", type=int, default=TrainSettings.seed,
+        help="training seed, part of the protocol: another seed's cells form their own table (the seed-to-seed "
+             "spread of a variant is the ledger's noise)"),
     arg("--models", default="classifier,regressor", help="models each fold trains"),
     arg("--throughput-images", type=int, default=300,
         help="synthetic 424 px cutouts each variant's bundle annotates to time it (0: skip)"),
@@ -323,6 +326,6 @@ def _ablation(args: argparse.Namespace) -> None:
 
     variants = names(args.variants) if args.variants else list(VARIANTS)
     run_ablation(args.catalogs, args.out, variants, ledger=args.ledger, k=args.folds, epochs=args.epochs,
-                 kinds=tuple(names(args.models)), throughput_images=args.throughput_images,
+                 seed=args.seed, kinds=tuple(names(args.models)), throughput_images=args.throughput_images,
                  progress=lambda line: print(f"cross-validating {line}", flush=True), unlabelled=args.unlabelled)
     print((args.out / "ablation.md").read_text())

@@ -68,6 +68,24 @@ class HeldOut:
     embeddings: np.ndarray | None = None  # (n, EMBEDDING_DIM) models.embedding
     # the labels of each row's KNN_K nearest training galaxies of its catalog, by embedding
     knn_labels: list[list[str]] | None = None
+    # an ensemble's (models.crossval.run_fold's members) own outputs, member by member: (M, n, …)
+    member_probs: np.ndarray | None = None
+    member_probs_uncalibrated: np.ndarray | None = None
+    member_votes: np.ndarray | None = None
+
+
+def member_view(h: HeldOut, m: int) -> HeldOut:
+    """The predictions of an ensemble's member ``m`` alone (the embedding and OOD flag are the
+    first member's either way)."""
+    if h.member_probs is None and h.member_votes is None:
+        raise ValueError(f"{h.catalog} fold {h.fold}: these predictions are not an ensemble's")
+
+    def own(stack):
+        return None if stack is None else stack[m]
+
+    return replace(h, probs=own(h.member_probs), probs_uncalibrated=own(h.member_probs_uncalibrated),
+                   votes_pred=own(h.member_votes), member_probs=None, member_probs_uncalibrated=None,
+                   member_votes=None)
 
 
 def folds_of(catalogs: Sequence[Catalog], names: Sequence[str], k: int) -> list[np.ndarray]:
@@ -181,17 +199,19 @@ def _predict(ensemble: Sequence[dict], config: ModelConfig, name: str, catalog: 
     if catalog.has_raw_votes:
         out.votes_raw = GZ2_TREE.cumulative(raw_vote_matrix(table.take(good)))
     if "classifier" in trained:
-        calibrated, uncalibrated = [], []
+        calibrated, uncalibrated = [], []  # per member, averaged over the views
         for member in ensemble:
             clf = member["classifier"]
             head, record = head_for(clf.sidecar, name)
             model = clf.model if head == 0 else clf.extra_models[record["output"]]
             zs = [logits(model, v, head) for v in _views(x, views)]
             t = record["calibration"]["temperature"]
-            calibrated += [softmax(z) for z in zs]
-            uncalibrated += [softmax(z * t) for z in zs]
+            calibrated.append(np.mean([softmax(z) for z in zs], axis=0))
+            uncalibrated.append(np.mean([softmax(z * t) for z in zs], axis=0))
         out.class_names = list(head_for(trained["classifier"].sidecar, name)[1]["class_names"])
         out.probs, out.probs_uncalibrated = np.mean(calibrated, axis=0), np.mean(uncalibrated, axis=0)
+        if len(ensemble) > 1:
+            out.member_probs, out.member_probs_uncalibrated = np.stack(calibrated), np.stack(uncalibrated)
         clf = trained["classifier"]
         ood = OodReference.from_dict(clf.sidecar["ood"])
         pooled = pooled_features(clf.model, x)
@@ -200,9 +220,12 @@ def _predict(ensemble: Sequence[dict], config: ModelConfig, name: str, catalog: 
             out.embeddings = EmbeddingProjection.from_dict(clf.sidecar["embedding"]).project(pooled)
     if "regressor" in trained:
         out.votes_true = kaggle_targets(table.take(good)) if catalog.has_votes else np.full((len(good), 37), np.nan)
-        out.votes_pred = np.mean([np.concatenate([np.asarray(member["regressor"].model(v[i:i + 256], training=False))
-                                                  for i in range(0, max(len(v), 1), 256)])[:len(v)]
-                                  for member in ensemble for v in _views(x, views)], axis=0)
+        votes = np.stack([np.mean([np.concatenate([np.asarray(member["regressor"].model(v[i:i + 256], training=False))
+                                                   for i in range(0, max(len(v), 1), 256)])[:len(v)]
+                                   for v in _views(x, views)], axis=0) for member in ensemble])
+        out.votes_pred = votes.mean(axis=0)
+        if len(ensemble) > 1:
+            out.member_votes = votes
     if "captioner" in trained and any(out.captions):
         cap = trained["captioner"]
         parts, tokenizer = captioner_from_train(cap.model), Tokenizer.from_dict(cap.sidecar["tokenizer"])

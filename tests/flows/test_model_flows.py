@@ -155,6 +155,9 @@ def test_cross_validation_of_an_ensemble_records_its_members_and_keeps_its_folds
     summary = json.loads((report / "cv.json").read_text())
     assert summary["members"] == 2 and summary["report"]["catalog"]["rows"] == 48
     fold0 = (report / "folds" / "fold-0.json").stat().st_mtime_ns
+    assert morphcat(*args, "--members", "2").returncode == 0  # resumed: the kept folds read back, members and all
+    assert (report / "folds" / "fold-0.json").stat().st_mtime_ns == fold0
+    assert json.loads((report / "cv.json").read_text())["report"] == summary["report"]
     assert morphcat(*args).returncode == 0  # one model: the ensemble's folds are not read back as its own
     assert (report / "folds" / "fold-0.json").stat().st_mtime_ns != fold0
     assert "members" not in json.loads((report / "cv.json").read_text())

@@ -327,7 +327,7 @@ def test_an_ensemble_trains_each_member_from_its_own_seed_and_averages_their_out
     from dataclasses import replace
 
     from models.config import TrainSettings
-    from models.crossval import _predict, run_fold
+    from models.crossval import _predict, fold_scores, member_view, run_fold
 
     _, catalogs, config, folds = _survey_folds(tmp_path, 40, "gz2", [8, 16], 2)
     settings = TrainSettings(epochs=1, batch_size=16, val_fraction=0.2)
@@ -348,3 +348,11 @@ def test_an_ensemble_trains_each_member_from_its_own_seed_and_averages_their_out
         np.testing.assert_allclose(getattr(both, field), (getattr(alone_a, field) + getattr(alone_b, field)) / 2,
                                    rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(both.ood_flag, alone_a.ood_flag)  # the first member's
+    assert alone_a.member_probs is None and both.member_probs.shape == (2, *alone_a.probs.shape)
+    for m, alone in enumerate((alone_a, alone_b)):  # each member's own predictions are kept, to score alone
+        view = member_view(both, m)
+        for field in ("probs", "probs_uncalibrated", "votes_pred"):
+            np.testing.assert_allclose(getattr(view, field), getattr(alone, field), rtol=1e-5, atol=1e-6)
+        assert fold_scores(view)["accuracy"] == pytest.approx(fold_scores(alone)["accuracy"])
+    with pytest.raises(ValueError, match="not an ensemble"):
+        member_view(alone_a, 0)
