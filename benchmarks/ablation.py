@@ -189,7 +189,7 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
     from benchmarks.run import machine, machine_line
     from catalogs.fingerprints import catalog_fingerprint
     from models.artifacts import save_trained
-    from models.crossval import fold_scores, member_view, run_fold
+    from models.crossval import fold_scores, member_view, run_fold, training_summary
     from models.precision import cpu_flags
 
     variant = VARIANTS[name]
@@ -197,16 +197,19 @@ def run_cell(name: str, fold: int, loaded: list, names: tuple[str, ...], folds: 
     use = _models(variant, protocol)
     t0 = time.perf_counter()
     extra = list(unlabelled) if variant.unlabelled else []
-    held_out, trained = run_fold(loaded, list(names), config, vsettings, folds, fold, use, views=variant.views,
+    held_out, ensemble = run_fold(loaded, list(names), config, vsettings, folds, fold, use, views=variant.views,
                                  unlabelled=extra, members=variant.members)
     minutes = (time.perf_counter() - t0) / 60.0
+    trained = ensemble[0]
     line = {"variant": name, "fold": fold, "what": variant.what, "protocol": protocol, "commit": code_commit(),
             "machine": machine_line(machine()), "cpu_flags": cpu_flags(), "minutes": round(minutes, 2),
             "config": config.to_dict(), "settings": asdict(vsettings), "views": variant.views, "members": variant.members,
             "train_images_per_second": {k: t.sidecar.get("train_images_per_second") for k, t in trained.items()},
             "train_images_per_cpu_second": {k: t.sidecar.get("train_images_per_cpu_second") for k, t in trained.items()},
             "precision": trained[use[0]].sidecar.get("precision"),
-            "scores": {h.catalog: fold_scores(h) for h in held_out}}
+            "scores": {h.catalog: fold_scores(h) for h in held_out},
+            # per member, the joint training of the classifier and regressor (one history)
+            "trainings": [training_summary(member[use[0]].history) for member in ensemble]}
     if variant.members > 1:  # each member alone too: how far the average is from its parts
         line["member_scores"] = [{h.catalog: fold_scores(member_view(h, m)) for h in held_out}
                                  for m in range(variant.members)]

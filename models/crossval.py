@@ -74,6 +74,20 @@ class HeldOut:
     member_votes: np.ndarray | None = None
 
 
+def training_summary(history: dict) -> dict:
+    """How one training went, from its Keras history: epochs run, the epoch whose weights it kept
+    (the lowest validation loss; early stopping restores them), that loss and the last one, and
+    whether every loss stayed finite. A run that collapsed shows here, not only in its scores."""
+    val = np.asarray(history.get("val_loss", []), dtype=np.float64)
+    losses = np.asarray(history.get("loss", []), dtype=np.float64)
+    finite = bool(np.isfinite(val).all() and np.isfinite(losses).all())
+    if not len(val) or not np.isfinite(val).any():
+        return {"epochs_run": int(len(losses)), "finite": finite}
+    best = int(np.nanargmin(np.where(np.isfinite(val), val, np.nan)))
+    return {"epochs_run": int(len(losses)), "best_epoch": best + 1, "best_val_loss": round(float(val[best]), 5),
+            "last_val_loss": round(float(val[-1]), 5) if np.isfinite(val[-1]) else None, "finite": finite}
+
+
 def member_view(h: HeldOut, m: int) -> HeldOut:
     """The predictions of an ensemble's member ``m`` alone (the embedding and OOD flag are the
     first member's either way)."""
@@ -102,15 +116,15 @@ def folds_of(catalogs: Sequence[Catalog], names: Sequence[str], k: int) -> list[
 def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelConfig, settings: TrainSettings,
              folds: Sequence[np.ndarray], fold: int, kinds: Sequence[str],
              callbacks: Callable[[str], list] = lambda stage: [], views: int = 1,
-             unlabelled: Sequence[tuple[str, Catalog]] = (), members: int = 1) -> tuple[list[HeldOut], dict]:
+             unlabelled: Sequence[tuple[str, Catalog]] = (), members: int = 1) -> tuple[list[HeldOut], list[dict]]:
     """Train ``kinds`` on every fold but ``fold`` and predict the rows of ``fold``; ``views`` = 8
     averages the classifier's and regressor's outputs over the 8 rotations/flips (test-time
     augmentation); ``unlabelled`` ((name, catalog) pairs): the classifier and regressor are the
     students of a teacher trained on the same folds (``models.pseudo``); ``members`` > 1: that
     many classifiers and regressors, trained alike from the seeds ``settings.seed + m``, average
     their calibrated probabilities and vote fractions (a deep ensemble; the embedding, the OOD
-    flag and the captioner are the first member's). Returns the predictions and the first
-    member's trained models (by kind)."""
+    flag and the captioner are the first member's). Returns the predictions and each member's
+    trained models (by kind; the captioner with the first member's)."""
     from models.pseudo import stage_name, train_heads
     from models.train import train_captioner
 
@@ -139,7 +153,7 @@ def run_fold(catalogs: Sequence[Catalog], names: Sequence[str], config: ModelCon
     if "classifier" in trained and "embedding" in trained["classifier"].sidecar:
         for h, catalog, mask in zip(held_out, catalogs, masks):
             _embedding_neighbours(h, trained["classifier"], config, catalog, np.flatnonzero(~mask))
-    return held_out, trained
+    return held_out, ensemble
 
 
 def _embed(classifier, config: ModelConfig, catalog: Catalog, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -125,6 +125,7 @@ def test_a_run_skips_the_cells_in_its_ledger_and_renders_the_same_table(tmp_path
     lines = book.lines()
     assert [(x["variant"], x["fold"]) for x in lines] == [("renamed", 0), ("default", 1)]
     assert lines[1]["protocol"] == protocol and "s" in lines[1]["scores"] and lines[1]["cpu_flags"] is not None
+    assert [t["epochs_run"] for t in lines[1]["trainings"]] == [1] and "member_scores" not in lines[1]
     md = (tmp_path / "out" / "ablation.md").read_text()
     started.clear()
     second = run_ablation(**run, progress=started.append)  # every cell done: nothing trains

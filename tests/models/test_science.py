@@ -333,14 +333,15 @@ def test_an_ensemble_trains_each_member_from_its_own_seed_and_averages_their_out
     settings = TrainSettings(epochs=1, batch_size=16, val_fraction=0.2)
     kinds = ("classifier", "regressor")
     stages = []
-    run_fold(catalogs, ["s"], config, settings, folds, 0, kinds, members=2,
-             callbacks=lambda stage: stages.append(stage) or [])
+    _, ensemble = run_fold(catalogs, ["s"], config, settings, folds, 0, kinds, members=2,
+                           callbacks=lambda stage: stages.append(stage) or [])
     assert stages == ["classifier+regressor member 1/2", "classifier+regressor member 2/2"]
+    assert [m["classifier"].sidecar["settings"]["seed"] for m in ensemble] == [0, 1]
     with pytest.raises(ValueError, match="members"):
         run_fold(catalogs, ["s"], config, settings, folds, 0, kinds, members=0)
 
-    a = run_fold(catalogs, ["s"], config, settings, folds, 0, kinds)[1]
-    b = run_fold(catalogs, ["s"], config, replace(settings, seed=1), folds, 0, kinds)[1]
+    (a,) = run_fold(catalogs, ["s"], config, settings, folds, 0, kinds)[1]
+    (b,) = run_fold(catalogs, ["s"], config, replace(settings, seed=1), folds, 0, kinds)[1]
     rows = np.flatnonzero(folds[0] == 0)
     (alone_a,), (alone_b,), (both,) = ([_predict(e, config, "s", catalogs[0], rows, 0)] for e in ([a], [b], [a, b]))
     assert not np.allclose(alone_a.probs, alone_b.probs)  # two seeds, two different models
@@ -356,3 +357,16 @@ def test_an_ensemble_trains_each_member_from_its_own_seed_and_averages_their_out
         assert fold_scores(view)["accuracy"] == pytest.approx(fold_scores(alone)["accuracy"])
     with pytest.raises(ValueError, match="not an ensemble"):
         member_view(alone_a, 0)
+
+
+@pytest.mark.parametrize(("val_loss", "expected"), [
+    ([3.0, 2.0, 2.5], {"epochs_run": 3, "best_epoch": 2, "best_val_loss": 2.0, "last_val_loss": 2.5, "finite": True}),
+    ([3.0, float("nan"), float("nan")], {"epochs_run": 3, "best_epoch": 1, "best_val_loss": 3.0,
+                                         "last_val_loss": None, "finite": False}),
+    ([float("nan")] * 3, {"epochs_run": 3, "finite": False}),
+])
+def test_a_training_summary_shows_which_epoch_was_kept_and_a_run_that_diverged(val_loss, expected):
+    from models.crossval import training_summary
+
+    got = training_summary({"loss": [1.0] * 3, "val_loss": val_loss})
+    assert got == expected
